@@ -1,0 +1,1 @@
+"""The converter: Hugging Face folders or GGUF files in, GGUF files out."""

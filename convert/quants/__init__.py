@@ -1,0 +1,107 @@
+"""GGUF block quantizers, one per weight type.
+
+One quantizer, two uses: `quantize` returns the exact bytes written to the GGUF file, and the AWQ search scores
+candidate scales with `fake_quantize`, which is `dequantize(quantize(w))` of those same bytes.
+
+Every quantizer has the signature `(w, importance) -> bytes`:
+  w           float32 [rows, cols], cols a multiple of the type's block size, on any torch device
+  importance  float32 [cols] or None: per-column weights of the squared error (llama.cpp's imatrix values,
+              mean x^2 of the column's activations). None means plain squared error.
+  returns     uint8 [rows, cols // block_size * type_size], rows laid out exactly as ggml stores them
+Every dequantizer maps those bytes back to float32 [rows, cols], bit for bit as ggml / gguf.quants do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+QuantizeFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+DequantizeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class QuantShapeError(ValueError):
+    """A tensor's shape does not fit the block format it is being quantized to."""
+
+
+@dataclass(frozen=True)
+class BlockFormat:
+    qtype: GGMLQuantizationType
+    quantize: QuantizeFn
+    dequantize: DequantizeFn
+
+    @property
+    def block_size(self) -> int:
+        return GGML_QUANT_SIZES[self.qtype][0]
+
+    @property
+    def type_size(self) -> int:
+        return GGML_QUANT_SIZES[self.qtype][1]
+
+    def row_bytes(self, cols: int) -> int:
+        return cols // self.block_size * self.type_size
+
+
+_FORMATS: dict[GGMLQuantizationType, BlockFormat] = {}
+
+
+def register(fmt: BlockFormat) -> BlockFormat:
+    _FORMATS[fmt.qtype] = fmt
+    return fmt
+
+
+# One module per weight type (shared helpers beside them); each calls register() at import time.
+_MODULES = ("float_types", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k")
+
+
+def _load_all() -> None:
+    import importlib
+
+    for mod in _MODULES:
+        importlib.import_module(f"{__name__}.{mod}")
+
+
+def get_format(qtype: GGMLQuantizationType) -> BlockFormat:
+    if not _FORMATS:
+        _load_all()
+    try:
+        return _FORMATS[qtype]
+    except KeyError:
+        supported = ", ".join(sorted(t.name for t in _FORMATS))
+        raise ValueError(f"no quantizer for {qtype.name}; supported: {supported}") from None
+
+
+def supported_types() -> list[GGMLQuantizationType]:
+    if not _FORMATS:
+        _load_all()
+    return list(_FORMATS)
+
+
+def check_shape(w: torch.Tensor, qtype: GGMLQuantizationType, name: str = "tensor") -> None:
+    block = GGML_QUANT_SIZES[qtype][0]
+    if w.ndim != 2 or w.shape[1] % block:
+        raise QuantShapeError(
+            f"{name}: shape {tuple(w.shape)} cannot be quantized to {qtype.name}: "
+            f"needs 2 dims and a row length that is a multiple of {block}"
+        )
+
+
+def quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 [rows, cols] -> uint8 [rows, row_bytes], the GGUF bytes of type `qtype`."""
+    check_shape(w, qtype)
+    if importance is not None and importance.shape != (w.shape[1],):
+        raise QuantShapeError(f"importance has shape {tuple(importance.shape)}, expected ({w.shape[1]},)")
+    return get_format(qtype).quantize(w.float().contiguous(), importance)
+
+
+def dequantize(q: torch.Tensor, qtype: GGMLQuantizationType) -> torch.Tensor:
+    """uint8 [rows, row_bytes] -> float32 [rows, cols]."""
+    return get_format(qtype).dequantize(q)
+
+
+def fake_quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None) -> torch.Tensor:
+    """The float values the GGUF file will hold for `w`: what the AWQ search scores."""
+    return dequantize(quantize(w, qtype, importance), qtype)
