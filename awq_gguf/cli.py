@@ -1,0 +1,134 @@
+"""The `awq-gguf` command line: parses arguments into config objects and calls the library. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from awq_gguf.errors import AwqGgufError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Convert causal language models to GGUF files for llama.cpp, with AWQ.",
+)
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """AwqGgufError -> one line on stderr, exit code 2; Ctrl-C -> exit 130. No tracebacks for user errors."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AwqGgufError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; no output file was written", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@_user_errors
+def convert(
+    model: Optional[Path] = typer.Argument(None, help="Hugging Face model folder or .gguf file (default: the demo model)"),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="output file (default: <model-name>-<TYPE>.gguf here)"),
+    type: str = typer.Option("Q4_K_M", "--type", "-t", help="weight type or llama.cpp mix: Q4_0, Q4_K_M, Q8_0, F16, ..."),
+    method: str = typer.Option("rtn", "--method", help="rtn (plain rounding) or awq"),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="calibration text for --method awq"),
+    force: bool = typer.Option(False, "--force", "-f", help="overwrite OUT if it exists"),
+    pure: bool = typer.Option(False, "--pure", help="every weight matrix gets TYPE (no mix rules), as llama-quantize --pure"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Convert MODEL to a GGUF file.
+
+    \b
+    Examples:
+      awq-gguf convert                                   # the demo model (SmolLM2-135M-Instruct) to Q4_K_M
+      awq-gguf convert ./Llama-3.2-1B -t Q4_0 -o llama-q4_0.gguf
+      awq-gguf convert model.Q8_0.gguf -t Q5_K_M --force  # requantize an existing GGUF
+    """
+    from awq_gguf.config import ConvertConfig
+    from awq_gguf.convert.pipeline import convert_model
+
+    cfg = ConvertConfig(model=model, out=out, type=type, method=method, calib=calib, force=force, pure=pure,
+                        progress=not quiet)
+    result = convert_model(cfg)
+    typer.echo(result.summary())
+
+
+@app.command("eval")
+@_user_errors
+def eval_(
+    file: Path = typer.Argument(..., help="GGUF file"),
+    text: Path = typer.Option(..., "--text", help="plain UTF-8 text to score"),
+    ctx: int = typer.Option(512, "--ctx", min=8, help="window length in tokens"),
+    chunks: Optional[int] = typer.Option(None, "--chunks", min=1, help="score only the first N windows"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Perplexity of FILE under llama.cpp, computed as llama-perplexity does.
+
+    \b
+    Examples:
+      awq-gguf eval SmolLM2-135M-Instruct-Q4_K_M.gguf --text data/wiki.eval.txt
+      awq-gguf eval model.gguf --text data/wiki.eval.txt --ctx 512 --chunks 50 --json
+    """
+    from awq_gguf.perplexity import perplexity, read_text
+
+    result = perplexity(file, read_text(text), ctx=ctx, chunks=chunks, progress=not as_json)
+    typer.echo(json.dumps(result.as_dict()) if as_json else f"ppl = {result.ppl:.4f}  ({result.n_tokens} tokens, {result.n_chunks} x {ctx})")
+
+
+@app.command()
+@_user_errors
+def verify(
+    file: Path = typer.Argument(..., help="GGUF file written by awq-gguf"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="HF model folder (default: the file's source)"),
+    text: Path = typer.Option(Path("data/wiki.eval.txt"), "--text", help="plain UTF-8 text"),
+    ctx: int = typer.Option(512, "--ctx", min=8),
+    chunks: int = typer.Option(8, "--chunks", min=1, help="windows of CTX tokens to compare"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Run FILE in llama.cpp and the reference in transformers on the same tokens, and compare.
+
+    \b
+    Examples:
+      awq-gguf verify SmolLM2-135M-Instruct-F16.gguf --text data/wiki.eval.txt
+      awq-gguf verify out.gguf --reference ./Qwen2.5-0.5B --chunks 4 --json
+    """
+    from awq_gguf.perplexity import read_text
+    from awq_gguf.verify import verify as run_verify
+
+    result = run_verify(file, reference, read_text(text), ctx=ctx, chunks=chunks)
+    typer.echo(json.dumps(result.as_dict()) if as_json else result.report())
+
+
+@app.command()
+@_user_errors
+def inspect(file: Path = typer.Argument(..., help="GGUF file")) -> None:
+    """Print FILE's metadata and a per-type tensor summary (count, MiB, bits per weight).
+
+    \b
+    Example:
+      awq-gguf inspect SmolLM2-135M-Instruct-Q4_K_M.gguf
+    """
+    from awq_gguf.inspect_file import render
+
+    typer.echo(render(file))
+
+
+def main() -> None:
+    app(prog_name="awq-gguf")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

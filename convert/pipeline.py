@@ -1,0 +1,131 @@
+"""The conversion: open a source, choose each tensor's type, quantize and stream it into an atomic GGUF file."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from awq_gguf import __version__
+from awq_gguf.config import ConvertConfig
+from awq_gguf.errors import AwqGgufError
+
+from .mix import ModelShape, file_type_of, plan_types
+from .output_file import AtomicOutput, check_output
+from .quants import get_format, quantize
+from .source import ModelSource, SourceTensor, open_source
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    out: Path
+    type: str
+    n_bytes: int  # tensor data bytes
+    n_params: int
+    seconds: float
+    type_counts: dict[str, int]
+
+    @property
+    def bpw(self) -> float:
+        return self.n_bytes * 8 / max(self.n_params, 1)
+
+    def summary(self) -> str:
+        return (
+            f"wrote {self.out}: {self.type}, {self.n_bytes / 2**20:.1f} MiB, {self.bpw:.2f} bits per weight, "
+            f"{self.seconds:.1f} s"
+        )
+
+
+def default_output(source_name: str, type_name: str) -> Path:
+    return Path.cwd() / f"{source_name}-{type_name}.gguf"
+
+
+def resolve_model(model: Path | None) -> Path:
+    if model is not None:
+        return model
+    from awq_gguf.demo import demo_hf_folder
+
+    return demo_hf_folder()
+
+
+def convert_model(cfg: ConvertConfig) -> ConvertResult:
+    start = time.perf_counter()
+    if cfg.method != "rtn":
+        raise AwqGgufError(f"--method {cfg.method} is not available in this version; use --method rtn")
+    if cfg.out is not None:  # fail on the output before any heavy work
+        check_output(cfg.out, cfg.force)
+    model = resolve_model(cfg.model)
+    source = open_source(model)
+    try:
+        out = cfg.out or default_output(source.name, cfg.type)
+        return _write(source, out, cfg, start, settings={"source": str(model.resolve()), "pure": cfg.pure, **cfg.extra})
+    finally:
+        source.close()
+
+
+def _write(source: ModelSource, out: Path, cfg: ConvertConfig, start: float, settings: dict) -> ConvertResult:
+    shape = ModelShape(
+        n_layer=source.n_layer,
+        n_head=source.n_head,
+        n_head_kv=source.n_head_kv,
+        has_output=any(t.name == "output.weight" for t in source.tensors),
+    )
+    types = plan_types([(t.name, t.shape) for t in source.tensors], cfg.type, shape, pure=cfg.pure)
+
+    writer = gguf.GGUFWriter(path=None, arch=source.arch.gguf_name)
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(source.name)
+    source.write_metadata(writer)  # for GGUF inputs this carries general.name etc. over (overriding ours)
+    writer.add_file_type(int(file_type_of(cfg.type)))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_string("awq_gguf.version", __version__)
+    writer.add_string("awq_gguf.method", cfg.method)
+    writer.add_string("awq_gguf.type", cfg.type)
+    writer.add_string("awq_gguf.settings", json.dumps(settings, sort_keys=True))
+
+    n_bytes = n_params = 0
+    counts: dict[str, int] = {}
+    for t in source.tensors:
+        qtype = types[t.name]
+        nb = _nbytes(t, qtype)
+        writer.add_tensor_info(t.name, _byte_shape(t, qtype), np.dtype(np.uint8), nb, raw_dtype=qtype)
+        n_bytes += nb
+        n_params += int(np.prod(t.shape))
+        counts[qtype.name] = counts.get(qtype.name, 0) + 1
+
+    with AtomicOutput(out, cfg.force) as tmp:
+        try:
+            writer.write_header_to_file(tmp)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            bar = tqdm(total=n_params, desc="quantize", unit="w", unit_scale=True, disable=not cfg.progress)
+            for t in source.tensors:
+                data = _quantize_tensor(t, types[t.name])
+                writer.write_tensor_data(data)
+                bar.update(int(np.prod(t.shape)))
+            bar.close()
+        finally:
+            writer.close()
+    return ConvertResult(out, cfg.type, n_bytes, n_params, time.perf_counter() - start, counts)
+
+
+def _byte_shape(t: SourceTensor, qtype: gguf.GGMLQuantizationType) -> tuple[int, ...]:
+    return (*t.shape[:-1], get_format(qtype).row_bytes(t.shape[-1]))
+
+
+def _nbytes(t: SourceTensor, qtype: gguf.GGMLQuantizationType) -> int:
+    return int(np.prod(_byte_shape(t, qtype)))
+
+
+def _quantize_tensor(t: SourceTensor, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    w = t.load_checked()  # float32, t.shape
+    with torch.no_grad():
+        q = quantize(w.reshape(-1, t.shape[-1]), qtype)  # uint8 [rows, row_bytes]
+    return q.cpu().numpy().reshape(_byte_shape(t, qtype))
+
