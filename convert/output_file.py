@@ -17,8 +17,12 @@ def check_output(out: Path, force: bool) -> None:
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"output folder {parent} does not exist; create it or choose another -o")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {parent} is not writable; choose another -o")
+    probe = parent / f".{out.name}.{os.getpid()}.probe"
+    try:  # os.access says yes to root even on read-only file systems: try for real
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"output folder {parent} is not writable ({e.strerror}); choose another -o") from None
 
 
 class AtomicOutput:

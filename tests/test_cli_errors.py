@@ -1,0 +1,138 @@
+"""Bad input: each case exits with code 2, prints one line naming the problem, and leaves no output file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def _assert_clean_error(result, out: Path | None, *needles: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    if out is not None:
+        assert not out.exists()
+        assert not list(out.parent.glob(f".{out.name}*")), "a temp file was left behind"
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_model_folder(cli, tmp_path):
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", tmp_path / "nope", "-o", out), out, "does not exist")
+
+
+def test_folder_without_config(cli, tmp_path):
+    (tmp_path / "m").mkdir()
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", tmp_path / "m", "-o", out), out, "config.json")
+
+
+def test_unsupported_architecture(cli, tiny_model, tmp_path):
+    m = _copy(tiny_model("LlamaForCausalLM"), tmp_path / "m")
+    cfg = json.loads((m / "config.json").read_text())
+    cfg["architectures"] = ["GPT2LMHeadModel"]
+    (m / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", m, "-o", out), out, "GPT2LMHeadModel", "LlamaForCausalLM", "Qwen3ForCausalLM")
+
+
+def test_corrupt_safetensors(cli, tiny_model, tmp_path):
+    m = _copy(tiny_model("LlamaForCausalLM"), tmp_path / "m")
+    (m / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", m, "-o", out), out, "model.safetensors", "not a valid safetensors")
+
+
+def test_truncated_safetensors(cli, tiny_model, tmp_path):
+    m = _copy(tiny_model("LlamaForCausalLM"), tmp_path / "m")
+    data = (m / "model.safetensors").read_bytes()
+    (m / "model.safetensors").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", m, "-o", out), out, "truncated")
+
+
+def test_truncated_gguf(cli, tiny_model, tmp_path):
+    good = tmp_path / "good.gguf"
+    assert cli("convert", tiny_model("LlamaForCausalLM"), "-o", good, "-t", "F16", "-q").exit_code == 0
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", bad, "-o", out), out, "bad.gguf")
+
+
+def test_not_a_gguf(cli, tmp_path):
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"PK\x03\x04 this is a zip, not gguf" * 10)
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", bad, "-o", out), out, "not a GGUF file")
+
+
+def test_unknown_type(cli, tiny_model, tmp_path):
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "-t", "Q4_Z"), out, "Q4_Z", "Q4_K_M")
+
+
+def test_output_exists_without_force(cli, tiny_model, tmp_path):
+    out = tmp_path / "o.gguf"
+    out.write_bytes(b"keep me")
+    result = cli("convert", tiny_model("LlamaForCausalLM"), "-o", out)
+    assert result.exit_code == 2 and "--force" in result.stderr
+    assert out.read_bytes() == b"keep me"
+    assert cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "--force", "-q", "-t", "Q8_0").exit_code == 0
+    assert out.read_bytes()[:4] == b"GGUF"
+
+
+def test_output_folder_not_writable(cli, tiny_model, tmp_path):
+    # /proc refuses new files even to root, for whom chmod-based read-only folders are writable anyway.
+    out = Path("/proc/awq-gguf-test.gguf")
+    _assert_clean_error(cli("convert", tiny_model("LlamaForCausalLM"), "-o", out), None, "not writable")
+    missing = tmp_path / "no" / "such" / "dir" / "o.gguf"
+    _assert_clean_error(cli("convert", tiny_model("LlamaForCausalLM"), "-o", missing), None, "does not exist")
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+def test_nan_or_inf_weight_names_the_tensor(cli, tiny_model, tmp_path, bad_value):
+    m = _copy(tiny_model("LlamaForCausalLM"), tmp_path / "m")
+    tensors = load_file(m / "model.safetensors")
+    tensors["model.layers.1.mlp.up_proj.weight"][3, 7] = bad_value
+    save_file(tensors, m / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", m, "-o", out, "-t", "Q4_0"), out, "model.layers.1.mlp.up_proj.weight", "NaN/Inf")
+
+
+def test_bad_method(cli, tiny_model, tmp_path):
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "--method", "gptq"), out, "gptq")
+
+
+def test_eval_missing_text(cli, tmp_path):
+    _assert_clean_error(cli("eval", tmp_path / "x.gguf", "--text", tmp_path / "none.txt"), None, "none.txt")
+
+
+def test_inspect_not_gguf(cli, tmp_path):
+    p = tmp_path / "x.gguf"
+    p.write_bytes(b"hello")
+    _assert_clean_error(cli("inspect", p), None, "not a GGUF file")
+
+
+def test_bf16_weights_accepted(cli, tmp_path):
+    from tiny_models import make_tiny_model
+
+    m = make_tiny_model(tmp_path / "bf16", "Qwen2ForCausalLM", dtype=torch.bfloat16)
+    out = tmp_path / "o.gguf"
+    result = cli("convert", m, "-o", out, "-t", "F32", "-q")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
