@@ -64,7 +64,7 @@ class GgufSource:
         def load() -> torch.Tensor:
             shape = tuple(int(x) for x in reversed(t.shape))
             w = gguf.quants.dequantize(t.data, t.tensor_type)  # float32, [.., cols]
-            return torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32).reshape(shape))
+            return torch.from_numpy(np.array(w, dtype=np.float32).reshape(shape))  # a copy: the mmap is read-only
 
         return load
 

@@ -104,12 +104,10 @@ def _write(source: ModelSource, out: Path, cfg: ConvertConfig, start: float, set
             writer.write_header_to_file(tmp)
             writer.write_kv_data_to_file()
             writer.write_ti_data_to_file()
-            bar = tqdm(total=n_params, desc="quantize", unit="w", unit_scale=True, disable=not cfg.progress)
-            for t in source.tensors:
-                data = _quantize_tensor(t, types[t.name])
-                writer.write_tensor_data(data)
-                bar.update(int(np.prod(t.shape)))
-            bar.close()
+            with tqdm(total=n_params, desc="quantize", unit="w", unit_scale=True, disable=not cfg.progress) as bar:
+                for t in source.tensors:
+                    writer.write_tensor_data(_quantize_tensor(t, types[t.name]))
+                    bar.update(int(np.prod(t.shape)))
         finally:
             writer.close()
     return ConvertResult(out, cfg.type, n_bytes, n_params, time.perf_counter() - start, counts)
