@@ -52,17 +52,32 @@ def reference_from_file(path: Path) -> Path:
     return Path(src)
 
 
+def hf_token_ids(folder: Path, text: str) -> list[int]:
+    """The reference tokenization: tokenizer.json as the `tokenizers` library runs it (what HF fast tokenizers
+    are defined by), with its own special-token post-processing; SentencePiece-only folders via AutoTokenizer.
+
+    transformers 5's AutoTokenizer rebuilds the pre-tokenizer of folders that declare GPT2Tokenizer (SmolLM2's
+    real config does) and drops steps such as Digits, so it is not used where tokenizer.json exists.
+    """
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(folder / "tokenizer.json")).encode(text, add_special_tokens=True).ids
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)(text, add_special_tokens=True)["input_ids"]
+
+
 def verify(path: Path, reference: Path | None, text: str, ctx: int = 512, chunks: int = 8) -> VerifyResult:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     ref = reference or reference_from_file(path)
     if not (ref / "config.json").is_file():
         raise ModelNotFoundError(f"reference {ref} is not a Hugging Face model folder (no config.json)")
     llm = load_llama(path, ctx)
     ids_llama = tokenize(llm, text)
-    hf_tok = AutoTokenizer.from_pretrained(ref)
-    ids_hf = hf_tok(text, add_special_tokens=True)["input_ids"]
+    ids_hf = hf_token_ids(ref, text)
     n = min(len(ids_llama), len(ids_hf))
     diff = next((i for i in range(n) if ids_llama[i] != ids_hf[i]), None)
     if diff is None and len(ids_llama) != len(ids_hf):
