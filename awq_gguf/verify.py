@@ -85,7 +85,7 @@ def verify(path: Path, reference: Path | None, text: str, ctx: int = 512, chunks
     bos = llm.token_bos() if llm._model.add_bos_token() else None  # noqa: SLF001
     wins = windows(ids_llama, ctx, chunks, bos)
 
-    model = AutoModelForCausalLM.from_pretrained(ref, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32)
     model.eval()
     first = ctx // 2
     agree = kl_sum = 0.0
