@@ -29,10 +29,10 @@ class ConvertConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from awq_gguf.convert.mix import file_type_of
+        from awq_gguf.convert.mix import canonical_name, file_type_of
 
-        object.__setattr__(self, "type", self.type.upper())
         file_type_of(self.type)  # raises UnknownTypeError with the accepted names
+        object.__setattr__(self, "type", canonical_name(self.type))  # "q4_k" -> "Q4_K_M", as llama-quantize
         if self.method not in METHODS:
             raise ConfigError(f"unknown --method {self.method!r}; choose one of: {', '.join(METHODS)}")
         if self.calib is not None and not self.calib.is_file():
