@@ -1,0 +1,67 @@
+"""Q5_K: super-blocks of 256 = 8 sub-blocks of 32, value d*sc_j*q - dmin*m_j, q 5-bit, sc/m 6-bit.
+
+Block (176 bytes): d f16, dmin f16, scales[12] (as Q4_K), qh[32]: bit j of byte l is the 5th bit of element
+32j+l, qs[128]: low 4 bits laid out as Q4_K's nibbles.
+"""
+
+from __future__ import annotations
+
+import torch
+from gguf import GGMLQuantizationType as QT
+
+from . import BlockFormat, register
+from .k_common import (
+    Scratch,
+    QK_K,
+    element_weights,
+    f16_bytes,
+    pack_scales_k4,
+    quantize_affine,
+    quantize_rows,
+    read_f16,
+    unpack_scales_k4,
+)
+
+TYPE_SIZE = 176
+# offsets r of the trial inverse scales (31 + r) / (max - min) of the per-sub-block search
+GRID = [-1.0 + 0.3 * i for i in range(9)]
+
+
+def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
+    # x [n, 256] -> uint8 [n, 176]
+    n = x.shape[0]
+    w = element_weights(x, imp, 2.0)
+    r = quantize_affine(x.reshape(n, 8, 32), None if w is None else w.reshape(n, 8, 32), 31, 63, 63, GRID, ws)
+    L = r.L  # [n, 8, 32]
+    hi = L >> 4
+    shifts = torch.arange(8, dtype=torch.uint8, device=x.device).reshape(1, 8, 1)
+    qh = (hi << shifts).sum(dim=1, dtype=torch.int32).to(torch.uint8)  # [n, 32], bits are disjoint
+    lo = (L & 15).reshape(n, 4, 2, 32)
+    qs = (lo[:, :, 0] | (lo[:, :, 1] << 4)).reshape(n, 128)
+    return torch.cat([f16_bytes(r.d), f16_bytes(r.dmin), pack_scales_k4(r.sc, r.m), qh, qs], dim=1)
+
+
+def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
+    # w float32 [rows, cols] -> uint8 [rows, cols // 256 * 176]
+    return quantize_rows(w, importance, TYPE_SIZE, _quantize_blocks)
+
+
+def dequantize(q: torch.Tensor) -> torch.Tensor:
+    # q uint8 [rows, nb*176] -> float32 [rows, nb*256]
+    rows = q.shape[0]
+    b = q.reshape(-1, TYPE_SIZE)
+    d = read_f16(b[:, 0:2])
+    dmin = read_f16(b[:, 2:4])
+    sc, m = unpack_scales_k4(b[:, 4:16])
+    s2 = torch.tensor([0, 4], dtype=torch.uint8, device=q.device).reshape(1, 1, 2, 1)
+    lo = ((b[:, 48:].reshape(-1, 4, 1, 32) >> s2) & 15).reshape(-1, 8, 32)
+    s8 = torch.arange(8, dtype=torch.uint8, device=q.device).reshape(1, 8, 1)
+    hi = (b[:, 16:48].reshape(-1, 1, 32) >> s8) & 1  # [n, 8, 32]
+    lv = (lo | (hi << 4)).float()
+    dl = (d[:, None] * sc.float())[..., None]
+    ml = (dmin[:, None] * m.float())[..., None]
+    return (dl * lv - ml).reshape(rows, -1)
+
+
+FORMAT = register(BlockFormat(QT.Q5_K, quantize, dequantize))
+assert FORMAT.type_size == TYPE_SIZE and FORMAT.block_size == QK_K
