@@ -403,7 +403,7 @@ def quantize_affine(
     L = _affine_requant(x, a, -b, nmax, ws)
     Sl, Sll, Slx = _level_sums(L, x, w, ws)
 
-    # ---- stage 2: 2nd-level quantization of scales and mins (float64 from here on)
+    # ---- stage 2: 2nd-level quantization of scales and mins (float64 for the scales and exact errors)
     d, sc = _quantize_levels(a.double(), Sll.double(), 0, smax, scale_deltas)
     dmin, mq = _quantize_levels(-b.double(), c.Sw, 0, mmax, scale_deltas)
 
@@ -469,6 +469,9 @@ def quantize_affine(
         # the current state first: it stays on ties
         esub, sc, mq = _pick(-torch.cat([esub[None], e2]), torch.cat([sc[None], sc2]), torch.cat([mq[None], mq2]))
         esub = -esub
+    # a sub-block that decodes worse than all zeros (coarse subnormal fp16 d) is stored as zeros
+    keep = (esub <= c.Sxx).to(sc.dtype)
+    sc, mq = sc * keep, mq * keep
     L = _affine_requant(x, d32 * sc.float(), dmin32 * mq.float(), nmax, ws)
     return AffineResult(d.float(), dmin.float(), sc.to(torch.uint8), mq.to(torch.uint8), L.to(torch.uint8))
 
@@ -562,7 +565,7 @@ def quantize_symmetric(
     L = _sym_requant(x, a, nlo, ws)
     _, Sll, Slx = _level_sums(L, x, w, ws, need_sl=False)
 
-    # ---- stage 2: 2nd-level quantization of the scales (float64 from here on)
+    # ---- stage 2: 2nd-level quantization of the scales (float64 for the scales and exact errors)
     d, sc = _quantize_levels(a.double(), Sll.double(), slo, shi, scale_deltas)
 
     # ---- stage 3: refinement on the stored values
@@ -579,7 +582,11 @@ def quantize_symmetric(
         else:
             better = err < best_err
             best_err = torch.minimum(err, best_err)
-            res = (_blend(better, d, res[0]), _blend(better[:, None], sc, res[1]), _blend(better[:, None], esub, res[2]))
+            res = (
+                _blend(better, d, res[0]),
+                _blend(better[:, None], sc, res[1]),
+                _blend(better[:, None], esub, res[2]),
+            )
         if it == n_refine:
             break
         # (c) integer scales given levels and d: nearest integer to the continuous optimum (1-D convex)
@@ -607,5 +614,7 @@ def quantize_symmetric(
         e2 = c.Sxx - 2 * a64 * Slx + a64 * a64 * Sll
         esub, sc = _pick(-torch.cat([esub[None], e2]), torch.cat([sc[None], sc2]))
         esub = -esub
+    # a sub-block that decodes worse than all zeros (coarse subnormal fp16 d) is stored as zeros
+    sc = sc * (esub <= c.Sxx).to(sc.dtype)
     L = _sym_requant(x, d32 * sc.float(), nlo, ws)
     return SymResult(d.float(), sc.long(), L.to(torch.int8))

@@ -10,7 +10,17 @@ import torch
 from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
-from .k_common import QK_K, Scratch, element_weights, f16_bytes, pack_2bit, quantize_affine, quantize_rows, read_f16, unpack_2bit
+from .k_common import (
+    QK_K,
+    Scratch,
+    element_weights,
+    f16_bytes,
+    pack_2bit,
+    quantize_affine,
+    quantize_rows,
+    read_f16,
+    unpack_2bit,
+)
 
 TYPE_SIZE = 84
 # offsets r of the trial inverse scales (3 + r) / (max - min) of the per-sub-block search

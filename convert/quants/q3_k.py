@@ -11,7 +11,17 @@ import torch
 from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
-from .k_common import QK_K, Scratch, element_weights, f16_bytes, pack_2bit, quantize_rows, quantize_symmetric, read_f16, unpack_2bit
+from .k_common import (
+    QK_K,
+    Scratch,
+    element_weights,
+    f16_bytes,
+    pack_2bit,
+    quantize_rows,
+    quantize_symmetric,
+    read_f16,
+    unpack_2bit,
+)
 
 TYPE_SIZE = 110
 # offsets r: the sub-block's extreme element is tried at level -(4 + r) and at 3 + r

@@ -228,7 +228,10 @@ def test_hand_block_q6_k() -> None:
             ql[64 * h + l] = q1 | (q3 << 4)
             ql[64 * h + l + 32] = q2 | (q4 << 4)
             qh[32 * h + l] = (
-                (L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6)
+                (L[j + l] >> 4)
+                | ((L[j + l + 32] >> 4) << 2)
+                | ((L[j + l + 64] >> 4) << 4)
+                | ((L[j + l + 96] >> 4) << 6)
             )
     block = bytes(ql) + bytes(qh) + np.array(sc, dtype=np.int8).tobytes() + _f16(d)
     want = np.array([F32(d * sc[e // 16]) * F32(q[e]) for e in range(256)], F32)
@@ -307,3 +310,14 @@ def test_non_finite_input_raises(qtype: QT) -> None:
     w[0, 7] = float("nan")
     with pytest.raises(ValueError):
         Q.quantize(w, qtype)
+
+
+@pytest.mark.parametrize("qtype", K_TYPES, ids=lambda t: t.name)
+def test_tiny_weights_never_worse_than_zeros(qtype: QT) -> None:
+    """Near the fp16 subnormal range d gets coarse: a block must then decode no worse than all zeros."""
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.standard_normal((4, 512)) * s for s in (3e-8, 3e-7, 3e-6)]).astype(np.float32)
+    q, ours = _ours(qtype, x)
+    assert np.array_equal(ours, gguf_quants.dequantize(q, qtype))
+    err = ((ours - x) ** 2).reshape(-1, 256).sum(1)
+    assert np.all(err <= (x.astype(np.float64) ** 2).reshape(-1, 256).sum(1) * (1 + 1e-5))
