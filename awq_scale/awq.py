@@ -1,0 +1,232 @@
+"""AWQ over a whole model, block by block: capture, scale search, fold, clip search, importance.
+
+Only one block's float weights and activations are in memory at a time (plus the embeddings while the
+first hidden states are built). Block i+1 sees block i's float outputs (no quantized propagation). Each
+block: one pass over the calibration tokens collects per-column statistics of every linear's input and a
+random sample of them; the groups' scales are searched on the block's original weights, folded in together,
+then each linear (but q/k) gets its clipping search; the final importance of each linear is the mean x^2 of
+its input after scaling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from gguf import GGMLQuantizationType
+from tqdm import tqdm
+
+from awq_gguf.convert.quants import fake_quantize
+
+from .block import INPUT_OF, LINEARS, BlockConfig, Params, block_config, block_forward, block_params, embed, rms_norm
+from .clip import NO_CLIP, clip_search
+from .fold import column_scales, fold_scales
+from .groups import ScaleGroup, groups_for
+from .search import FLOAT_TYPES, GroupStats, SearchResult, search_group
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AwqSettings:
+    n_grid: int = 20  # exponent grid of the scale search
+    act_only: bool = True  # try s = x_mean^r
+    duo: bool = True  # try s = x_mean^r / w_mean^(1-r)
+    clip: bool = True  # clipping search (never for attn_q / attn_k)
+    max_shrink: float = 0.5
+    clip_grid: int = 20
+    clip_tokens: int = 512  # input tokens per clipping search
+    loss_tokens: int = 4096  # tokens the search's loss is measured on (whole sequences for the attention)
+    importance: bool = True  # quantize with post-scaling mean x^2 per column (search, clip and final)
+    block_loss: bool = True  # also measure each block's output error, plain rounding vs AWQ (for the log)
+    chunk_seqs: int = 8  # sequences per forward step of the capture pass
+    seed: int = 0
+    threads: int | None = None  # torch threads; None: leave torch's setting
+    progress: bool = True
+
+
+@dataclass
+class BlockReport:
+    index: int
+    seconds: float
+    groups: list[tuple[ScaleGroup, SearchResult]] = field(default_factory=list)
+    block_loss_rtn: float | None = None  # block output MSE, every linear plainly rounded to its type
+    block_loss_awq: float | None = None  # same, with the AWQ scales, clips and importance
+
+    @property
+    def group_loss_before(self) -> float:
+        return sum(r.loss_unit for _, r in self.groups)
+
+    @property
+    def group_loss_after(self) -> float:
+        return sum(r.loss for _, r in self.groups)
+
+    def line(self) -> str:
+        text = (f"AWQ block {self.index}: group loss {self.group_loss_before:.4g} -> {self.group_loss_after:.4g}")
+        if self.block_loss_rtn is not None:
+            text += f", block output MSE {self.block_loss_rtn:.4g} -> {self.block_loss_awq:.4g}"
+        kept = [g.prev + "->" + "/".join(g.linears) for g, r in self.groups if r.ratio is None]
+        if kept:
+            text += f", unit scales kept for {', '.join(kept)}"
+        return text + f" ({self.seconds:.1f} s)"
+
+
+@dataclass
+class BlockResult:
+    params: Params  # the block's tensors after scaling and clipping, keyed by stem ("attn_q.weight")
+    importance: dict[str, torch.Tensor]  # "attn_q.weight" -> [cols] mean x^2 of the scaled input
+    report: BlockReport
+
+
+class _Collector:
+    """Capture callback for block_forward over chunks of sequences: statistics and samples of every input."""
+
+    def __init__(self, seq_idx: torch.Tensor, tok_idx: torch.Tensor, L: int) -> None:
+        self.seq_idx, self.tok_idx, self.L = seq_idx, tok_idx, L  # sorted sampled sequences / flat token ids
+        self.abs_sum: dict[str, torch.Tensor] = {}
+        self.sq_sum: dict[str, torch.Tensor] = {}
+        self.tokens: dict[str, list[torch.Tensor]] = {}
+        self.seqs: list[torch.Tensor] = []
+        self.count = 0
+
+    def chunk(self, s0: int, s1: int) -> None:
+        """The next forward covers sequences s0 .. s1-1."""
+        t = self.tok_idx
+        self._tok = t[(t >= s0 * self.L) & (t < s1 * self.L)] - s0 * self.L
+        s = self.seq_idx
+        self._seq = s[(s >= s0) & (s < s1)] - s0
+        self.count += (s1 - s0) * self.L
+
+    def __call__(self, name: str, x: torch.Tensor) -> None:
+        flat = x.reshape(-1, x.shape[-1])  # [chunk tokens, cols]
+        a, q = flat.abs().sum(0).double(), flat.pow(2).sum(0).double()
+        if name in self.abs_sum:
+            self.abs_sum[name] += a
+            self.sq_sum[name] += q
+        else:
+            self.abs_sum[name], self.sq_sum[name] = a, q
+        self.tokens.setdefault(name, []).append(flat[self._tok].clone())
+        if name == "attn_in":
+            self.seqs.append(x[self._seq].clone())
+
+    def stats(self, name: str, attention_loss: bool) -> GroupStats:
+        x_loss = torch.cat(self.seqs) if attention_loss else torch.cat(self.tokens[name])
+        return GroupStats((self.abs_sum[name] / self.count).float(), (self.sq_sum[name] / self.count).float(), x_loss)
+
+    def token_sample(self, name: str) -> torch.Tensor:
+        return torch.cat(self.tokens[name])  # [T, cols]
+
+
+def _fake_quantize_block(p: Params, types: dict[str, GGMLQuantizationType],
+                         importance: dict[str, torch.Tensor] | None) -> Params:
+    q = dict(p)
+    for name in LINEARS:
+        imp = None if importance is None else importance[f"{name}.weight"]
+        q[f"{name}.weight"] = fake_quantize(p[f"{name}.weight"].float(), types[name], imp)
+    return q
+
+
+@torch.no_grad()
+def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType], cfg: BlockConfig, arch: str,
+              settings: AwqSettings, index: int = 0) -> BlockResult:
+    """AWQ for one block. h [n, L, C] float32 is overwritten in place with the block's float output."""
+    start = time.perf_counter()
+    n, L, _ = h.shape
+    gen = torch.Generator().manual_seed(settings.seed)
+    n_seq = min(n, max(1, settings.loss_tokens // L))
+    seq_idx = torch.randperm(n, generator=gen)[:n_seq].sort().values
+    tok_idx = torch.randperm(n * L, generator=gen)[: settings.loss_tokens].sort().values
+    h_sample = h[seq_idx].clone() if settings.block_loss else None  # [n_seq, L, C]
+
+    # capture pass: statistics and samples of every linear's input; h becomes the float block output
+    col = _Collector(seq_idx, tok_idx, L)
+    for s0 in range(0, n, settings.chunk_seqs):
+        s1 = min(n, s0 + settings.chunk_seqs)
+        col.chunk(s0, s1)
+        h[s0:s1] = block_forward(p, h[s0:s1], cfg, col)
+
+    # scale search on the original weights, then all scales folded in together (as AutoAWQ)
+    report = BlockReport(index, 0.0)
+    new = dict(p)
+    s_cols: dict[str, torch.Tensor] = {}  # linear stem -> scales of its input columns
+    for group in groups_for(arch):
+        inp = INPUT_OF[group.linears[0]]
+        stats = col.stats(inp, attention_loss=inp == "attn_in")
+        res = search_group(p, group, types, stats, cfg, settings.n_grid, settings.act_only, settings.duo,
+                           settings.importance)
+        report.groups.append((group, res))
+        new = fold_scales(new, group, res.scales, cfg)
+        for name in group.linears:
+            s_cols[name] = column_scales(group, res.scales, cfg)
+
+    # importance (post-scaling mean x^2) and clipping, per linear
+    importance: dict[str, torch.Tensor] = {}
+    for name in LINEARS:
+        sc = s_cols.get(name, torch.ones(p[f"{name}.weight"].shape[1]))
+        x_sq = (col.sq_sum[INPUT_OF[name]] / col.count).float() / sc**2  # [cols]
+        importance[f"{name}.weight"] = x_sq
+        if settings.clip and name not in NO_CLIP and types[name] not in FLOAT_TYPES:
+            x = col.token_sample(INPUT_OF[name])[: settings.clip_tokens] / sc  # [T, cols]
+            imp = x_sq if settings.importance else None
+            new[f"{name}.weight"] = clip_search(new[f"{name}.weight"], types[name], x, imp, settings.max_shrink,
+                                                settings.clip_grid)
+
+    if h_sample is not None:
+        ref = block_forward(p, h_sample, cfg)
+        rtn = block_forward(_fake_quantize_block(p, types, None), h_sample, cfg)
+        awq = block_forward(_fake_quantize_block(new, types, importance if settings.importance else None),
+                            h_sample, cfg)
+        report.block_loss_rtn = float((rtn - ref).double().pow(2).mean())
+        report.block_loss_awq = float((awq - ref).double().pow(2).mean())
+    report.seconds = time.perf_counter() - start
+    changed = {k: v.contiguous() for k, v in new.items() if v is not p.get(k)}
+    return BlockResult(changed, importance, report)
+
+
+def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch.Tensor,
+             settings: AwqSettings | None = None) -> Iterator[tuple[int, BlockResult]]:
+    """(block index, result) for each block in order; result keys are stems, see BlockResult."""
+    settings = settings or AwqSettings()
+    threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    try:
+        arch = source.arch.gguf_name
+        groups_for(arch)  # unsupported architectures fail before any work
+        cfg = block_config(source)
+        by_name = {t.name: t for t in source.tensors}
+        h = embed(by_name["token_embd.weight"].load_checked(), calib_tokens.long())  # [n, L, C] float32
+        bar = tqdm(range(source.n_layer), desc="AWQ", unit="block", disable=not settings.progress)
+        for i in bar:
+            block_types = {stem: types[f"blk.{i}.{stem}.weight"] for stem in LINEARS}
+            result = awq_block(block_params(source, i), h, block_types, cfg, arch, settings, i)
+            (bar.write if settings.progress else logger.info)(result.report.line())
+            yield i, result
+        bar.close()
+        if "output.weight" in by_name and types.get("output.weight") not in (None, *FLOAT_TYPES):
+            x = rms_norm(h, by_name["output_norm.weight"].load_checked(), cfg.eps).reshape(-1, h.shape[-1])
+            yield source.n_layer, BlockResult({}, {"output.weight": x.pow(2).mean(0)}, BlockReport(-1, 0.0))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch.Tensor,
+            settings: AwqSettings | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """AWQ for a whole ModelSource.
+
+    types: every tensor's GGUF type (convert.mix.plan_types); calib_tokens: int [n, L] (calib.calibration_tokens).
+    Returns (weights, importance), keyed by GGUF tensor name: weights holds each tensor AWQ changed (norms,
+    linears, v biases) as float32 in the source's layout, to be quantized instead of the source's tensor;
+    importance holds, for every block linear (and an untied output.weight), the [cols] float32 vector to pass
+    as `importance` to convert.quants.quantize.
+    """
+    weights: dict[str, torch.Tensor] = {}
+    importance: dict[str, torch.Tensor] = {}
+    for i, result in iter_awq(source, types, calib_tokens, settings):
+        prefix = f"blk.{i}." if i < source.n_layer else ""
+        weights.update({prefix + k: v for k, v in result.params.items()})
+        importance.update({prefix + k: v for k, v in result.importance.items()})
+    return weights, importance
