@@ -1,0 +1,72 @@
+"""Q5_1: blocks of 32 weights, fp16 d, fp16 m, u32 qh, 16 bytes of low nibbles; weight = d * q + m, q in 0..31.
+
+Bit j of qh (little-endian) is bit 4 of q_j; byte j of qs holds the low nibbles of q_j and q_(j+16).
+"""
+
+from __future__ import annotations
+
+import torch
+from gguf import GGMLQuantizationType as QT
+
+from . import BlockFormat, QuantizeFn, register
+from .block_search import (
+    QK, element_weights, f16_bytes, f16_from_bytes, map_row_chunks, pack_high_bits, pack_nibbles, safe_recip,
+    search_asymmetric, to_f16, unpack_high_bits, unpack_nibbles,
+)
+
+TYPE_SIZE = 24
+QMAX = 31
+# Search targets: the block's range max - min spans t level steps; candidates anchored at both ends.
+GRID = tuple(28.0 + 0.25 * k for k in range(17))  # 28.0 .. 32.0
+
+
+def ref_blocks(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """llama.cpp's quantize_row_q5_1_ref on blocks x [n, 32] -> (fp32 d, fp32 m [n, 1], levels [n, 32] as float)."""
+    mn = x.amin(dim=-1, keepdim=True)
+    d = (x.amax(dim=-1, keepdim=True) - mn) / 31.0
+    q = torch.trunc((x - mn) * safe_recip(d) + 0.5).clamp_(0, 31)
+    return d, mn, q
+
+
+def _pack(d16: torch.Tensor, m16: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """d, m [n, 1], levels [n, 32] -> uint8 [n, 24]."""
+    return torch.cat([f16_bytes(d16), f16_bytes(m16), pack_high_bits(q), pack_nibbles(q)], dim=1)
+
+
+def _quantizer(search: bool) -> QuantizeFn:
+    @torch.no_grad()
+    def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
+        # w: float32 [rows, cols] -> uint8 [rows, cols // 32 * 24]
+        rows, cols = w.shape
+
+        def chunk(wc: torch.Tensor) -> torch.Tensor:  # [r, cols] -> [r, row_bytes]
+            wt = element_weights(wc, importance)
+            x = wc.reshape(-1, QK)
+            d, m, q = ref_blocks(x)
+            if search:
+                d, m, q = search_asymmetric(x, None if wt is None else wt.reshape(-1, QK), QMAX, d, m, GRID)
+            else:
+                d, m = to_f16(d), to_f16(m)
+            return _pack(d, m, q).view(wc.shape[0], -1)
+
+        return map_row_chunks(chunk, w, cols // QK * TYPE_SIZE, torch.uint8)
+
+    return quantize
+
+
+quantize = _quantizer(search=True)
+quantize_ref = _quantizer(search=False)  # llama.cpp's plain reference rounding, byte for byte
+
+
+@torch.no_grad()
+def dequantize(q: torch.Tensor) -> torch.Tensor:
+    # q: uint8 [rows, nb * 24] -> float32 [rows, nb * 32]
+    rows, nb = q.shape[0], q.shape[1] // TYPE_SIZE
+    b = q.reshape(rows, nb, TYPE_SIZE)  # [rows, nb, 24]
+    d = f16_from_bytes(b[..., 0:2])  # [rows, nb, 1]
+    m = f16_from_bytes(b[..., 2:4])
+    lv = (unpack_nibbles(b[..., 8:]) | unpack_high_bits(b[..., 4:8])).to(torch.float32)  # [rows, nb, 32]
+    return (d * lv + m).reshape(rows, nb * QK)  # a product then a sum (no fma), as gguf.quants
+
+
+FORMAT = register(BlockFormat(QT.Q5_1, quantize, dequantize))
