@@ -243,8 +243,21 @@ def table(results: list[TypeResult]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+# What is particular to the demo model (SmolLM2-135M-Instruct, shipped as Q4_1), appended to the Model line.
+DEMO_NOTES = """ Its
+  weights sit on a Q4_1 grid (token_embd on a Q8_0 grid), so Q4_1 is lossless for both sides (llama-quantize
+  copies a tensor already of the requested type; ours finds the same grid), and Q8_0 is lossless on
+  token_embd. A Q4_1 grid is also a Q5_1 grid at half the step: our Q5_1 search finds it (near-zero ratios)
+  where llama.cpp's min/max rounding does not; token_embd is its honest Q5_1 ratio.
+- With hidden size 576 (not a multiple of 256) only the 1536-wide ffn_down rows take K blocks: llama.cpp
+  falls the other tensors back (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, as listed),
+  and the K rows compare ffn_down only."""
+
+
 def section(results: list[TypeResult], model: Path, command: str, threads: int) -> str:
     import torch
+
+    demo = DEMO_NOTES if model.name.startswith("SmolLM2-135M") else ""
 
     date = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return f"""{BEGIN}
@@ -254,18 +267,12 @@ Ratio = RMSE of our reconstruction / RMSE of llama.cpp's, per tensor, on the sam
 importance; llama.cpp: `llama-quantize --allow-requantize --pure IN OUT TYPE`, no imatrix). Below 1 = ours
 closer to the original weights. "both lossless": tensors both reproduce exactly (ratio counted as 1).
 
-- Machine: {machine()}; torch {torch.__version__} on {torch.get_num_threads()} thread(s), llama-quantize on
-  {threads}. Times in seconds: our quantize of the compared tensors; llama-quantize for the whole file incl. I/O.
+- Machine: {machine()}; ours on torch {torch.__version__} with {torch.get_num_threads()} thread(s),
+  llama-quantize with {threads}. Times in seconds: our quantize of the compared tensors; llama-quantize for
+  the whole file incl. I/O.
 - Date: {date}; llama.cpp {LLAMA_VERSION} (llama-quantize built by tools/build_llama_cpp.sh).
 - Command: `{command}`
-- Model: `{model.name}` (SmolLM2-135M-Instruct); the float tensors are its stored tensors dequantized by
-  gguf.quants. Its weights sit on a Q4_1 grid (token_embd on a Q8_0 grid), so Q4_1 is lossless for both
-  sides (llama-quantize copies a tensor already of the requested type; ours finds the same grid), and Q8_0
-  is lossless on token_embd. A Q4_1 grid is also a Q5_1 grid at half the step: our Q5_1 search finds it
-  (near-zero ratios) where llama.cpp's min/max rounding does not; token_embd is its honest Q5_1 ratio.
-- With hidden size 576 (not a multiple of 256) only the 1536-wide ffn_down rows take K blocks: llama.cpp
-  falls the other tensors back (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, as listed),
-  and the K rows compare ffn_down only.
+- Model: `{model.name}`; the float tensors are its stored tensors dequantized by gguf.quants.{demo}
 
 {table(results)}{END}
 """
