@@ -116,8 +116,10 @@ class _Collector:
         x_loss = torch.cat(self.seqs) if attention_loss else torch.cat(self.tokens[name])
         return GroupStats((self.abs_sum[name] / self.count).float(), (self.sq_sum[name] / self.count).float(), x_loss)
 
-    def token_sample(self, name: str) -> torch.Tensor:
-        return torch.cat(self.tokens[name])  # [T, cols]
+    def token_sample(self, name: str, n: int) -> torch.Tensor:
+        """[<= n, cols]: every k-th sampled token, so all sequences are represented."""
+        x = torch.cat(self.tokens[name])  # [T, cols], in sequence order
+        return x[:: max(1, x.shape[0] // n)][:n]
 
 
 def _fake_quantize_block(p: Params, types: dict[str, GGMLQuantizationType],
@@ -169,7 +171,7 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
         x_sq = (col.sq_sum[INPUT_OF[name]] / col.count).float() / sc**2  # [cols]
         importance[f"{name}.weight"] = x_sq
         if settings.clip and name not in NO_CLIP and types[name] not in FLOAT_TYPES:
-            x = col.token_sample(INPUT_OF[name])[: settings.clip_tokens] / sc  # [T, cols]
+            x = col.token_sample(INPUT_OF[name], settings.clip_tokens) / sc  # [T, cols]
             imp = x_sq if settings.importance else None
             new[f"{name}.weight"] = clip_search(new[f"{name}.weight"], types[name], x, imp, settings.max_shrink,
                                                 settings.clip_grid)

@@ -67,15 +67,28 @@ def linear(x: torch.Tensor, p: Params, stem: str) -> torch.Tensor:
     return y if bias is None else y + bias.to(x.dtype)
 
 
+_ROPE_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def rope_table(cfg: BlockConfig, L: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [1, L, 1, n_rot/2] for positions 0..L-1, computed in float64, cached."""
+    ff = cfg.rope_freq_factors
+    key = (L, dtype, cfg.n_rot, cfg.rope_base, cfg.rope_scale, None if ff is None else tuple(ff.tolist()))
+    if key not in _ROPE_CACHE:
+        inv = cfg.rope_base ** -(torch.arange(0, cfg.n_rot, 2, dtype=torch.float64) / cfg.n_rot)  # [n_rot/2]
+        if ff is not None:
+            inv = inv / ff.to(torch.float64)
+        theta = torch.arange(L, dtype=torch.float64)[:, None] * cfg.rope_scale * inv[None, :]  # [L, n_rot/2]
+        if len(_ROPE_CACHE) > 16:
+            _ROPE_CACHE.clear()
+        _ROPE_CACHE[key] = (theta.cos().to(dtype)[None, :, None, :], theta.sin().to(dtype)[None, :, None, :])
+    return _ROPE_CACHE[key]
+
+
 def rope(x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
     """x [n, L, heads, head_dim], positions 0..L-1 -> rotated, same shape."""
-    L, n_rot = x.shape[1], cfg.n_rot
-    inv = cfg.rope_base ** -(torch.arange(0, n_rot, 2, dtype=torch.float64) / n_rot)  # [n_rot/2]
-    if cfg.rope_freq_factors is not None:
-        inv = inv / cfg.rope_freq_factors.to(torch.float64)
-    theta = torch.arange(L, dtype=torch.float64)[:, None] * cfg.rope_scale * inv[None, :]  # [L, n_rot/2]
-    cos = theta.cos().to(x.dtype)[None, :, None, :]  # [1, L, 1, n_rot/2]
-    sin = theta.sin().to(x.dtype)[None, :, None, :]
+    n_rot = cfg.n_rot
+    cos, sin = rope_table(cfg, x.shape[1], x.dtype)
     xr, rest = x[..., :n_rot], x[..., n_rot:]
     if cfg.rope_neox:
         a, b = xr[..., : n_rot // 2], xr[..., n_rot // 2 :]
