@@ -69,6 +69,7 @@ def main() -> None:
         t = Path(tmp)
         f16 = t / "demo-F16.gguf"
         convert_model(ConvertConfig(model=model, out=f16, type="F16", progress=False))
+        print("verifying F16 against transformers ...", flush=True)
         v = verify(f16, model, text, ctx=512, chunks=args.verify_chunks)
         lines += [
             f"F16 check (`awq-gguf verify`, {args.verify_chunks} windows, {v.n_scored} scored tokens): token ids "
@@ -79,6 +80,7 @@ def main() -> None:
             "",
         ]
         base = perplexity(f16, text, ctx=512, chunks=args.chunks, progress=False).ppl
+        print(f"F16 ppl {base:.4f}", flush=True)
         lines += [
             f"F16 perplexity on the {args.chunks} windows: {base:.4f}.",
             "",

@@ -308,3 +308,36 @@ def search_asymmetric(
         best_err = torch.where(better, err, best_err)
         q = nearest_asym(x, best_d, best_m, qmax)
     return best_d, best_m, q
+
+
+def block_quantizer(
+    ref_blocks: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+    pack: Callable[..., torch.Tensor],
+    type_size: int,
+    search: Callable[..., tuple[torch.Tensor, ...]] | None,
+    search_needs_importance: bool = False,
+) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """The quantize function of a 32-element block type, from its parts.
+
+    ref_blocks: blocks x [n, 32] -> (*fp32 params [n, 1] (d, or d and m), levels [n, 32]), llama.cpp's _ref rounding
+    pack:       (*fp16 params, levels) -> uint8 [n, type_size]
+    search:     (x, element weights [n, 32] | None, *ref params) -> (*fp16 params, levels); None: the ref rounding
+    search_needs_importance: search only when an importance vector is given (Q8_0: the ref is the format's own rule)
+    """
+
+    @torch.no_grad()
+    def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
+        # w: float32 [rows, cols] -> uint8 [rows, cols // 32 * type_size]
+        def chunk(wc: torch.Tensor) -> torch.Tensor:  # [r, cols] -> [r, row_bytes]
+            x = wc.reshape(-1, QK)  # [r * cols/32, 32]
+            *params, q = ref_blocks(x)
+            if search is None or (search_needs_importance and importance is None):
+                params = [to_f16(p) for p in params]
+            else:
+                wt = element_weights(wc, importance)
+                *params, q = search(x, None if wt is None else wt.reshape(-1, QK), *params)
+            return pack(*params, q).view(wc.shape[0], -1)
+
+        return map_row_chunks(chunk, w, w.shape[1] // QK * type_size, torch.uint8)
+
+    return quantize

@@ -8,10 +8,11 @@ from __future__ import annotations
 import torch
 from gguf import GGMLQuantizationType as QT
 
-from . import BlockFormat, QuantizeFn, register
+from . import BlockFormat, register
 from .block_search import (
-    QK, element_weights, f16_bytes, f16_from_bytes, map_row_chunks, pack_nibbles, safe_recip, search_symmetric,
-    signed_absmax, to_f16, unpack_nibbles,
+    block_quantizer,
+    QK, f16_bytes, f16_from_bytes, pack_nibbles, safe_recip, search_symmetric,
+    signed_absmax, unpack_nibbles,
 )
 
 TYPE_SIZE = 18
@@ -33,29 +34,12 @@ def _pack(d16: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.cat([f16_bytes(d16), pack_nibbles(q + 8)], dim=1)
 
 
-def _quantizer(search: bool) -> QuantizeFn:
-    @torch.no_grad()
-    def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
-        # w: float32 [rows, cols] -> uint8 [rows, cols // 32 * 18]
-        rows, cols = w.shape
-
-        def chunk(wc: torch.Tensor) -> torch.Tensor:  # [r, cols] -> [r, row_bytes]
-            wt = element_weights(wc, importance)
-            x = wc.reshape(-1, QK)  # [r * cols/32, 32]
-            d, q = ref_blocks(x)
-            if search:
-                d, q = search_symmetric(x, None if wt is None else wt.reshape(-1, QK), QMIN, QMAX, d, GRID)
-            else:
-                d = to_f16(d)
-            return _pack(d, q).view(wc.shape[0], -1)
-
-        return map_row_chunks(chunk, w, cols // QK * TYPE_SIZE, torch.uint8)
-
-    return quantize
+def _search(x: torch.Tensor, wt: torch.Tensor | None, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return search_symmetric(x, wt, QMIN, QMAX, d, GRID)
 
 
-quantize = _quantizer(search=True)
-quantize_ref = _quantizer(search=False)  # llama.cpp's plain reference rounding, byte for byte
+quantize = block_quantizer(ref_blocks, _pack, TYPE_SIZE, _search)
+quantize_ref = block_quantizer(ref_blocks, _pack, TYPE_SIZE, None)  # llama.cpp's plain reference rounding, byte for byte
 
 
 @torch.no_grad()

@@ -12,8 +12,8 @@ from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
 from .block_search import (
-    QK, element_weights, f16_bytes, f16_from_bytes, map_row_chunks, round_half_away, safe_recip, search_symmetric,
-    to_f16,
+    block_quantizer,
+    QK, f16_bytes, f16_from_bytes, round_half_away, safe_recip, search_symmetric,
 )
 
 TYPE_SIZE = 34
@@ -33,28 +33,12 @@ def _pack(d16: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.cat([f16_bytes(d16), q.to(torch.int8).view(torch.uint8)], dim=1)
 
 
-@torch.no_grad()
-def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
-    # w: float32 [rows, cols] -> uint8 [rows, cols // 32 * 34]
-    rows, cols = w.shape
-
-    def chunk(wc: torch.Tensor) -> torch.Tensor:  # [r, cols] -> [r, row_bytes]
-        x = wc.reshape(-1, QK)
-        d, q = ref_blocks(x)
-        if importance is None:
-            d = to_f16(d)
-        else:
-            wt = element_weights(wc, importance).reshape(-1, QK)
-            d, q = search_symmetric(x, wt, QMIN, QMAX, d, GRID)
-        return _pack(d, q).view(wc.shape[0], -1)
-
-    return map_row_chunks(chunk, w, cols // QK * TYPE_SIZE, torch.uint8)
+def _search(x: torch.Tensor, wt: torch.Tensor | None, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return search_symmetric(x, wt, QMIN, QMAX, d, GRID)
 
 
-@torch.no_grad()
-def quantize_ref(w: torch.Tensor, importance: torch.Tensor | None = None) -> torch.Tensor:
-    """llama.cpp's plain reference rounding (importance ignored): same bytes as quantize(w, None)."""
-    return quantize(w, None)
+quantize = block_quantizer(ref_blocks, _pack, TYPE_SIZE, _search, search_needs_importance=True)
+quantize_ref = block_quantizer(ref_blocks, _pack, TYPE_SIZE, None)  # same bytes as quantize(w, None)
 
 
 @torch.no_grad()
