@@ -79,9 +79,11 @@ def _write(source: ModelSource, out: Path, cfg: ConvertConfig, start: float, set
     types = plan_types([(t.name, t.shape) for t in source.tensors], cfg.type, shape, pure=cfg.pure)
 
     writer = gguf.GGUFWriter(path=None, arch=source.arch.gguf_name)
-    writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(source.name)
-    source.write_metadata(writer)  # for GGUF inputs this carries general.name etc. over (overriding ours)
+    source.write_metadata(writer)  # for GGUF inputs this carries general.name etc. over
+    if "general.type" not in writer.kv_data[0]:
+        writer.add_type(gguf.GGUFType.MODEL)
+    if "general.name" not in writer.kv_data[0]:
+        writer.add_name(source.name)
     writer.add_file_type(int(file_type_of(cfg.type)))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_string("awq_gguf.version", __version__)
