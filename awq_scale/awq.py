@@ -22,7 +22,7 @@ from tqdm import tqdm
 from awq_gguf.convert.quants import fake_quantize
 
 from .block import INPUT_OF, LINEARS, BlockConfig, Params, block_config, block_forward, block_params, embed, rms_norm
-from .clip import NO_CLIP, clip_search
+from .clip import NO_CLIP, apply_clip, clip_search
 from .fold import column_scales, fold_scales
 from .groups import ScaleGroup, groups_for
 from .search import FLOAT_TYPES, GroupStats, SearchResult, search_group
@@ -45,6 +45,7 @@ class AwqSettings:
     chunk_seqs: int = 8  # sequences per forward step of the capture pass
     seed: int = 0
     threads: int | None = None  # torch threads; None: leave torch's setting
+    device: str = "cpu"  # where the block's work runs ("cuda" works: the quantizers are plain torch)
     progress: bool = True
 
 
@@ -76,9 +77,23 @@ class BlockReport:
 
 @dataclass
 class BlockResult:
-    params: Params  # the block's tensors after scaling and clipping, keyed by stem ("attn_q.weight")
-    importance: dict[str, torch.Tensor]  # "attn_q.weight" -> [cols] mean x^2 of the scaled input
+    params: Params  # the block's tensors AWQ changed (scaled, clipped), keyed by stem ("attn_q.weight"), CPU
+    importance: dict[str, torch.Tensor]  # "attn_q.weight" -> [cols] mean x^2 of the scaled input, CPU
+    scales: dict[str, torch.Tensor]  # group prev stem ("attn_norm") -> its scales [n_scale]
+    clip_max: dict[str, torch.Tensor]  # clipped linear stem -> clamp bound [rows, nb] of each block
     report: BlockReport
+
+
+def apply_awq(p: Params, scales: dict[str, torch.Tensor], clip_max: dict[str, torch.Tensor], cfg: BlockConfig,
+              arch: str) -> Params:
+    """Block parameters p with the groups' scales folded in (in group order), then the clamps applied."""
+    out = dict(p)
+    for group in groups_for(arch):
+        if group.prev in scales:
+            out = fold_scales(out, group, scales[group.prev].to(p[f"{group.prev}.weight"].device), cfg)
+    for name, max_val in clip_max.items():
+        out[f"{name}.weight"] = apply_clip(out[f"{name}.weight"], max_val)
+    return out
 
 
 class _Collector:
@@ -134,13 +149,17 @@ def _fake_quantize_block(p: Params, types: dict[str, GGMLQuantizationType],
 @torch.no_grad()
 def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType], cfg: BlockConfig, arch: str,
               settings: AwqSettings, index: int = 0) -> BlockResult:
-    """AWQ for one block. h [n, L, C] float32 is overwritten in place with the block's float output."""
+    """AWQ for one block. h [n, L, C] float32 is overwritten in place with the block's float output.
+
+    The work runs on h's device; p is moved there."""
     start = time.perf_counter()
+    dev = h.device
+    p = {k: v.to(dev) for k, v in p.items()}
     n, L, _ = h.shape
     gen = torch.Generator().manual_seed(settings.seed)
     n_seq = min(n, max(1, settings.loss_tokens // L))
-    seq_idx = torch.randperm(n, generator=gen)[:n_seq].sort().values
-    tok_idx = torch.randperm(n * L, generator=gen)[: settings.loss_tokens].sort().values
+    seq_idx = torch.randperm(n, generator=gen)[:n_seq].sort().values.to(dev)
+    tok_idx = torch.randperm(n * L, generator=gen)[: settings.loss_tokens].sort().values.to(dev)
     h_sample = h[seq_idx].clone() if settings.block_loss else None  # [n_seq, L, C]
 
     # capture pass: statistics and samples of every linear's input; h becomes the float block output
@@ -152,7 +171,7 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
 
     # scale search on the original weights, then all scales folded in together (as AutoAWQ)
     report = BlockReport(index, 0.0)
-    new = dict(p)
+    scales: dict[str, torch.Tensor] = {}
     s_cols: dict[str, torch.Tensor] = {}  # linear stem -> scales of its input columns
     for group in groups_for(arch):
         inp = INPUT_OF[group.linears[0]]
@@ -160,21 +179,25 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
         res = search_group(p, group, types, stats, cfg, settings.n_grid, settings.act_only, settings.duo,
                            settings.importance)
         report.groups.append((group, res))
-        new = fold_scales(new, group, res.scales, cfg)
+        scales[group.prev] = res.scales
         for name in group.linears:
             s_cols[name] = column_scales(group, res.scales, cfg)
+    new = apply_awq(p, scales, {}, cfg, arch)
 
     # importance (post-scaling mean x^2) and clipping, per linear
     importance: dict[str, torch.Tensor] = {}
+    clip_max: dict[str, torch.Tensor] = {}
     for name in LINEARS:
-        sc = s_cols.get(name, torch.ones(p[f"{name}.weight"].shape[1]))
+        sc = s_cols.get(name, torch.ones(p[f"{name}.weight"].shape[1], device=dev))
         x_sq = (col.sq_sum[INPUT_OF[name]] / col.count).float() / sc**2  # [cols]
         importance[f"{name}.weight"] = x_sq
-        if settings.clip and name not in NO_CLIP and types[name] not in FLOAT_TYPES:
+        if settings.clip and name not in NO_CLIP:
             x = col.token_sample(INPUT_OF[name], settings.clip_tokens) / sc  # [T, cols]
             imp = x_sq if settings.importance else None
-            new[f"{name}.weight"] = clip_search(new[f"{name}.weight"], types[name], x, imp, settings.max_shrink,
-                                                settings.clip_grid)
+            bound = clip_search(new[f"{name}.weight"], types[name], x, imp, settings.max_shrink, settings.clip_grid)
+            if bound is not None:
+                clip_max[name] = bound
+    new = apply_awq(new, {}, clip_max, cfg, arch)
 
     if h_sample is not None:
         ref = block_forward(p, h_sample, cfg)
@@ -184,8 +207,9 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
         report.block_loss_rtn = float((rtn - ref).double().pow(2).mean())
         report.block_loss_awq = float((awq - ref).double().pow(2).mean())
     report.seconds = time.perf_counter() - start
-    changed = {k: v.contiguous() for k, v in new.items() if v is not p.get(k)}
-    return BlockResult(changed, importance, report)
+    changed = {k: v.cpu().contiguous() for k, v in new.items() if v is not p.get(k)}
+    return BlockResult(changed, {k: v.cpu() for k, v in importance.items()},
+                       {k: v.cpu() for k, v in scales.items()}, {k: v.cpu() for k, v in clip_max.items()}, report)
 
 
 def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch.Tensor,
@@ -200,7 +224,9 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
         groups_for(arch)  # unsupported architectures fail before any work
         cfg = block_config(source)
         by_name = {t.name: t for t in source.tensors}
-        h = embed(by_name["token_embd.weight"].load_checked(), calib_tokens.long())  # [n, L, C] float32
+        embd = by_name["token_embd.weight"].load_checked()
+        h = embed(embd, calib_tokens.long()).to(settings.device)  # [n, L, C] float32
+        del embd
         bar = tqdm(range(source.n_layer), desc="AWQ", unit="block", disable=not settings.progress)
         for i in bar:
             block_types = {stem: types[f"blk.{i}.{stem}.weight"] for stem in LINEARS}
@@ -209,8 +235,10 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
             yield i, result
         bar.close()
         if "output.weight" in by_name and types.get("output.weight") not in (None, *FLOAT_TYPES):
-            x = rms_norm(h, by_name["output_norm.weight"].load_checked(), cfg.eps).reshape(-1, h.shape[-1])
-            yield source.n_layer, BlockResult({}, {"output.weight": x.pow(2).mean(0)}, BlockReport(-1, 0.0))
+            norm = by_name["output_norm.weight"].load_checked().to(h.device)
+            x = rms_norm(h, norm, cfg.eps).reshape(-1, h.shape[-1])
+            yield source.n_layer, BlockResult({}, {"output.weight": x.pow(2).mean(0).cpu()}, {}, {},
+                                              BlockReport(-1, 0.0))
     finally:
         torch.set_num_threads(threads)
 

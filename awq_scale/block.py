@@ -70,10 +70,11 @@ def linear(x: torch.Tensor, p: Params, stem: str) -> torch.Tensor:
 _ROPE_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def rope_table(cfg: BlockConfig, L: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_table(cfg: BlockConfig, L: int, dtype: torch.dtype, device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin) [1, L, 1, n_rot/2] for positions 0..L-1, computed in float64, cached."""
     ff = cfg.rope_freq_factors
-    key = (L, dtype, cfg.n_rot, cfg.rope_base, cfg.rope_scale, None if ff is None else tuple(ff.tolist()))
+    key = (L, dtype, str(device), cfg.n_rot, cfg.rope_base, cfg.rope_scale, None if ff is None else tuple(ff.tolist()))
     if key not in _ROPE_CACHE:
         inv = cfg.rope_base ** -(torch.arange(0, cfg.n_rot, 2, dtype=torch.float64) / cfg.n_rot)  # [n_rot/2]
         if ff is not None:
@@ -81,14 +82,15 @@ def rope_table(cfg: BlockConfig, L: int, dtype: torch.dtype) -> tuple[torch.Tens
         theta = torch.arange(L, dtype=torch.float64)[:, None] * cfg.rope_scale * inv[None, :]  # [L, n_rot/2]
         if len(_ROPE_CACHE) > 16:
             _ROPE_CACHE.clear()
-        _ROPE_CACHE[key] = (theta.cos().to(dtype)[None, :, None, :], theta.sin().to(dtype)[None, :, None, :])
+        cos, sin = (t.to(device, dtype)[None, :, None, :] for t in (theta.cos(), theta.sin()))
+        _ROPE_CACHE[key] = (cos, sin)
     return _ROPE_CACHE[key]
 
 
 def rope(x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
     """x [n, L, heads, head_dim], positions 0..L-1 -> rotated, same shape."""
     n_rot = cfg.n_rot
-    cos, sin = rope_table(cfg, x.shape[1], x.dtype)
+    cos, sin = rope_table(cfg, x.shape[1], x.dtype, x.device)
     xr, rest = x[..., :n_rot], x[..., n_rot:]
     if cfg.rope_neox:
         a, b = xr[..., : n_rot // 2], xr[..., n_rot // 2 :]

@@ -26,30 +26,37 @@ def block_output_error(w: torch.Tensor, wq: torch.Tensor, x: torch.Tensor, bs: i
     nb = cols // bs
     xb = x.float().T.reshape(nb, bs, -1)  # [nb, bs, T]
     step = max(1, _CHUNK // (nb * x.shape[0]))
-    out = torch.empty(rows, nb)
+    out = torch.empty(rows, nb, device=w.device)
     for r0 in range(0, rows, step):
         d = (wq[r0 : r0 + step] - w[r0 : r0 + step]).reshape(-1, nb, bs).transpose(0, 1)  # [nb, r, bs]
         out[r0 : r0 + step] = torch.bmm(d, xb).pow(2).mean(-1).T  # [r, nb]
     return out
 
 
+def apply_clip(w: torch.Tensor, max_val: torch.Tensor) -> torch.Tensor:
+    """w [rows, cols] with each (row, block) clamped to +-max_val [rows, nb]."""
+    rows, cols = w.shape
+    m = max_val.to(w.device, w.dtype)[..., None]  # [rows, nb, 1]
+    wb = w.view(rows, max_val.shape[1], -1)  # [rows, nb, bs]
+    return torch.maximum(torch.minimum(wb, m), -m).view(rows, cols)
+
+
 @torch.no_grad()
 def clip_search(w: torch.Tensor, qtype: GGMLQuantizationType, x: torch.Tensor, importance: torch.Tensor | None,
-                max_shrink: float = 0.5, n_grid: int = 20) -> torch.Tensor:
-    """w [rows, cols] float32, x [T, cols] sample inputs -> w with each (row, block) clamped as found best."""
+                max_shrink: float = 0.5, n_grid: int = 20) -> torch.Tensor | None:
+    """w [rows, cols] float32, x [T, cols] sample inputs -> the best clamp bound [rows, nb] of each block, or
+    None for a float type (nothing to clip)."""
     if qtype in FLOAT_TYPES or w.shape[1] % block_size(qtype):
-        return w
+        return None
     rows, cols = w.shape
     bs = block_size(qtype)
-    wb = w.view(rows, -1, bs)  # [rows, nb, bs]
-    org_max = wb.abs().amax(-1, keepdim=True)  # [rows, nb, 1]
-    best_err = torch.full((rows, cols // bs), float("inf"))
+    org_max = w.view(rows, -1, bs).abs().amax(-1)  # [rows, nb]
+    best_err = torch.full_like(org_max, float("inf"))
     best_max = org_max.clone()
     for i in range(int(max_shrink * n_grid)):
         max_val = org_max * (1 - i / n_grid)
-        wc = torch.maximum(torch.minimum(wb, max_val), -max_val).view(rows, cols)
-        err = block_output_error(w, fake_quantize(wc, qtype, importance), x, bs)  # [rows, nb]
+        err = block_output_error(w, fake_quantize(apply_clip(w, max_val), qtype, importance), x, bs)  # [rows, nb]
         better = err < best_err
         best_err = torch.where(better, err, best_err)
-        best_max = torch.where(better[..., None], max_val, best_max)
-    return torch.maximum(torch.minimum(wb, best_max), -best_max).view(rows, cols)
+        best_max = torch.where(better, max_val, best_max)
+    return best_max

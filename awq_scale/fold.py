@@ -14,27 +14,27 @@ from .block import BlockConfig, Params
 from .groups import ScaleGroup
 
 
-def kv_row_of_column(cfg: BlockConfig) -> torch.Tensor:
+def kv_row_of_column(cfg: BlockConfig, device: torch.device | str = "cpu") -> torch.Tensor:
     """int64 [n_head * head_dim]: the v row that attn_output's input column j reads.
 
     Column j belongs to query head h = j // head_dim, dimension d = j % head_dim; head h reads kv head
     h // (n_head / n_head_kv), whose v rows start at that kv head times head_dim.
     """
-    j = torch.arange(cfg.n_head * cfg.head_dim)
+    j = torch.arange(cfg.n_head * cfg.head_dim, device=device)
     return (j // cfg.head_dim // cfg.n_rep) * cfg.head_dim + j % cfg.head_dim
 
 
 def column_scales(group: ScaleGroup, s: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
     """A group's scales s [n_scale] -> the scales of its linears' input columns [n_cols]."""
-    return s[kv_row_of_column(cfg)] if group.kv_repeat else s
+    return s[kv_row_of_column(cfg, s.device)] if group.kv_repeat else s
 
 
 def columns_to_scale_space(group: ScaleGroup, v: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
     """A per-input-column statistic v [n_cols] -> [n_scale]: averaged over the columns sharing one scale."""
     if not group.kv_repeat:
         return v
-    idx = kv_row_of_column(cfg)
-    out = torch.zeros(cfg.n_head_kv * cfg.head_dim, dtype=v.dtype).index_add_(0, idx, v)
+    idx = kv_row_of_column(cfg, v.device)
+    out = torch.zeros(cfg.n_head_kv * cfg.head_dim, dtype=v.dtype, device=v.device).index_add_(0, idx, v)
     return out / cfg.n_rep
 
 

@@ -98,7 +98,7 @@ def search_group(p: Params, group: ScaleGroup, types: dict[str, GGMLQuantization
                  importance: bool = True) -> SearchResult:
     """The best scales for `group` of block parameters p (float32), keyed by stem in `types`."""
     n_scale = columns_to_scale_space(group, stats.x_mean, cfg).shape[0]
-    unit = torch.ones(n_scale)
+    unit = torch.ones(n_scale, device=stats.x_mean.device)
     if all(types[name] in FLOAT_TYPES for name in group.linears):  # nothing is quantized: nothing to protect
         return SearchResult(unit, 0.0, 0.0, None, None)
     x_sq = stats.x_sq if importance else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from awq_gguf.awq_scale.awq import AwqSettings, awq_block, run_awq
+from awq_gguf.awq_scale.awq import AwqSettings, apply_awq, awq_block, run_awq
 from awq_gguf.awq_scale.block import block_config, block_forward, block_params, embed
 from awq_gguf.convert.source import open_source
 
@@ -92,3 +92,15 @@ def test_importance_is_post_scaling_mean_square(tiny_model):
         x = store[INPUT_OF[name]]
         expect = x.reshape(-1, x.shape[-1]).pow(2).mean(0)
         assert torch.allclose(result.importance[f"{name}.weight"], expect, rtol=1e-4, atol=1e-9), name
+
+
+def test_result_replays_from_scales_and_clips(tiny_model):
+    """scales + clip bounds are the whole result: apply_awq on the source block rebuilds the tensors bit for bit."""
+    source, cfg, p, h = tiny_block(tiny_model("Qwen2ForCausalLM"), n=2, L=16)
+    p = _inject_outliers(p, [5, 77], 20.0)
+    result = awq_block(p, h.clone(), block_types(source, "Q4_0"), cfg, "qwen2", AwqSettings(**FAST))
+    assert set(result.scales) == {"attn_norm", "attn_v", "ffn_norm", "ffn_up"}
+    assert set(result.clip_max) == {"attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
+    replay = apply_awq(p, result.scales, result.clip_max, cfg, "qwen2")
+    for name, w in result.params.items():
+        assert torch.equal(replay[name], w), name

@@ -6,7 +6,7 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as QT
 
-from awq_gguf.awq_scale.clip import block_output_error, clip_search
+from awq_gguf.awq_scale.clip import apply_clip, block_output_error, clip_search
 from awq_gguf.convert.quants import fake_quantize
 
 
@@ -17,7 +17,9 @@ def test_clip_lowers_block_errors(qtype):
     x = torch.randn(128, 512, generator=g)
     bs = 32 if qtype == QT.Q4_0 else 256
     before = block_output_error(w, fake_quantize(w, qtype), x, bs)  # [64, nb]
-    wc = clip_search(w, qtype, x, None, max_shrink=0.5, n_grid=20)
+    bound = clip_search(w, qtype, x, None, max_shrink=0.5, n_grid=20)  # [64, nb]
+    assert bound.shape == (64, 512 // bs)
+    wc = apply_clip(w, bound)
     after = block_output_error(w, fake_quantize(wc, qtype), x, bs)
     assert (after <= before * (1 + 1e-5)).all()
     assert after.sum() < before.sum()
@@ -34,5 +36,4 @@ def test_block_output_error_matches_direct_sum():
 
 
 def test_float_type_untouched():
-    w = torch.randn(4, 64)
-    assert clip_search(w, QT.F16, torch.randn(8, 64), None) is w
+    assert clip_search(torch.randn(4, 64), QT.F16, torch.randn(8, 64), None) is None
