@@ -33,12 +33,9 @@ class PerplexityResult:
 
 
 def read_text(path: Path) -> str:
-    if not path.is_file():
-        raise AwqGgufError(f"text file {path} does not exist; run `python tools/fetch_text.py` for the Wikipedia text")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise AwqGgufError(f"text file {path} is not UTF-8 ({e.reason} at byte {e.start})") from None
+    from awq_gguf.text_file import read_utf8
+
+    text = read_utf8(path, "text file", hint="; run `python tools/fetch_text.py` for the Wikipedia text")
     if not text.strip():
         raise AwqGgufError(f"text file {path} is empty")
     return text

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from awq_gguf.errors import AwqGgufError, TokenizerError
+from awq_gguf.text_file import read_utf8
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +30,7 @@ class CalibrationError(AwqGgufError):
 
 def read_calibration(path: Path) -> list[str]:
     """The documents of a calibration file: the whole text, or each "text" of a .jsonl file."""
-    if not path.is_file():
-        raise CalibrationError(f"calibration file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise CalibrationError(f"calibration file {path} is not UTF-8 ({e.reason} at byte {e.start})") from None
+    text = read_utf8(path, "calibration file", CalibrationError)
     if path.suffix.lower() != ".jsonl":
         docs = [text]
     else:
