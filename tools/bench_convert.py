@@ -52,7 +52,7 @@ def main() -> None:
     awq = str(Path(py).with_name("awq-gguf"))
     env = {**os.environ, "PYTHONPATH": str(args.llama_dir / "src/gguf-py")}
     rows = []
-    with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+    with tempfile.TemporaryDirectory(prefix="awq-gguf-bench-") as tmp:
         t = Path(tmp)
         ours = run_measured([awq, "convert", str(model), "-o", str(t / "ours.gguf"), "-t", args.type, "-q"])
         f16 = run_measured([py, str(convert_py), str(model), "--outtype", "f16", "--outfile", str(t / "f16.gguf")], env)

@@ -65,7 +65,7 @@ def main() -> None:
         NOTE,
         "",
     ]
-    with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+    with tempfile.TemporaryDirectory(prefix="awq-gguf-bench-") as tmp:
         t = Path(tmp)
         f16 = t / "demo-F16.gguf"
         convert_model(ConvertConfig(model=model, out=f16, type="F16", progress=False))
