@@ -22,10 +22,10 @@ from tqdm import tqdm
 from awq_gguf.convert.quants import fake_quantize
 
 from .block import INPUT_OF, LINEARS, BlockConfig, Params, block_config, block_forward, block_params, embed, rms_norm
-from .clip import NO_CLIP, apply_clip, clip_search
+from .clip import NO_CLIP, apply_clip, block_moments, clip_search, scale_moments
 from .fold import column_scales, fold_scales
 from .groups import ScaleGroup, groups_for
-from .search import FLOAT_TYPES, GroupStats, SearchResult, search_group
+from .search import FLOAT_TYPES, GroupStats, SearchResult, block_size, search_group
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,9 @@ class AwqSettings:
     clip: bool = True  # clipping search (never for attn_q / attn_k)
     max_shrink: float = 0.5
     clip_grid: int = 20
-    clip_tokens: int = 512  # input tokens per clipping search
-    loss_tokens: int = 4096  # tokens the search's loss is measured on (whole sequences for the attention)
+    loss_tokens: int = 4096  # tokens the search's loss is measured on (whole sequences for the attention;
+    # for the other modules the same number of tokens from every position, so each window's first token, whose
+    # activations dwarf the rest, is represented as often as in the whole calibration set)
     importance: bool = True  # quantize with post-scaling mean x^2 per column (search, clip and final)
     block_loss: bool = True  # also measure each block's output error, plain rounding vs AWQ (for the log)
     chunk_seqs: int = 8  # sequences per forward step of the capture pass
@@ -97,12 +98,17 @@ def apply_awq(p: Params, scales: dict[str, torch.Tensor], clip_max: dict[str, to
 
 
 class _Collector:
-    """Capture callback for block_forward over chunks of sequences: statistics and samples of every input."""
+    """Capture callback for block_forward over chunks of sequences: statistics and samples of every input.
 
-    def __init__(self, seq_idx: torch.Tensor, tok_idx: torch.Tensor, L: int) -> None:
+    For each input: sum |x| and sum x^2 per column, the sampled tokens (and for attn_in the sampled whole
+    sequences), and for the block sizes asked in `moments` the per-block second moments sum x_b x_b^T."""
+
+    def __init__(self, seq_idx: torch.Tensor, tok_idx: torch.Tensor, L: int, moments: dict[str, set[int]]) -> None:
         self.seq_idx, self.tok_idx, self.L = seq_idx, tok_idx, L  # sorted sampled sequences / flat token ids
+        self.want_moments = moments
         self.abs_sum: dict[str, torch.Tensor] = {}
         self.sq_sum: dict[str, torch.Tensor] = {}
+        self.moments: dict[tuple[str, int], torch.Tensor] = {}
         self.tokens: dict[str, list[torch.Tensor]] = {}
         self.seqs: list[torch.Tensor] = []
         self.count = 0
@@ -117,12 +123,16 @@ class _Collector:
 
     def __call__(self, name: str, x: torch.Tensor) -> None:
         flat = x.reshape(-1, x.shape[-1])  # [chunk tokens, cols]
-        a, q = flat.abs().sum(0).double(), flat.pow(2).sum(0).double()
+        parts = {"abs": flat.abs().sum(0).double(), "sq": flat.pow(2).sum(0).double()}
+        for bs in self.want_moments.get(name, ()):
+            key = (name, bs)
+            m = block_moments(flat, bs).double()  # [nb, bs, bs]
+            self.moments[key] = self.moments[key] + m if key in self.moments else m
         if name in self.abs_sum:
-            self.abs_sum[name] += a
-            self.sq_sum[name] += q
+            self.abs_sum[name] += parts["abs"]
+            self.sq_sum[name] += parts["sq"]
         else:
-            self.abs_sum[name], self.sq_sum[name] = a, q
+            self.abs_sum[name], self.sq_sum[name] = parts["abs"], parts["sq"]
         self.tokens.setdefault(name, []).append(flat[self._tok].clone())
         if name == "attn_in":
             self.seqs.append(x[self._seq].clone())
@@ -131,10 +141,17 @@ class _Collector:
         x_loss = torch.cat(self.seqs) if attention_loss else torch.cat(self.tokens[name])
         return GroupStats((self.abs_sum[name] / self.count).float(), (self.sq_sum[name] / self.count).float(), x_loss)
 
-    def token_sample(self, name: str, n: int) -> torch.Tensor:
-        """[<= n, cols]: every k-th sampled token, so all sequences are represented."""
-        x = torch.cat(self.tokens[name])  # [T, cols], in sequence order
-        return x[:: max(1, x.shape[0] // n)][:n]
+
+def _sample(n: int, L: int, loss_tokens: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted sequence ids for the attention loss, sorted flat token ids for the other losses).
+
+    Tokens are stratified by position: k = loss_tokens // L (at least 1) random sequences at each position."""
+    n_seq = min(n, max(1, loss_tokens // L))
+    seq_idx = torch.randperm(n, generator=gen)[:n_seq].sort().values
+    k = min(n, max(1, loss_tokens // L))
+    seqs = torch.rand(n, L, generator=gen).argsort(dim=0)[:k]  # [k, L] distinct sequences per position
+    tok_idx = (seqs * L + torch.arange(L)[None, :]).flatten().sort().values
+    return seq_idx, tok_idx
 
 
 def _fake_quantize_block(p: Params, types: dict[str, GGMLQuantizationType],
@@ -156,14 +173,17 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
     dev = h.device
     p = {k: v.to(dev) for k, v in p.items()}
     n, L, _ = h.shape
-    gen = torch.Generator().manual_seed(settings.seed)
-    n_seq = min(n, max(1, settings.loss_tokens // L))
-    seq_idx = torch.randperm(n, generator=gen)[:n_seq].sort().values.to(dev)
-    tok_idx = torch.randperm(n * L, generator=gen)[: settings.loss_tokens].sort().values.to(dev)
+    seq_idx, tok_idx = _sample(n, L, settings.loss_tokens, torch.Generator().manual_seed(settings.seed))
+    seq_idx, tok_idx = seq_idx.to(dev), tok_idx.to(dev)
     h_sample = h[seq_idx].clone() if settings.block_loss else None  # [n_seq, L, C]
+    clipped = [name for name in LINEARS if settings.clip and name not in NO_CLIP and types[name] not in FLOAT_TYPES
+               and p[f"{name}.weight"].shape[1] % block_size(types[name]) == 0]
+    moments: dict[str, set[int]] = {}
+    for name in clipped:
+        moments.setdefault(INPUT_OF[name], set()).add(block_size(types[name]))
 
     # capture pass: statistics and samples of every linear's input; h becomes the float block output
-    col = _Collector(seq_idx, tok_idx, L)
+    col = _Collector(seq_idx, tok_idx, L, moments)
     for s0 in range(0, n, settings.chunk_seqs):
         s1 = min(n, s0 + settings.chunk_seqs)
         col.chunk(s0, s1)
@@ -191,10 +211,11 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
         sc = s_cols.get(name, torch.ones(p[f"{name}.weight"].shape[1], device=dev))
         x_sq = (col.sq_sum[INPUT_OF[name]] / col.count).float() / sc**2  # [cols]
         importance[f"{name}.weight"] = x_sq
-        if settings.clip and name not in NO_CLIP:
-            x = col.token_sample(INPUT_OF[name], settings.clip_tokens) / sc  # [T, cols]
+        if name in clipped:
+            m = col.moments[(INPUT_OF[name], block_size(types[name]))] / col.count  # E[x_b x_b^T] [nb, bs, bs]
             imp = x_sq if settings.importance else None
-            bound = clip_search(new[f"{name}.weight"], types[name], x, imp, settings.max_shrink, settings.clip_grid)
+            bound = clip_search(new[f"{name}.weight"], types[name], scale_moments(m, sc), imp, settings.max_shrink,
+                                settings.clip_grid)
             if bound is not None:
                 clip_max[name] = bound
     new = apply_awq(new, {}, clip_max, cfg, arch)

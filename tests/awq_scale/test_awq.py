@@ -12,7 +12,7 @@ from awq_gguf.convert.source import open_source
 
 from awq_helpers import block_types, model_types, tiny_block
 
-FAST = dict(n_grid=3, clip_grid=10, max_shrink=0.2, loss_tokens=64, clip_tokens=64, progress=False)
+FAST = dict(n_grid=3, clip_grid=10, max_shrink=0.2, loss_tokens=64, progress=False)
 
 
 def _inject_outliers(p: dict[str, torch.Tensor], channels: list[int], factor: float) -> dict[str, torch.Tensor]:
@@ -104,3 +104,13 @@ def test_result_replays_from_scales_and_clips(tiny_model):
     replay = apply_awq(p, result.scales, result.clip_max, cfg, "qwen2")
     for name, w in result.params.items():
         assert torch.equal(replay[name], w), name
+
+
+def test_token_sample_is_stratified_by_position():
+    from awq_gguf.awq_scale.awq import _sample
+
+    seq_idx, tok_idx = _sample(n=16, L=32, loss_tokens=128, gen=torch.Generator().manual_seed(0))
+    assert seq_idx.tolist() == sorted(set(seq_idx.tolist())) and len(seq_idx) == 4
+    assert len(set(tok_idx.tolist())) == 128
+    per_position = torch.bincount(tok_idx % 32, minlength=32)
+    assert (per_position == 4).all()  # every position, the first included, as often as the others
