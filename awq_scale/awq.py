@@ -2,10 +2,13 @@
 
 Only one block's float weights and activations are in memory at a time (plus the embeddings while the
 first hidden states are built). Block i+1 sees block i's float outputs (no quantized propagation). Each
-block: one pass over the calibration tokens collects per-column statistics of every linear's input and a
-random sample of them; the groups' scales are searched on the block's original weights, folded in together,
-then each linear (but q/k) gets its clipping search; the final importance of each linear is the mean x^2 of
-its input after scaling.
+block: one pass over the calibration tokens collects per-column statistics of every linear's input (mean |x|,
+mean x^2, per-block second moments for the clipping search) and a sample of them for the search's loss; the
+groups' scales are searched on the block's original weights, folded in together, then each linear (but q/k)
+gets its clipping search; the final importance of each linear is the mean x^2 of its input after scaling.
+
+The result is small: the scales of each group and the clamp bound of each clipped block (BlockResult.scales,
+.clip_max); apply_awq replays them on the source tensors.
 """
 
 from __future__ import annotations
@@ -123,16 +126,10 @@ class _Collector:
 
     def __call__(self, name: str, x: torch.Tensor) -> None:
         flat = x.reshape(-1, x.shape[-1])  # [chunk tokens, cols]
-        parts = {"abs": flat.abs().sum(0).double(), "sq": flat.pow(2).sum(0).double()}
+        _accumulate(self.abs_sum, name, flat.abs().sum(0).double())  # [cols]
+        _accumulate(self.sq_sum, name, flat.pow(2).sum(0).double())
         for bs in self.want_moments.get(name, ()):
-            key = (name, bs)
-            m = block_moments(flat, bs).double()  # [nb, bs, bs]
-            self.moments[key] = self.moments[key] + m if key in self.moments else m
-        if name in self.abs_sum:
-            self.abs_sum[name] += parts["abs"]
-            self.sq_sum[name] += parts["sq"]
-        else:
-            self.abs_sum[name], self.sq_sum[name] = parts["abs"], parts["sq"]
+            _accumulate(self.moments, (name, bs), block_moments(flat, bs).double())  # [nb, bs, bs]
         self.tokens.setdefault(name, []).append(flat[self._tok].clone())
         if name == "attn_in":
             self.seqs.append(x[self._seq].clone())
@@ -140,6 +137,10 @@ class _Collector:
     def stats(self, name: str, attention_loss: bool) -> GroupStats:
         x_loss = torch.cat(self.seqs) if attention_loss else torch.cat(self.tokens[name])
         return GroupStats((self.abs_sum[name] / self.count).float(), (self.sq_sum[name] / self.count).float(), x_loss)
+
+
+def _accumulate(sums: dict, key, value: torch.Tensor) -> None:
+    sums[key] = sums[key] + value if key in sums else value
 
 
 def _sample(n: int, L: int, loss_tokens: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
