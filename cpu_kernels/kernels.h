@@ -1,0 +1,106 @@
+/* Shared definitions of the CPU kernels: GGUF weight blocks, our 8-bit activation blocks, the per-ISA
+ * kernel table and fp16 helpers. Every ISA file (scalar.c, avx2.c, avx512.c, neon.c) fills one awq_kernels. */
+#ifndef AWQ_KERNELS_H
+#define AWQ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ggml type ids (= gguf.GGMLQuantizationType values) */
+enum {
+    AWQ_F32 = 0, AWQ_F16 = 1, AWQ_Q4_0 = 2, AWQ_Q4_1 = 3, AWQ_Q5_0 = 6, AWQ_Q5_1 = 7, AWQ_Q8_0 = 8,
+    AWQ_Q2_K = 10, AWQ_Q3_K = 11, AWQ_Q4_K = 12, AWQ_Q5_K = 13, AWQ_Q6_K = 14, AWQ_NTYPES = 15
+};
+
+enum { AWQ_ISA_SCALAR = 0, AWQ_ISA_AVX2 = 1, AWQ_ISA_AVX512 = 2, AWQ_ISA_NEON = 3, AWQ_NISA = 4 };
+
+#define QK32 32
+#define QKK 256
+
+/* GGUF weight blocks (byte layout of the file; fp16 kept as raw uint16) */
+typedef struct { uint16_t d; uint8_t qs[16]; } blk_q4_0;                               /* 18 bytes */
+typedef struct { uint16_t d, m; uint8_t qs[16]; } blk_q4_1;                            /* 20 */
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_0;                /* 22 */
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_1;             /* 24 */
+typedef struct { uint16_t d; int8_t qs[32]; } blk_q8_0;                                /* 34 */
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; } blk_q2_K;     /* 84 */
+typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; } blk_q3_K; /* 110 */
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } blk_q4_K;   /* 144 */
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } blk_q5_K; /* 176 */
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } blk_q6_K; /* 210 */
+
+/* Activation blocks (internal, not a file format).
+ * q8_32: x ~= d * qs, s = sum(qs); used with the 32-element weight types.
+ * q8_K:  x ~= d * qs, bsums[j] = sum(qs[16j .. 16j+15]); used with the K types. */
+typedef struct { float d; int32_t s; int8_t qs[32]; } act_q8_32;                     /* 40 */
+typedef struct { float d; int16_t bsums[16]; int8_t qs[256]; } act_q8_K;             /* 292 */
+
+/* n: elements of the row; w: one weight row; xq: the quantized activation row (act_q8_32 / act_q8_K),
+ * or the float row for F32/F16 weights. */
+typedef float (*awq_dot_fn)(int64_t n, const void *w, const void *xq);
+typedef void (*awq_dequant_fn)(int64_t n, const void *w, float *y);
+typedef void (*awq_quant_fn)(int64_t n, const float *x, void *y);
+
+typedef struct {
+    const char *name;
+    awq_quant_fn quantize_q8_32;
+    awq_quant_fn quantize_q8_K;
+    awq_dot_fn dot[AWQ_NTYPES];        /* NULL: type not supported */
+    awq_dequant_fn dequant[AWQ_NTYPES];
+} awq_kernels;
+
+/* per-ISA tables (only those compiled in exist; see dispatch.c) */
+const awq_kernels *awq_kernels_scalar(void);
+const awq_kernels *awq_kernels_avx2(void);
+const awq_kernels *awq_kernels_avx512(void);
+const awq_kernels *awq_kernels_avx512vnni(void);
+const awq_kernels *awq_kernels_neon(void);
+
+/* the table chosen at run time (dispatch.c) */
+const awq_kernels *awq_current(void);
+
+/* fp16 <-> fp32 by bit manipulation (IEEE half, subnormals and inf/nan included) */
+static inline float awq_h2f(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalize */
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t awq_rd16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+/* 6-bit scale j and min j of a Q4_K / Q5_K super-block (12 packed bytes) */
+static inline void awq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63; *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* the 16 signed 6-bit scales of a Q3_K super-block (stored +32) */
+static inline void awq_q3k_scales(const uint8_t *s12, int8_t out[16]) {
+    for (int j = 0; j < 16; j++) {
+        int lo = j < 8 ? (s12[j] & 0xF) : (s12[j - 8] >> 4);
+        int hi = (s12[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+        out[j] = (int8_t)((lo | (hi << 4)) - 32);
+    }
+}
+
+#endif

@@ -1,0 +1,176 @@
+/* Threaded drivers over the chosen kernel table: activation quantization, matrix products
+ * (n = 1: GEMV, n > 1: GEMM tiled so a few weight rows stay in cache across tokens) and get_rows. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "kernels.h"
+
+/* elements and bytes of one weight block; 0 for types we do not handle */
+static void type_block(int t, int64_t *elems, int64_t *bytes) {
+    static const int16_t E[AWQ_NTYPES] = {1, 1, 32, 32, 0, 0, 32, 32, 32, 0, 256, 256, 256, 256, 256};
+    static const int16_t B[AWQ_NTYPES] = {4, 2, 18, 20, 0, 0, 22, 24, 34, 0, 84, 110, 144, 176, 210};
+    *elems = (t >= 0 && t < AWQ_NTYPES) ? E[t] : 0;
+    *bytes = (t >= 0 && t < AWQ_NTYPES) ? B[t] : 0;
+}
+
+static int is_k(int t) { return t >= AWQ_Q2_K && t <= AWQ_Q6_K; }
+static int is_float(int t) { return t == AWQ_F32 || t == AWQ_F16; }
+
+int64_t awq_act_row_bytes(int t, int64_t cols) {
+    int64_t e, b;
+    type_block(t, &e, &b);
+    if (!e || cols <= 0 || cols % e) return 0;
+    if (is_float(t)) return cols * 4;
+    return is_k(t) ? cols / QKK * (int64_t)sizeof(act_q8_K) : cols / QK32 * (int64_t)sizeof(act_q8_32);
+}
+
+/* checks the type and that a row of `cols` elements takes row_bytes bytes */
+static int check(int t, int64_t cols, int64_t row_bytes) {
+    int64_t e, b;
+    type_block(t, &e, &b);
+    if (!e || !awq_current()->dot[t]) return -1;
+    if (cols <= 0 || cols % e || (row_bytes >= 0 && row_bytes != cols / e * b)) return -2;
+    return 0;
+}
+
+int awq_quantize_act(int t, int64_t cols, const float *x, void *xq) {
+    int rc = check(t, cols, -1);
+    if (rc) return rc;
+    const awq_kernels *k = awq_current();
+    if (is_float(t)) memcpy(xq, x, (size_t)cols * 4);
+    else if (is_k(t)) k->quantize_q8_K(cols, x, xq);
+    else k->quantize_q8_32(cols, x, xq);
+    return 0;
+}
+
+int awq_vec_dot(int t, int64_t cols, const void *w, const void *xq, float *out) {
+    int rc = check(t, cols, -1);
+    if (rc) return rc;
+    *out = awq_current()->dot[t](cols, w, xq);
+    return 0;
+}
+
+/* ---- a minimal fork-join over rows: thread i takes rows [r0, r1) ---------------------------- */
+
+typedef struct job job_t;
+typedef void (*work_fn)(const job_t *, int64_t r0, int64_t r1);
+
+struct job {
+    const awq_kernels *k;
+    int t;
+    const uint8_t *w;
+    int64_t rows, row_bytes, cols;
+    const uint8_t *xq;     /* n quantized activation rows of xbytes each */
+    int64_t n, xbytes;
+    float *y;
+    const int64_t *ids;
+    work_fn fn;
+};
+
+typedef struct { const job_t *job; int64_t r0, r1; } slice_t;
+
+static void *run_slice(void *p) {
+    const slice_t *s = p;
+    s->job->fn(s->job, s->r0, s->r1);
+    return 0;
+}
+
+static int fork_join(const job_t *job, int64_t total, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > 256) nthreads = 256;
+    if (nthreads > total) nthreads = (int)(total > 0 ? total : 1);
+    if (nthreads == 1) {
+        job->fn(job, 0, total);
+        return 0;
+    }
+    pthread_t tid[256];
+    slice_t sl[256];
+    int rc = 0;
+    for (int i = 0; i < nthreads; i++) {
+        sl[i].job = job;
+        sl[i].r0 = total * i / nthreads;
+        sl[i].r1 = total * (i + 1) / nthreads;
+    }
+    for (int i = 1; i < nthreads; i++) {
+        if (pthread_create(&tid[i], 0, run_slice, &sl[i])) {
+            /* could not start: do that slice here */
+            run_slice(&sl[i]);
+            tid[i] = 0;
+        }
+    }
+    run_slice(&sl[0]);
+    for (int i = 1; i < nthreads; i++)
+        if (tid[i] && pthread_join(tid[i], 0)) rc = -4;
+    return rc;
+}
+
+/* rows in tiles of ROW_TILE so that each tile's weights are reused from cache across the n tokens */
+#define ROW_TILE 8
+
+static void mm_rows(const job_t *j, int64_t r0, int64_t r1) {
+    const awq_dot_fn dot = j->k->dot[j->t];
+    if (j->n == 1) {
+        for (int64_t r = r0; r < r1; r++) j->y[r] = dot(j->cols, j->w + r * j->row_bytes, j->xq);
+        return;
+    }
+    for (int64_t rb = r0; rb < r1; rb += ROW_TILE) {
+        const int64_t re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
+        for (int64_t i = 0; i < j->n; i++) {
+            const uint8_t *x = j->xq + i * j->xbytes;
+            float *y = j->y + i * j->rows;
+            for (int64_t r = rb; r < re; r++) y[r] = dot(j->cols, j->w + r * j->row_bytes, x);
+        }
+    }
+}
+
+static void quant_rows(const job_t *j, int64_t r0, int64_t r1) {
+    /* here "rows" are activation rows: j->y is the float input, j->xq the output */
+    const float *x = (const float *)j->y;
+    for (int64_t i = r0; i < r1; i++) {
+        uint8_t *q = (uint8_t *)j->xq + i * j->xbytes;
+        if (is_k(j->t)) j->k->quantize_q8_K(j->cols, x + i * j->cols, q);
+        else j->k->quantize_q8_32(j->cols, x + i * j->cols, q);
+    }
+}
+
+int awq_matmul(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols, const float *x,
+               int64_t n, float *y, int nthreads) {
+    int rc = check(t, cols, row_bytes);
+    if (rc) return rc;
+    if (rows < 0 || n < 0) return -2;
+    if (rows == 0 || n == 0) return 0;
+    job_t j = {awq_current(), t, w, rows, row_bytes, cols, 0, n, awq_act_row_bytes(t, cols), y, 0, mm_rows};
+    uint8_t *buf = 0;
+    if (is_float(t)) {
+        j.xq = (const uint8_t *)x;
+    } else {
+        buf = malloc((size_t)(n * j.xbytes));
+        if (!buf) return -3;
+        job_t q = j;
+        q.xq = buf;
+        q.y = (float *)x;
+        q.fn = quant_rows;
+        rc = fork_join(&q, n, n >= 4 ? nthreads : 1);
+        j.xq = buf;
+    }
+    if (!rc) rc = fork_join(&j, rows, nthreads);
+    free(buf);
+    return rc;
+}
+
+static void rows_deq(const job_t *j, int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; i++)
+        j->k->dequant[j->t](j->cols, j->w + j->ids[i] * j->row_bytes, j->y + i * j->cols);
+}
+
+int awq_get_rows(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols, const int64_t *ids,
+                 int64_t n_ids, float *out, int nthreads) {
+    int rc = check(t, cols, row_bytes);
+    if (rc) return rc;
+    for (int64_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= rows) return -2;
+    if (n_ids <= 0) return n_ids < 0 ? -2 : 0;
+    job_t j = {awq_current(), t, w, rows, row_bytes, cols, 0, 0, 0, out, ids, rows_deq};
+    return fork_join(&j, n_ids, n_ids * cols >= (1 << 16) ? nthreads : 1);
+}
