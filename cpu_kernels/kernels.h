@@ -103,4 +103,24 @@ static inline void awq_q3k_scales(const uint8_t *s12, int8_t out[16]) {
     }
 }
 
+/* The same two unpackings on 32-bit words (SIMD variants): Q4_K/Q5_K scales (sc[0..7] as two LE words) and
+ * mins (mn[0..7]); Q3_K scales as 16 bytes of 0..63 (still +32). */
+static inline void awq_q4k_words(const uint8_t *s12, uint32_t sc[2], uint32_t mn[2]) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, s12, 4); memcpy(&w1, s12 + 4, 4); memcpy(&w2, s12 + 8, 4);
+    sc[0] = w0 & 0x3f3f3f3fu;
+    sc[1] = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+    mn[0] = w1 & 0x3f3f3f3fu;
+    mn[1] = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+}
+
+static inline void awq_q3k_words(const uint8_t *s12, uint32_t out[4]) {
+    uint32_t a0, a1, t;
+    memcpy(&a0, s12, 4); memcpy(&a1, s12 + 4, 4); memcpy(&t, s12 + 8, 4);
+    out[0] = (a0 & 0x0f0f0f0fu) | (((t >> 0) & 0x03030303u) << 4);
+    out[1] = (a1 & 0x0f0f0f0fu) | (((t >> 2) & 0x03030303u) << 4);
+    out[2] = ((a0 >> 4) & 0x0f0f0f0fu) | (((t >> 4) & 0x03030303u) << 4);
+    out[3] = ((a1 >> 4) & 0x0f0f0f0fu) | (((t >> 6) & 0x03030303u) << 4);
+}
+
 #endif

@@ -1,0 +1,388 @@
+/* AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; only called after cpuid says so).
+ * Weights are unpacked to unsigned bytes and multiplied with the signed 8-bit activations by
+ * maddubs (u8 x s8 -> s16 pairs); offsets (Q4_0's -8, Q3_K's -4, Q6_K's -32) and mins come back through the
+ * activations' block sums. K types share one core: 8 chunks of 32 bytes, per-16 int8 scales. */
+#include <immintrin.h>
+
+#include "kernels.h"
+#include "scalar.h"
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* 16 bytes of packed nibbles -> 32 bytes: low nibbles (elements 0..15), then high nibbles (16..31) */
+static inline __m256i nibbles32(const uint8_t *p) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)p);
+    const __m256i t = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_and_si256(t, _mm256_set1_epi8(0x0F));
+}
+
+/* bit i of the 32-bit word -> byte i = 0x10 or 0 */
+static inline __m256i bits32_x10(uint32_t bits) {
+    __m256i v = _mm256_set1_epi32((int)bits);
+    v = _mm256_shuffle_epi8(v, _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                                 0x0101010101010101LL, 0x0000000000000000LL));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* sum over pairs of u8*s8 -> 8 int32 */
+static inline __m256i dot_us(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* ---- activations ----------------------------------------------------------------------------- */
+
+/* 32 floats -> rounded int32 x4 vectors (x * id) */
+static inline void round32(const float *x, __m256 id, __m256i out[4]) {
+    for (int k = 0; k < 4; k++) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id);
+        out[k] = _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+}
+
+/* 4 x 8 int32 -> 32 int8 in order */
+static inline __m256i pack32(const __m256i i[4]) {
+    const __m256i a = _mm256_packs_epi32(i[0], i[1]), b = _mm256_packs_epi32(i[2], i[3]);
+    return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float amax_of(const float *x, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static void quantize_q8_32(int64_t n, const float *x, void *vy) {
+    act_q8_32 *y = vy;
+    for (int64_t b = 0; b < n / QK32; b++, x += QK32) {
+        const float d = amax_of(x, 32) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256i i[4];
+        round32(x, _mm256_set1_ps(id), i);
+        _mm256_storeu_si256((__m256i *)y[b].qs, pack32(i));
+        y[b].d = d;
+        y[b].s = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3])));
+    }
+}
+
+static void quantize_q8_K(int64_t n, const float *x, void *vy) {
+    act_q8_K *y = vy;
+    for (int64_t b = 0; b < n / QKK; b++, x += QKK) {
+        const float d = amax_of(x, 256) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int c = 0; c < 8; c++) {
+            __m256i i[4];
+            round32(x + 32 * c, _mm256_set1_ps(id), i);
+            _mm256_storeu_si256((__m256i *)(y[b].qs + 32 * c), pack32(i));
+            y[b].bsums[2 * c] = (int16_t)hsum_epi32(_mm256_add_epi32(i[0], i[1]));
+            y[b].bsums[2 * c + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(i[2], i[3]));
+        }
+        y[b].d = d;
+    }
+}
+
+/* ---- 32-element types -------------------------------------------------------------------------- */
+
+static float dot_q4_0(int64_t n, const void *vw, const void *vx) {
+    const blk_q4_0 *w = vw; const act_q8_32 *x = vx;
+    const int64_t nb = n / QK32;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float bias = 0.0f;
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        const float d0 = h2f(w[b].d) * x[b].d, d1 = h2f(w[b + 1].d) * x[b + 1].d;
+        const __m256i p0 = dot_us(nibbles32(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
+        const __m256i p1 = dot_us(nibbles32(w[b + 1].qs), _mm256_loadu_si256((const __m256i *)x[b + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1);
+        bias += d0 * (float)x[b].s + d1 * (float)x[b + 1].s;
+    }
+    for (; b < nb; b++) {
+        const float d0 = h2f(w[b].d) * x[b].d;
+        const __m256i p0 = dot_us(nibbles32(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0);
+        bias += d0 * (float)x[b].s;
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) - 8.0f * bias;
+}
+
+static float dot_q4_1(int64_t n, const void *vw, const void *vx) {
+    const blk_q4_1 *w = vw; const act_q8_32 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    float bias = 0.0f;
+    for (int64_t b = 0; b < n / QK32; b++) {
+        const __m256i p = dot_us(nibbles32(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p), acc);
+        bias += h2f(w[b].m) * x[b].d * (float)x[b].s;
+    }
+    return hsum_ps(acc) + bias;
+}
+
+static inline __m256i q5_32(const uint8_t *qs, const uint8_t *qh4) {
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    return _mm256_or_si256(nibbles32(qs), bits32_x10(qh));
+}
+
+static float dot_q5_0(int64_t n, const void *vw, const void *vx) {
+    const blk_q5_0 *w = vw; const act_q8_32 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    float bias = 0.0f;
+    for (int64_t b = 0; b < n / QK32; b++) {
+        const float d = h2f(w[b].d) * x[b].d;
+        const __m256i p = dot_us(q5_32(w[b].qs, w[b].qh), _mm256_loadu_si256((const __m256i *)x[b].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
+        bias += d * (float)x[b].s;
+    }
+    return hsum_ps(acc) - 16.0f * bias;
+}
+
+static float dot_q5_1(int64_t n, const void *vw, const void *vx) {
+    const blk_q5_1 *w = vw; const act_q8_32 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    float bias = 0.0f;
+    for (int64_t b = 0; b < n / QK32; b++) {
+        const __m256i p = dot_us(q5_32(w[b].qs, w[b].qh), _mm256_loadu_si256((const __m256i *)x[b].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p), acc);
+        bias += h2f(w[b].m) * x[b].d * (float)x[b].s;
+    }
+    return hsum_ps(acc) + bias;
+}
+
+static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
+    const blk_q8_0 *w = vw; const act_q8_32 *x = vx;
+    const int64_t nb = n / QK32;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)w[b].qs);
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)w[b + 1].qs);
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)x[b + 1].qs);
+        /* |w| * (x with w's sign): signed products through the unsigned-signed maddubs */
+        const __m256i p0 = dot_us(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+        const __m256i p1 = dot_us(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b + 1].d) * x[b + 1].d), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; b < nb; b++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)w[b].qs);
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const __m256i p0 = dot_us(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- K types ------------------------------------------------------------------------------------ */
+
+/* chunk k (elements 32k..32k+31, unsigned bytes q) times activations, weighted by the per-16 scales
+ * sc8[2k] (first 16) and sc8[2k+1] (last 16); added to acc (8 x int32) */
+static inline __m256i kchunk(__m256i acc, __m256i q, const int8_t *xq, __m128i sc8, int k) {
+    const __m128i pick = _mm_set_epi64x((long long)(0x0101010101010101ULL * (uint64_t)(2 * k + 1)),
+                                        (long long)(0x0101010101010101ULL * (uint64_t)(2 * k)));
+    const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
+    const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(xq + 32 * k)));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, sc));
+}
+
+/* acc (main sums) minus off * sum_j sc[j] * bsums[j], scaled into accf; mins (16 unsigned bytes, or NULL
+ * vector use) into accm */
+static inline __m256 kfinish(__m256 accf, __m256i acc, const act_q8_K *x, __m128i sc8, int off_shift,
+                             float d) {
+    if (off_shift >= 0) {
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
+        const __m256i corr = _mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc8));
+        acc = _mm256_sub_epi32(acc, _mm256_sll_epi32(corr, _mm_cvtsi32_si128(off_shift)));
+    }
+    return _mm256_fmadd_ps(_mm256_set1_ps(x->d * d), _mm256_cvtepi32_ps(acc), accf);
+}
+
+static inline __m256 kmins(__m256 accm, const act_q8_K *x, __m128i mn8, float dmin) {
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
+    const __m256i m = _mm256_madd_epi16(bs, _mm256_cvtepu8_epi16(mn8));
+    return _mm256_fmadd_ps(_mm256_set1_ps(x->d * dmin), _mm256_cvtepi32_ps(m), accm);
+}
+
+/* per-32 scales (8 bytes as two words) -> 16 per-16 bytes */
+static inline __m128i dup8(const uint32_t w[2]) {
+    const __m128i v = _mm_cvtsi64_si128((long long)(((uint64_t)w[1] << 32) | w[0]));
+    return _mm_unpacklo_epi8(v, v);
+}
+
+static float dot_q2_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q2_K *w = vw; const act_q8_K *x = vx;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 accf = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QKK; b++) {
+        const __m128i s = _mm_loadu_si128((const __m128i *)w[b].scales);
+        const __m128i sc8 = _mm_and_si128(s, _mm_set1_epi8(0xF));
+        const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF));
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            acc = kchunk(acc, _mm256_and_si256(v, m3), x[b].qs, sc8, 4 * h + 0);
+            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x[b].qs, sc8, 4 * h + 1);
+            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x[b].qs, sc8, 4 * h + 2);
+            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x[b].qs, sc8, 4 * h + 3);
+        }
+        accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
+        accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
+    }
+    return hsum_ps(accf) - hsum_ps(accm);
+}
+
+static float dot_q3_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q3_K *w = vw; const act_q8_K *x = vx;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 accf = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QKK; b++) {
+        uint32_t sw[4];
+        awq_q3k_words(w[b].scales, sw);
+        const __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)sw), _mm_set1_epi8(32));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                const __m128i sh = _mm_cvtsi32_si128(2 * j), hs = _mm_cvtsi32_si128(4 * h + j);
+                const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, sh), m3);
+                const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hm, hs), one), 2);
+                acc = kchunk(acc, _mm256_or_si256(lo, hi), x[b].qs, sc8, 4 * h + j);
+            }
+        }
+        accf = kfinish(accf, acc, &x[b], sc8, 2, h2f(w[b].d));
+    }
+    return hsum_ps(accf);
+}
+
+static float dot_q4_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q4_K *w = vw; const act_q8_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 accf = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QKK; b++) {
+        uint32_t sc[2], mn[2];
+        awq_q4k_words(w[b].scales, sc, mn);
+        const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
+            acc = kchunk(acc, _mm256_and_si256(v, m4), x[b].qs, sc8, 2 * j);
+            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x[b].qs, sc8, 2 * j + 1);
+        }
+        accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
+        accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
+    }
+    return hsum_ps(accf) - hsum_ps(accm);
+}
+
+static float dot_q5_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q5_K *w = vw; const act_q8_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    __m256 accf = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QKK; b++) {
+        uint32_t sc[2], mn[2];
+        awq_q4k_words(w[b].scales, sc, mn);
+        const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
+            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one);
+            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4));
+            acc = kchunk(acc, q0, x[b].qs, sc8, 2 * j);
+            acc = kchunk(acc, q1, x[b].qs, sc8, 2 * j + 1);
+        }
+        accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
+        accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
+    }
+    return hsum_ps(accf) - hsum_ps(accm);
+}
+
+static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q6_K *w = vw; const act_q8_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    __m256 accf = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QKK; b++) {
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4);
+            const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4);
+            const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4);
+            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0), x[b].qs, sc8, 4 * h + 0);
+            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x[b].qs, sc8, 4 * h + 1);
+            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2), x[b].qs, sc8, 4 * h + 2);
+            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3), x[b].qs, sc8, 4 * h + 3);
+        }
+        accf = kfinish(accf, acc, &x[b], sc8, 5, h2f(w[b].d));
+    }
+    return hsum_ps(accf);
+}
+
+/* ---- float weights ---------------------------------------------------------------------------- */
+
+static float dot_f32(int64_t n, const void *vw, const void *vx) {
+    const float *w = vw, *x = vx;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static float dot_f16(int64_t n, const void *vw, const void *vx) {
+    const uint8_t *w = vw; const float *x = vx;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i))), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16))), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += h2f(awq_rd16(w + 2 * i)) * x[i];
+    return s;
+}
+
+const awq_kernels *awq_kernels_avx2(void) {
+    static awq_kernels k;
+    if (!k.name) {
+        awq_scalar_fill(&k); /* dequantization stays scalar */
+        k.quantize_q8_32 = quantize_q8_32;
+        k.quantize_q8_K = quantize_q8_K;
+        k.dot[AWQ_F32] = dot_f32; k.dot[AWQ_F16] = dot_f16;
+        k.dot[AWQ_Q4_0] = dot_q4_0; k.dot[AWQ_Q4_1] = dot_q4_1; k.dot[AWQ_Q5_0] = dot_q5_0;
+        k.dot[AWQ_Q5_1] = dot_q5_1; k.dot[AWQ_Q8_0] = dot_q8_0;
+        k.dot[AWQ_Q2_K] = dot_q2_K; k.dot[AWQ_Q3_K] = dot_q3_K; k.dot[AWQ_Q4_K] = dot_q4_K;
+        k.dot[AWQ_Q5_K] = dot_q5_K; k.dot[AWQ_Q6_K] = dot_q6_K;
+        k.name = "avx2";
+    }
+    return &k;
+}
