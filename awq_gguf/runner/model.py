@@ -1,0 +1,126 @@
+"""The transformer forward pass of the llama / qwen2 / qwen3 graphs in llama.cpp (src/models/*.cpp):
+
+  x = token_embd[tokens]
+  per layer:  h = rms_norm(x) * attn_norm
+              q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)     [qwen2 biases]
+              q, k = rms_norm_per_head(q) * q_norm, ... (k)          [qwen3]
+              q, k = rope(q), rope(k)                                  NORMAL (llama) or NEOX (qwen2/3)
+              x = x + softmax(q k^T / sqrt(head_dim) + causal) v  Wo^T   grouped-query: head h reads kv h // n_gqa
+              x = x + (silu(h' Wgate^T) * (h' Wup^T)) Wdown^T,  h' = rms_norm(x) * ffn_norm
+  logits = (rms_norm(x) * output_norm) output^T                       output = token_embd when tied
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from awq_gguf.runner.backend import Backend, select_backend
+from awq_gguf.runner.errors import RunnerError
+from awq_gguf.runner.gguf_file import GgufFile, open_checked
+from awq_gguf.runner.hparams import HParams, read_hparams
+from awq_gguf.runner.kv_cache import KVCache
+from awq_gguf.runner.rope import Rope
+from awq_gguf.runner.weights import ModelWeights, load_weights, vocab_size
+
+UBATCH = 512  # tokens per forward chunk for long inputs (bounds activation memory, as llama.cpp's n_ubatch)
+
+
+def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """x [..., d] * rsqrt(mean(x^2) + eps) * w [d] (ggml_rms_norm then ggml_mul)."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+class Model:
+    def __init__(self, file: GgufFile, hp: HParams, weights: ModelWeights, backend: Backend, n_ctx: int,
+                 emulate_llama_cpp: bool = False) -> None:
+        self.file, self.hp, self.w, self.backend, self.n_ctx = file, hp, weights, backend, n_ctx
+        # llama.cpp's defaults round K/V to an F16 cache, q to F16 for q.k and the softmax to F16 for p.v.
+        self.f16_attention = emulate_llama_cpp
+        self.rope = Rope(hp.n_rot, hp.rope_base, hp.rope_freq_scale, hp.traits.rope_mode, n_ctx, weights.rope_freqs)
+
+    @classmethod
+    def load(cls, path: Path, n_ctx: int | None = None, backend: str | None = None,
+             threads: int | None = None, emulate_llama_cpp: bool = False) -> "Model":
+        """Open, validate and map `path`. n_ctx defaults to min(the training context, 4096).
+
+        emulate_llama_cpp: the torch backend with ggml's activation rounding and an F16 KV cache, to compare
+        with llama.cpp to float rounding (tests); the default keeps float32 everywhere."""
+        f = open_checked(Path(path))
+        hp = read_hparams(f, vocab_size(f))
+        weights = load_weights(f, hp)
+        if n_ctx is None:
+            n_ctx = min(hp.n_ctx_train, 4096)
+        if n_ctx < 1:
+            raise RunnerError(f"context length must be positive, got {n_ctx}")
+        threads = threads or os.cpu_count() or 1
+        torch.set_num_threads(threads)
+        return cls(f, hp, weights, select_backend(backend, threads, emulate_llama_cpp), n_ctx, emulate_llama_cpp)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.hp.n_layer, self.hp.n_head_kv, self.n_ctx, self.hp.head_dim)
+
+    @torch.inference_mode()
+    def forward(self, tokens: Sequence[int], cache: KVCache, all_logits: bool = False) -> torch.Tensor:
+        """Run `tokens` after what `cache` holds; logits float32 [len(tokens) if all_logits else 1, n_vocab]."""
+        ids = torch.as_tensor(list(tokens), dtype=torch.int64)
+        if ids.ndim != 1 or ids.numel() == 0:
+            raise RunnerError("forward needs at least one token")
+        if int(ids.min()) < 0 or int(ids.max()) >= self.hp.n_vocab:
+            raise RunnerError(f"token id out of range 0..{self.hp.n_vocab - 1}")
+        cache.check_room(ids.numel())
+        outs = []
+        for start in range(0, ids.numel(), UBATCH):
+            chunk = ids[start : start + UBATCH]
+            last = start + UBATCH >= ids.numel()
+            h = self._hidden(chunk, cache)  # [n, n_embd], normed
+            if all_logits:
+                outs.append(self.backend.matmul(self.w.output, h))
+            elif last:
+                outs.append(self.backend.matmul(self.w.output, h[-1:]))
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+    def _hidden(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        hp, be = self.hp, self.backend
+        n = ids.numel()
+        pos = torch.arange(cache.n_past, cache.n_past + n)
+        x = be.get_rows(self.w.token_embd, ids).float()  # [n, n_embd]
+        for il, lw in enumerate(self.w.layers):
+            h = rms_norm(x, lw.attn_norm, hp.rms_eps)
+            q, k, v = be.matmul(lw.wq, h), be.matmul(lw.wk, h), be.matmul(lw.wv, h)
+            if lw.bq is not None:
+                q, k, v = q + lw.bq, k + lw.bk, v + lw.bv
+            q = q.view(n, hp.n_head, hp.head_dim)
+            k = k.view(n, hp.n_head_kv, hp.head_dim)
+            v = v.view(n, hp.n_head_kv, hp.head_dim)
+            if lw.q_norm is not None:
+                q = rms_norm(q, lw.q_norm, hp.rms_eps)
+                k = rms_norm(k, lw.k_norm, hp.rms_eps)
+            q, k = self.rope(q, pos), self.rope(k, pos)
+            if self.f16_attention:
+                q, k, v = q.half().float(), k.half().float(), v.half().float()
+            keys, values = cache.store(il, k.transpose(0, 1), v.transpose(0, 1))  # [n_kv, T, d]
+            attn = self._attention(q, keys, values, pos)  # [n, n_head * d]
+            x = x + be.matmul(lw.wo, attn)
+            h = rms_norm(x, lw.ffn_norm, hp.rms_eps)
+            g = torch.nn.functional.silu(be.matmul(lw.w_gate, h)) * be.matmul(lw.w_up, h)
+            x = x + be.matmul(lw.w_down, g)
+        cache.n_past += n
+        return rms_norm(x, self.w.output_norm, hp.rms_eps)
+
+    def _attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """q [n, n_head, d]; keys/values [n_kv, T, d] (positions 0..T-1) -> [n, n_head * d], causal."""
+        hp = self.hp
+        n, t = q.shape[0], keys.shape[1]
+        qg = q.permute(1, 0, 2).reshape(hp.n_head_kv, hp.n_gqa, n, hp.head_dim)  # head h -> kv group h // n_gqa
+        scores = torch.matmul(qg, keys.transpose(1, 2)[:, None]) * (1.0 / hp.head_dim**0.5)  # [n_kv, g, n, T]
+        future = torch.arange(t)[None, :] > pos[:, None]  # [n, T]
+        scores = scores.masked_fill(future, float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        if self.f16_attention:
+            probs = probs.half().float()
+        out = torch.matmul(probs, values[:, None])  # [n_kv, g, n, d]
+        return out.reshape(hp.n_head, n, hp.head_dim).permute(1, 0, 2).reshape(n, hp.n_head * hp.head_dim)
