@@ -74,8 +74,9 @@ def eval_(
     ctx: int = typer.Option(512, "--ctx", min=8, help="window length in tokens"),
     chunks: Optional[int] = typer.Option(None, "--chunks", min=1, help="score only the first N windows"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    backend: str = typer.Option("llama.cpp", "--backend", help="llama.cpp or runner (awq-gguf's own)"),
 ) -> None:
-    """Perplexity of FILE under llama.cpp, computed as llama-perplexity does.
+    """Perplexity of FILE under llama.cpp (or the runner), computed as llama-perplexity does.
 
     \b
     Examples:
@@ -84,7 +85,14 @@ def eval_(
     """
     from awq_gguf.perplexity import perplexity, read_text
 
-    result = perplexity(file, read_text(text), ctx=ctx, chunks=chunks, progress=not as_json)
+    if backend not in ("llama.cpp", "runner"):
+        raise AwqGgufError(f"--backend must be llama.cpp or runner, not {backend!r}")
+    if backend == "runner":
+        from awq_gguf.runner.cli_commands import eval_runner
+
+        result = eval_runner(file, read_text(text), ctx=ctx, chunks=chunks, progress=not as_json)
+    else:
+        result = perplexity(file, read_text(text), ctx=ctx, chunks=chunks, progress=not as_json)
     typer.echo(json.dumps(result.as_dict()) if as_json else f"ppl = {result.ppl:.4f}  ({result.n_tokens} tokens, {result.n_chunks} x {ctx})")
 
 
@@ -124,6 +132,11 @@ def inspect(file: Path = typer.Argument(..., help="GGUF file")) -> None:
     from awq_gguf.inspect_file import render
 
     typer.echo(render(file))
+
+
+from awq_gguf.runner.cli_commands import register as _register_runner  # noqa: E402  (run, bench)
+
+_register_runner(app, _user_errors)
 
 
 def main() -> None:

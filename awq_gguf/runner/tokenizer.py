@@ -13,12 +13,33 @@ from pathlib import Path
 from awq_gguf.runner.errors import RunnerError
 
 
+def _load_vocab(path: Path):
+    """llama_cpp.Llama with only the vocabulary; the header is validated first, llama.cpp's chatter silenced."""
+    import contextlib
+
+    import llama_cpp
+
+    from awq_gguf.runner.gguf_check import check_header
+
+    check_header(path)
+    try:
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        quiet = suppress_stdout_stderr(disable=False)
+    except ImportError:  # private helper; only cosmetic
+        quiet = contextlib.nullcontext()
+    try:
+        with quiet:
+            return llama_cpp.Llama(model_path=str(path), n_ctx=256, n_batch=8, n_ubatch=8, vocab_only=True,
+                                   verbose=False)
+    except (ValueError, RuntimeError) as e:
+        raise RunnerError(f"llama.cpp could not load the vocabulary of {path}: {e}") from None
+
+
 class Tokenizer:
     def __init__(self, path: Path) -> None:
-        from awq_gguf.perplexity import load_llama
-
-        self._llm = load_llama(Path(path), ctx=8, vocab_only=True)
         self.path = Path(path)
+        self._llm = _load_vocab(self.path)
 
     @property
     def bos(self) -> int:
