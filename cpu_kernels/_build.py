@@ -91,8 +91,17 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def make_ffibuilder(objdir: Path | None = None) -> FFI:
-    objdir = objdir or Path(tempfile.mkdtemp(prefix="awq_gguf_isa_"))
+def make_ffibuilder() -> FFI:
+    """setup.py's entry (cffi calls it): setuptools wants source paths relative to setup.py's folder."""
+    return build_ffi(Path(tempfile.mkdtemp(prefix="awq_gguf_isa_")), relative=True)
+
+
+def build_ffi(objdir: Path, relative: bool = False) -> FFI:
+    """The FFI builder; SIMD objects are compiled into objdir first."""
+
+    def path(name: str) -> str:
+        return os.path.relpath(HERE / name) if relative else str(HERE / name)
+
     objects, macros, notes = compile_isa_objects(objdir)
     macros.append(("AWQ_BUILD_ID", f'"{source_hash()}"'))
     for note in notes:
@@ -102,17 +111,17 @@ def make_ffibuilder(objdir: Path | None = None) -> FFI:
     ffi.set_source(
         MODULE,
         '#include "api.h"\n',
-        sources=[str(HERE / s) for s in BASE_SOURCES],
+        sources=[path(s) for s in BASE_SOURCES],
         include_dirs=[str(HERE)],
         define_macros=macros,
         extra_compile_args=COMMON_FLAGS,
         extra_objects=objects,
         libraries=["pthread"] if os.name == "posix" else [],
-        depends=[str(HERE / h) for h in HEADERS],
+        depends=[path(h) for h in HEADERS],
         optional=True,  # install never fails over the kernels; _loader explains at first use
     )
     return ffi
 
 
 if __name__ == "__main__":
-    make_ffibuilder().compile(verbose=True)
+    build_ffi(Path(tempfile.mkdtemp(prefix="awq_gguf_isa_"))).compile(verbose=True)

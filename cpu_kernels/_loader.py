@@ -49,7 +49,7 @@ def _build_into(cache: Path) -> Path:
 
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
-    ffi = _build.make_ffibuilder(tmp / "obj")
+    ffi = _build.build_ffi(tmp / "obj")
     try:
         built = Path(ffi.compile(tmpdir=str(tmp), verbose=False))
     except Exception as exc:  # cffi raises VerificationError / distutils errors; report them as one
