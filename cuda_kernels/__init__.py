@@ -1,1 +1,26 @@
-"""Placeholder package: filled in by a later issue."""
+"""CUDA kernels for GGUF block weights: GEMV for decode (batch 1..16), dequantization for the prompt path.
+
+Built lazily with nvcc (sm_90) into a cache folder on first use and bound with cffi in ABI mode (_build.py,
+_lib.py); importing this package never builds or fails. `available()` says whether the kernels can run here,
+`unavailable_reason()` why not (no GPU, no cffi, no nvcc, a build error).
+
+  from awq_gguf.cuda_kernels import QuantMatrix, gemv, matmul, dequantize
+  w = QuantMatrix.from_gguf(raw, GGMLQuantizationType.Q4_K, rows, cols)   # file bytes -> GPU layout
+  y = gemv(x_fp16, w)    # float32 [batch, rows]
+
+Weight types: Q4_0, Q8_0, Q4_K, Q6_K. Activations: float16 or bfloat16. Accumulation is float32.
+"""
+
+from __future__ import annotations
+
+from ._lib import available, unavailable_reason
+
+__all__ = ["available", "unavailable_reason", "QuantMatrix", "SUPPORTED", "gemv", "dequantize", "matmul"]
+
+
+def __getattr__(name: str):
+    if name in ("QuantMatrix", "SUPPORTED", "gemv", "dequantize", "matmul", "MAX_GEMV_BATCH"):
+        from . import ops
+
+        return getattr(ops, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

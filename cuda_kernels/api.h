@@ -1,0 +1,39 @@
+/* The C API of libawq_gguf_cuda.so, bound from Python in cffi's ABI mode (_lib.py's CDEF repeats these
+ * declarations; keep the two in sync and bump AWQ_CUDA_ABI on any change).
+ *
+ * Every pointer is a device pointer (torch's data_ptr()), every call is asynchronous on `stream` (a
+ * cudaStream_t, e.g. torch.cuda.current_stream().cuda_stream) and returns 0 or an error code:
+ * a cudaError_t value, or AWQ_ERR_TYPE for a weight type without kernels. awq_cuda_error_string names it.
+ *
+ * qtype: GGML type id (2 = Q4_0, 8 = Q8_0, 12 = Q4_K, 14 = Q6_K); p0, p1, p2: the format's planes (see the
+ * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations. out_type: 0 = fp16,
+ * 1 = bf16, 2 = float32. x: [batch, cols], y: float32 [batch, rows], both contiguous, x 16-byte aligned.
+ */
+#ifndef AWQ_GGUF_CUDA_API_H
+#define AWQ_GGUF_CUDA_API_H
+
+#define AWQ_CUDA_ABI 1
+#define AWQ_ERR_TYPE (-1)
+
+#if defined(__GNUC__)
+#define AWQ_API __attribute__((visibility("default")))
+#else
+#define AWQ_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+AWQ_API int awq_cuda_abi_version(void);
+AWQ_API int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void* p2, const void* x, int act, float* y,
+                  int rows, int cols, int batch, int nr, void* stream);
+AWQ_API int awq_cuda_dequant(int qtype, const void* p0, const void* p1, const void* p2, void* out, int out_type, int rows,
+                     int cols, void* stream);
+AWQ_API const char* awq_cuda_error_string(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,120 @@
+// Shared device helpers of the awq-gguf CUDA kernels: loads, exact small-integer-to-float tricks, activations.
+//
+// The weight formats (q4_0.cuh, q8_0.cuh, q4_k.cuh, q6_k.cuh) each turn 32 weights of a row (a "chunk") into
+// four "pieces" of 8 consecutive columns. Every weight is produced as  w = A * v - C  with one fused multiply-add,
+// where v = 1 + q / 128 (or 1 + u / 32768 for 8-bit values) is the integer q placed into a float's mantissa by
+// one byte permute (PRMT); A and C are per-sub-block floats. For Q4_0, Q8_0 and Q6_K, A and C are exact, so w is
+// the exact ggml value rounded once; for Q4_K, C = A + dmin * m carries one float rounding (relative 2^-24).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+namespace awq {
+
+// Up to three device planes of one weight matrix; what each holds is the format's business (see its header).
+struct Planes {
+    const uint8_t* p0;
+    const uint8_t* p1;
+    const uint8_t* p2;
+};
+
+enum Act { ACT_F16 = 0, ACT_BF16 = 1 };
+enum Out { OUT_F16 = 0, OUT_BF16 = 1, OUT_F32 = 2 };
+
+// Weight loads: read once, never reused by this block, so keep them out of L1.
+__device__ __forceinline__ uint4 ld_stream16(const void* p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ uint2 ld_stream8(const void* p) {
+    uint2 r;
+    asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ uint32_t ld_u16(const void* p) {
+    return __ldg(reinterpret_cast<const unsigned short*>(p));
+}
+
+__device__ __forceinline__ uint4 ld_16(const void* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+
+__device__ __forceinline__ float half_bits(uint32_t bits) {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(bits & 0xFFFFu)));
+}
+
+// Byte K of w (which must be 0x80 | q with q < 128) -> 1 + q / 128: the byte lands in bits 16..23, whose top bit
+// is the exponent's lowest, under 0x3F in bits 24..31 (exponent 127).
+template <int K>
+__device__ __forceinline__ float unit7(uint32_t w) {
+    return __uint_as_float(__byte_perm(w, 0x3F000000u, 0x7054u | (K << 8)));
+}
+
+// Byte K of w (an unsigned u < 256) -> 1 + u / 32768: the byte lands in bits 8..15, under 0x3F80.
+template <int K>
+__device__ __forceinline__ float unit8(uint32_t w) {
+    return __uint_as_float(__byte_perm(w, 0x3F800000u, 0x7604u | (K << 4)));
+}
+
+// Four 7-bit values (bytes of w, each already 0x80 | q) -> A * (1 + q/128) - C.
+__device__ __forceinline__ void fma4_unit7(uint32_t w, float A, float C, float* out) {
+    out[0] = fmaf(A, unit7<0>(w), -C);
+    out[1] = fmaf(A, unit7<1>(w), -C);
+    out[2] = fmaf(A, unit7<2>(w), -C);
+    out[3] = fmaf(A, unit7<3>(w), -C);
+}
+
+__device__ __forceinline__ void fma4_unit8(uint32_t w, float A, float C, float* out) {
+    out[0] = fmaf(A, unit8<0>(w), -C);
+    out[1] = fmaf(A, unit8<1>(w), -C);
+    out[2] = fmaf(A, unit8<2>(w), -C);
+    out[3] = fmaf(A, unit8<3>(w), -C);
+}
+
+// 8 consecutive activations (16 aligned bytes of fp16 or bf16) -> floats.
+template <int ACT>
+__device__ __forceinline__ void load_x8(const uint16_t* p, float* xf) {
+    const uint4 v = ld_16(p);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if (ACT == ACT_BF16) {
+            xf[2 * i] = __uint_as_float(w[i] << 16);
+            xf[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
+        } else {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+            xf[2 * i] = f.x;
+            xf[2 * i + 1] = f.y;
+        }
+    }
+}
+
+// 8 floats -> 8 consecutive outputs of type OUT (16 or 32 aligned bytes).
+template <int OUT>
+__device__ __forceinline__ void store8(void* dst, const float* v) {
+    if (OUT == OUT_F32) {
+        float4* d = reinterpret_cast<float4*>(dst);
+        d[0] = make_float4(v[0], v[1], v[2], v[3]);
+        d[1] = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+        uint32_t w[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            if (OUT == OUT_BF16) {
+                __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+                w[i] = *reinterpret_cast<uint32_t*>(&h);
+            } else {
+                __half2 h = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+                w[i] = *reinterpret_cast<uint32_t*>(&h);
+            }
+        }
+        *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
+}  // namespace awq

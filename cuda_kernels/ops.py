@@ -1,0 +1,175 @@
+"""Torch-facing API of the CUDA kernels: GGUF weight matrices on the GPU, GEMV for decode, dequant + matmul.
+
+  w = QuantMatrix.from_gguf(raw_bytes, GGMLQuantizationType.Q4_K, rows, cols, device="cuda")
+  y = gemv(x, w)    # x fp16/bf16 [batch <= 16, cols] -> float32 [batch, rows]  (the project's kernels)
+  y = matmul(x, w)  # x [..., cols] -> [..., rows] in x's dtype: gemv for <= 16 rows of x, else the prompt path
+
+Weights are the GGUF file's bytes; `from_gguf` makes the one-time re-layout each format's kernel reads (each
+format's .cuh says which): Q4_K is used as is, Q4_0 / Q8_0 / Q6_K get their quants and scales split into planes
+so that every load is aligned. Same bytes in total.
+
+The prompt path (matrix-matrix) is, for now, the honest simple one: the kernels dequantize the whole matrix to
+x's dtype (fp16 or bf16) and torch.matmul (cuBLAS) multiplies. Everything runs on the current CUDA stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from ._lib import load
+
+SUPPORTED = (GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_K,
+             GGMLQuantizationType.Q6_K)
+MAX_GEMV_BATCH = 16
+_ACT = {torch.float16: 0, torch.bfloat16: 1}
+_OUT = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
+
+
+@dataclass(frozen=True)
+class QuantMatrix:
+    """A [rows, cols] GGUF-block weight matrix on one CUDA device, in the kernels' layout."""
+
+    qtype: GGMLQuantizationType
+    rows: int
+    cols: int
+    planes: tuple[torch.Tensor, ...]  # uint8, contiguous, on the device (see the format's .cuh)
+
+    @property
+    def device(self) -> torch.device:
+        return self.planes[0].device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.planes)
+
+    @classmethod
+    def from_gguf(cls, raw, qtype: GGMLQuantizationType, rows: int, cols: int,
+                  device: torch.device | str | None = None) -> "QuantMatrix":
+        """raw: the tensor's GGUF bytes (uint8 torch tensor or numpy array, [rows, row_bytes] or flat)."""
+        qtype = GGMLQuantizationType(qtype)
+        if qtype not in SUPPORTED:
+            raise ValueError(f"no CUDA kernels for {qtype.name}; supported: {', '.join(t.name for t in SUPPORTED)}")
+        block, type_size = GGML_QUANT_SIZES[qtype]
+        if rows < 1 or cols < block or cols % block:
+            raise ValueError(f"{qtype.name} matrix [{rows}, {cols}]: cols must be a positive multiple of {block}")
+        if not isinstance(raw, torch.Tensor):
+            raw = torch.from_numpy(raw)
+        if raw.dtype != torch.uint8:
+            raise TypeError(f"raw GGUF bytes must be uint8, got {raw.dtype}")
+        nb = cols // block
+        if raw.numel() != rows * nb * type_size:
+            raise ValueError(f"{qtype.name} [{rows}, {cols}] needs {rows * nb * type_size} bytes, got {raw.numel()}")
+        dev = torch.device(device) if device is not None else (raw.device if raw.is_cuda else torch.device("cuda"))
+        if dev.type != "cuda":
+            raise ValueError(f"QuantMatrix lives on a CUDA device, not {dev}")
+        blocks = raw.reshape(rows, nb, type_size).to(dev)
+        if qtype == GGMLQuantizationType.Q4_K:
+            planes = (blocks.contiguous(),)
+        elif qtype in (GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q8_0):
+            planes = (blocks[:, :, 2:].contiguous(), blocks[:, :, :2].contiguous())  # quants, d
+        else:  # Q6_K: ql + qh, scales, d
+            planes = (blocks[:, :, :192].contiguous(), blocks[:, :, 192:208].contiguous(),
+                      blocks[:, :, 208:].contiguous())
+        return cls(qtype, rows, cols, planes)
+
+
+def _check(code: int, what: str) -> None:
+    if code:
+        _, lib = load()
+        msg = load()[0].string(lib.awq_cuda_error_string(code)).decode()
+        raise RuntimeError(f"{what} failed: CUDA kernels returned {code} ({msg})")
+
+
+def _pointers(ffi, w: QuantMatrix):
+    ptrs = [ffi.cast("const void*", p.data_ptr()) for p in w.planes]
+    return ptrs + [ffi.NULL] * (3 - len(ptrs))
+
+
+def _stream(ffi, device: torch.device):
+    return ffi.cast("void*", torch.cuda.current_stream(device).cuda_stream)
+
+
+def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor, got {type(t).__name__}")
+    if t.device != w.device:
+        raise ValueError(f"{name} is on {t.device}, the weights on {w.device}")
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+
+
+def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: int = 0) -> torch.Tensor:
+    """x fp16/bf16 [batch, cols] (batch 1..16, or [cols]) -> float32 [batch, rows] (or [rows]) = x @ W^T.
+
+    out: optional float32 [batch, rows] to write into. nr: rows per warp (1, 2 or 4; 0 = the default for the
+    batch), exposed for benchmarking."""
+    ffi, lib = load()
+    squeeze = x.dim() == 1
+    if squeeze:
+        x = x.unsqueeze(0)
+    _check_tensor(x, "x", w)
+    if x.dtype not in _ACT:
+        raise TypeError(f"x must be float16 or bfloat16, got {x.dtype}")
+    if x.dim() != 2 or x.shape[1] != w.cols:
+        raise ValueError(f"x has shape {tuple(x.shape)}, expected [batch, {w.cols}]")
+    batch = x.shape[0]
+    if not 1 <= batch <= MAX_GEMV_BATCH:
+        raise ValueError(f"gemv takes 1..{MAX_GEMV_BATCH} rows of x, got {batch}; use matmul")
+    if x.data_ptr() % 16:
+        raise ValueError("x must be 16-byte aligned (a fresh or .contiguous() tensor is)")
+    if nr not in (0, 1, 2, 4):
+        raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
+    if out is None:
+        out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
+    else:
+        _check_tensor(out, "out", w)
+        if out.dtype != torch.float32 or tuple(out.shape) != (batch, w.rows):
+            raise ValueError(f"out must be float32 [{batch}, {w.rows}], got {out.dtype} {tuple(out.shape)}")
+    p0, p1, p2 = _pointers(ffi, w)
+    with torch.cuda.device(x.device):
+        code = lib.awq_cuda_gemv(int(w.qtype), p0, p1, p2, ffi.cast("const void*", x.data_ptr()), _ACT[x.dtype],
+                                 ffi.cast("float*", out.data_ptr()), w.rows, w.cols, batch, nr,
+                                 _stream(ffi, x.device))
+    _check(code, f"gemv {w.qtype.name} [{w.rows}, {w.cols}] batch {batch}")
+    return out.squeeze(0) if squeeze else out
+
+
+def dequantize(w: QuantMatrix, dtype: torch.dtype = torch.float16, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The whole matrix as dtype (float16, bfloat16 or float32) [rows, cols], on w's device."""
+    ffi, lib = load()
+    if dtype not in _OUT:
+        raise TypeError(f"dequantize to float16, bfloat16 or float32, not {dtype}")
+    if out is None:
+        out = torch.empty(w.rows, w.cols, dtype=dtype, device=w.device)
+    else:
+        _check_tensor(out, "out", w)
+        if out.dtype != dtype or tuple(out.shape) != (w.rows, w.cols):
+            raise ValueError(f"out must be {dtype} [{w.rows}, {w.cols}], got {out.dtype} {tuple(out.shape)}")
+    p0, p1, p2 = _pointers(ffi, w)
+    with torch.cuda.device(w.device):
+        code = lib.awq_cuda_dequant(int(w.qtype), p0, p1, p2, ffi.cast("void*", out.data_ptr()), _OUT[dtype],
+                                    w.rows, w.cols, _stream(ffi, w.device))
+    _check(code, f"dequantize {w.qtype.name} [{w.rows}, {w.cols}]")
+    return out
+
+
+def matmul(x: torch.Tensor, w: QuantMatrix) -> torch.Tensor:
+    """x fp16/bf16 [..., cols] -> [..., rows] in x's dtype: the GEMV kernel for up to 16 rows of x, else the
+    dequantize-then-torch.matmul prompt path."""
+    if not isinstance(x, torch.Tensor) or x.dtype not in _ACT:
+        raise TypeError("x must be a float16 or bfloat16 torch tensor")
+    if x.shape[-1] != w.cols:
+        raise ValueError(f"x has {x.shape[-1]} columns, the weights {w.cols}")
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, w.cols)
+    n = flat.shape[0]
+    if n == 0:
+        return x.new_empty(*lead, w.rows)
+    if n <= MAX_GEMV_BATCH:
+        y = gemv(flat.contiguous(), w).to(x.dtype)
+    else:
+        y = torch.matmul(flat, dequantize(w, x.dtype).T)
+    return y.reshape(*lead, w.rows)

@@ -1,0 +1,50 @@
+// Q4_0 (GGUF block of 32: fp16 d, 16 bytes of nibbles; byte i holds element i low, element i + 16 high),
+// value d * (q - 8).
+//
+// Load-time re-layout (ops.py), so that every load is aligned:
+//   p0  [rows][nb][16]  the nibbles of each block, as in the file
+//   p1  [rows][nb]      d (fp16 bits)
+// A chunk is one block; piece P holds columns 32c + 8P .. +7.
+#pragma once
+
+#include "common.cuh"
+
+namespace awq {
+
+struct FmtQ4_0 {
+    static constexpr int kType = 2;  // GGML_TYPE_Q4_0
+    struct Raw {
+        uint4 q;
+        uint32_t d;
+    };
+    struct Prep {
+        float A, C;
+    };
+
+    static __device__ __forceinline__ void load(Raw& r, const Planes& w, int row, int c, int nch) {
+        const size_t blk = static_cast<size_t>(row) * nch + c;
+        r.q = ld_stream16(w.p0 + blk * 16);
+        r.d = ld_u16(w.p1 + blk * 2);
+    }
+
+    static __device__ __forceinline__ void prep(Prep& p, const Raw& r) {
+        const float d = half_bits(r.d);
+        p.A = 128.0f * d;  // d * (q - 8) = 128 d (1 + q/128) - 136 d, both factors exact
+        p.C = 136.0f * d;
+    }
+
+    static __device__ __forceinline__ void piece(const Raw& r, const Prep& p, int P, float* out) {
+        uint32_t a = (P & 1) ? r.q.z : r.q.x;
+        uint32_t b = (P & 1) ? r.q.w : r.q.y;
+        if (P >> 1) {
+            a >>= 4;
+            b >>= 4;
+        }
+        fma4_unit7((a & 0x0F0F0F0Fu) | 0x80808080u, p.A, p.C, out);
+        fma4_unit7((b & 0x0F0F0F0Fu) | 0x80808080u, p.A, p.C, out + 4);
+    }
+
+    static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
+};
+
+}  // namespace awq

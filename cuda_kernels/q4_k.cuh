@@ -1,0 +1,81 @@
+// Q4_K (GGUF super-block of 256, 144 bytes: fp16 d, fp16 dmin, 12 bytes of packed 6-bit scales and mins for 8
+// sub-blocks of 32, then 128 bytes of nibbles), value d * sc_j * q - dmin * m_j.
+// Nibble byte 32g + l (g = 0..3, l = 0..31) holds element 64g + l (low nibble, sub-block 2g) and element
+// 64g + 32 + l (high nibble, sub-block 2g + 1).
+//
+// Read straight from the file's bytes: p0 = [rows][nsb][144] (144 is a multiple of 16, so the loads align).
+// Chunk c of a row is super-block c / 8, part t = c % 8: nibble bytes 16t .. 16t + 15, i.e. g = t / 2 and
+// l = 16 (t % 2) + 0..15. Pieces: 0 = low nibbles of bytes 0..7, 1 = low of 8..15, 2 = high of 0..7,
+// 3 = high of 8..15. The 8 lanes of one super-block all read its 16-byte header (one sector, broadcast).
+#pragma once
+
+#include "common.cuh"
+
+namespace awq {
+
+struct FmtQ4_K {
+    static constexpr int kType = 12;  // GGML_TYPE_Q4_K
+    struct Raw {
+        uint4 h;  // d, dmin, scales[0..11]
+        uint4 q;  // 16 nibble bytes
+        int t;
+    };
+    struct Prep {
+        float A0, C0, A1, C1;  // low nibbles (sub-block 2g), high nibbles (2g + 1)
+    };
+
+    static __device__ __forceinline__ void load(Raw& r, const Planes& w, int row, int c, int nch) {
+        const uint8_t* sb = w.p0 + (static_cast<size_t>(row) * (nch >> 3) + (c >> 3)) * 144;
+        r.t = c & 7;
+        r.h = ld_stream16(sb);
+        r.q = ld_stream16(sb + 16 + 16 * r.t);
+    }
+
+    // ggml's get_scale_min_k4(j) on the scale bytes s0 (0..3), s1 (4..7), s2 (8..11).
+    static __device__ __forceinline__ void scale_min(int j, uint32_t s0, uint32_t s1, uint32_t s2, float& sc,
+                                                     float& m) {
+        const int k = (j & 3) * 8;
+        const uint32_t b0 = (s0 >> k) & 0xFFu, b1 = (s1 >> k) & 0xFFu, b2 = (s2 >> k) & 0xFFu;
+        uint32_t isc, im;
+        if (j < 4) {
+            isc = b0 & 63u;
+            im = b1 & 63u;
+        } else {
+            isc = (b2 & 0xFu) | ((b0 >> 6) << 4);
+            im = (b2 >> 4) | ((b1 >> 6) << 4);
+        }
+        sc = static_cast<float>(isc);
+        m = static_cast<float>(im);
+    }
+
+    static __device__ __forceinline__ void prep(Prep& p, const Raw& r) {
+        const float d = half_bits(r.h.x), dmin = half_bits(r.h.x >> 16);
+        const int j = (r.t >> 1) * 2;
+        float sc, m;
+        scale_min(j, r.h.y, r.h.z, r.h.w, sc, m);
+        p.A0 = 128.0f * (d * sc);  // d sc q - dmin m = A (1 + q/128) - (A + dmin m)
+        p.C0 = p.A0 + dmin * m;
+        scale_min(j + 1, r.h.y, r.h.z, r.h.w, sc, m);
+        p.A1 = 128.0f * (d * sc);
+        p.C1 = p.A1 + dmin * m;
+    }
+
+    static __device__ __forceinline__ void piece(const Raw& r, const Prep& p, int P, float* out) {
+        uint32_t a = (P & 1) ? r.q.z : r.q.x;
+        uint32_t b = (P & 1) ? r.q.w : r.q.y;
+        const float A = (P >> 1) ? p.A1 : p.A0, C = (P >> 1) ? p.C1 : p.C0;
+        if (P >> 1) {
+            a >>= 4;
+            b >>= 4;
+        }
+        fma4_unit7((a & 0x0F0F0F0Fu) | 0x80808080u, A, C, out);
+        fma4_unit7((b & 0x0F0F0F0Fu) | 0x80808080u, A, C, out + 4);
+    }
+
+    static __device__ __forceinline__ int col(int c, int P) {
+        const int t = c & 7;
+        return 256 * (c >> 3) + 64 * (t >> 1) + 16 * (t & 1) + 8 * (P & 1) + 32 * (P >> 1);
+    }
+};
+
+}  // namespace awq

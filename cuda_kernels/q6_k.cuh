@@ -1,0 +1,83 @@
+// Q6_K (GGUF super-block of 256, 210 bytes: ql[128] low nibbles, qh[64] high 2 bits, int8 scales[16] of
+// sub-blocks of 16, fp16 d), value d * sc * (q - 32). In half n (0, 1) of the super-block, for l = 0..31:
+//   element 128n + l      = ql[64n + l] & 15 | (qh[32n + l] >> 0 & 3) << 4,  scale sc[8n + l/16]
+//   element 128n + 32 + l = ql[64n + 32 + l] & 15 | (qh >> 2 & 3) << 4,      scale sc[8n + l/16 + 2]
+//   element 128n + 64 + l = ql[64n + l] >> 4 | (qh >> 4 & 3) << 4,           scale sc[8n + l/16 + 4]
+//   element 128n + 96 + l = ql[64n + 32 + l] >> 4 | (qh >> 6 & 3) << 4,      scale sc[8n + l/16 + 6]
+//
+// Load-time re-layout (ops.py), since 210-byte blocks leave every field unaligned:
+//   p0  [rows][nsb][192]  ql then qh, as in the file
+//   p1  [rows][nsb][16]   the int8 scales
+//   p2  [rows][nsb]       d (fp16 bits)
+// Chunk c of a row is super-block c / 8, part t = c % 8: half n = t / 4, l = 8 (t % 4) + 0..7; piece P holds
+// elements 128n + 32P + l.
+#pragma once
+
+#include "common.cuh"
+
+namespace awq {
+
+struct FmtQ6_K {
+    static constexpr int kType = 14;  // GGML_TYPE_Q6_K
+    struct Raw {
+        uint2 qa, qb, qh;  // ql[64n + l0 ..], ql[64n + 32 + l0 ..], qh[32n + l0 ..], 8 bytes each
+        uint4 sc;
+        uint32_t d;
+        int t;
+    };
+    struct Prep {
+        float A[4], C[4];
+    };
+
+    static __device__ __forceinline__ void load(Raw& r, const Planes& w, int row, int c, int nch) {
+        const size_t sb = static_cast<size_t>(row) * (nch >> 3) + (c >> 3);
+        const int t = c & 7, n = t >> 2, l0 = (t & 3) * 8;
+        const uint8_t* q = w.p0 + sb * 192;
+        r.t = t;
+        r.qa = ld_stream8(q + 64 * n + l0);
+        r.qb = ld_stream8(q + 64 * n + 32 + l0);
+        r.qh = ld_stream8(q + 128 + 32 * n + l0);
+        r.sc = ld_stream16(w.p1 + sb * 16);
+        r.d = ld_u16(w.p2 + sb * 2);
+    }
+
+    static __device__ __forceinline__ void prep(Prep& p, const Raw& r) {
+        const float d = half_bits(r.d);
+        const int n = r.t >> 2, is = (r.t & 3) >> 1;  // l / 16 for l = 8 (t % 4) + 0..7
+        const uint32_t lo = n ? r.sc.z : r.sc.x;  // scales 8n + 0..3
+        const uint32_t hi = n ? r.sc.w : r.sc.y;  // scales 8n + 4..7
+#pragma unroll
+        for (int P = 0; P < 4; ++P) {
+            const uint32_t word = (P >> 1) ? hi : lo;
+            const int sh = 8 * (is + 2 * (P & 1));
+            const float ds = d * static_cast<float>(static_cast<int8_t>((word >> sh) & 0xFFu));
+            p.A[P] = 128.0f * ds;  // d sc (q - 32) = 128 d sc (1 + q/128) - 160 d sc, both exact
+            p.C[P] = 160.0f * ds;
+        }
+    }
+
+    static __device__ __forceinline__ uint32_t bytes(uint32_t ql, uint32_t qh, int P) {
+        uint32_t lo = (P >> 1) ? (ql >> 4) : ql;
+        uint32_t hb;
+        switch (P) {
+            case 0: hb = qh << 4; break;
+            case 1: hb = qh << 2; break;
+            case 2: hb = qh; break;
+            default: hb = qh >> 2; break;
+        }
+        return (lo & 0x0F0F0F0Fu) | (hb & 0x30303030u) | 0x80808080u;
+    }
+
+    static __device__ __forceinline__ void piece(const Raw& r, const Prep& p, int P, float* out) {
+        const uint2 ql = (P & 1) ? r.qb : r.qa;
+        fma4_unit7(bytes(ql.x, r.qh.x, P), p.A[P], p.C[P], out);
+        fma4_unit7(bytes(ql.y, r.qh.y, P), p.A[P], p.C[P], out + 4);
+    }
+
+    static __device__ __forceinline__ int col(int c, int P) {
+        const int t = c & 7;
+        return 256 * (c >> 3) + 128 * (t >> 2) + 8 * (t & 3) + 32 * P;
+    }
+};
+
+}  // namespace awq

@@ -1,0 +1,47 @@
+// Q8_0 (GGUF block of 32: fp16 d, 32 int8), value d * q.
+//
+// Load-time re-layout (ops.py), so that every load is aligned:
+//   p0  [rows][nb][32]  the int8 values of each block, as in the file
+//   p1  [rows][nb]      d (fp16 bits)
+// A chunk is one block; piece P holds columns 32c + 8P .. +7.
+#pragma once
+
+#include "common.cuh"
+
+namespace awq {
+
+struct FmtQ8_0 {
+    static constexpr int kType = 8;  // GGML_TYPE_Q8_0
+    struct Raw {
+        uint4 q0, q1;
+        uint32_t d;
+    };
+    struct Prep {
+        float A, C;
+    };
+
+    static __device__ __forceinline__ void load(Raw& r, const Planes& w, int row, int c, int nch) {
+        const size_t blk = static_cast<size_t>(row) * nch + c;
+        r.q0 = ld_stream16(w.p0 + blk * 32);
+        r.q1 = ld_stream16(w.p0 + blk * 32 + 16);
+        r.d = ld_u16(w.p1 + blk * 2);
+    }
+
+    static __device__ __forceinline__ void prep(Prep& p, const Raw& r) {
+        const float d = half_bits(r.d);
+        p.A = 32768.0f * d;  // with u = q + 128: d q = 32768 d (1 + u/32768) - 32896 d, both factors exact
+        p.C = 32896.0f * d;
+    }
+
+    static __device__ __forceinline__ void piece(const Raw& r, const Prep& p, int P, float* out) {
+        const uint4& q = (P >> 1) ? r.q1 : r.q0;
+        const uint32_t a = ((P & 1) ? q.z : q.x) ^ 0x80808080u;  // int8 -> q + 128
+        const uint32_t b = ((P & 1) ? q.w : q.y) ^ 0x80808080u;
+        fma4_unit8(a, p.A, p.C, out);
+        fma4_unit8(b, p.A, p.C, out + 4);
+    }
+
+    static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
+};
+
+}  // namespace awq

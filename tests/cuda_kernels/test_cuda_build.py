@@ -1,0 +1,60 @@
+"""CUDA kernels: importing, availability reporting, argument checks that need no GPU, API declarations in sync."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from gguf import GGMLQuantizationType as T
+
+from awq_gguf import cuda_kernels
+from awq_gguf.cuda_kernels import _build, _lib
+
+SRC = Path(_build.__file__).parent
+
+
+def test_import_and_availability_are_reported():
+    ok = cuda_kernels.available()
+    assert isinstance(ok, bool)
+    reason = cuda_kernels.unavailable_reason()
+    assert isinstance(reason, str)
+    assert (reason == "") == ok
+    if not torch.cuda.is_available():
+        assert not ok and "CUDA" in reason
+
+
+def test_missing_nvcc_is_a_clear_build_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWQ_GGUF_NVCC", str(tmp_path / "no-nvcc"))
+    assert _build.find_nvcc() is None
+    with pytest.raises(_build.BuildError, match="nvcc not found"):
+        _build.build()
+
+
+def test_cdef_matches_api_header():
+    header = (SRC / "api.h").read_text()
+    declared = set(re.findall(r"AWQ_API [\w\s\*]+?\b(awq_cuda_\w+)\(", header))
+    bound = set(re.findall(r"\b(awq_cuda_\w+)\(", _lib.CDEF))
+    assert declared == bound and len(bound) == 4
+    assert f"#define AWQ_CUDA_ABI {_lib.ABI_VERSION}" in header
+
+
+def test_every_source_is_built():
+    for src in _build.SOURCES:
+        assert (SRC / src).is_file()
+    assert {p.name for p in SRC.glob("*.cu")} == set(_build.SOURCES)
+
+
+def test_unsupported_type_and_bad_shapes_are_refused():
+    from awq_gguf.cuda_kernels import QuantMatrix
+
+    raw = torch.zeros(4 * 176, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="no CUDA kernels for Q5_K"):
+        QuantMatrix.from_gguf(raw, T.Q5_K, 4, 256)
+    with pytest.raises(ValueError, match="multiple of 256"):
+        QuantMatrix.from_gguf(raw, T.Q4_K, 4, 100)
+    with pytest.raises(ValueError, match="needs"):
+        QuantMatrix.from_gguf(raw, T.Q4_K, 4, 256)
+    with pytest.raises(TypeError, match="uint8"):
+        QuantMatrix.from_gguf(raw.float(), T.Q4_K, 4, 256)

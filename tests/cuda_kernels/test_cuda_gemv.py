@@ -1,0 +1,164 @@
+"""CUDA kernels against a float64 reference on fresh random inputs: GEMV (batch 1..16), dequantization, matmul.
+
+Weights are random float matrices quantized by convert.quants (bit-exact with gguf.quants); the reference is
+float64 dequantize(bytes) @ x. Every output buffer is poisoned with NaN before the call; sizes are odd (row
+counts that fill no warp or block, column counts that leave lanes idle in the last chunk round).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from gguf import GGMLQuantizationType as T
+
+from awq_gguf.convert.quants import dequantize as ref_dequantize
+from awq_gguf.convert.quants import quantize
+
+pytestmark = pytest.mark.gpu
+
+TYPES = [T.Q4_0, T.Q8_0, T.Q4_K, T.Q6_K]
+# (rows, cols in blocks of the type): 37 rows fill no block of 4 warps; 9 and 11 super-blocks leave lanes idle
+SHAPES = {32: [(37, 32 * 33), (1, 32), (130, 32 * 130)], 256: [(37, 256 * 9), (1, 256), (129, 256 * 11)]}
+BATCHES = [1, 2, 3, 5, 8, 16]
+
+
+@pytest.fixture(scope="module")
+def ck():
+    from awq_gguf import cuda_kernels
+
+    if not cuda_kernels.available():
+        pytest.fail(cuda_kernels.unavailable_reason())
+    return cuda_kernels
+
+
+@pytest.fixture(scope="module")
+def seed() -> int:
+    s = random.SystemRandom().randrange(2**31)
+    print(f"cuda kernel tests: seed {s}")
+    return s
+
+
+_weights: dict = {}
+
+
+def weight(ck, qt, rows, cols, seed):
+    """(QuantMatrix on the GPU, float64 reference weights on the GPU), made once per session and shape."""
+    key = (qt, rows, cols)
+    if key not in _weights:
+        g = torch.Generator().manual_seed(seed + hash(key) % 10_000)
+        w = torch.randn(rows, cols, generator=g) * torch.rand(rows, 1, generator=g).add(0.05)
+        w[:, torch.randint(0, cols, (max(1, cols // 64),), generator=g)] *= 8  # outlier columns
+        raw = quantize(w, qt)
+        ref = ref_dequantize(raw, qt).double().cuda()
+        _weights[key] = (ck.QuantMatrix.from_gguf(raw, qt, rows, cols, device="cuda"), ref)
+    return _weights[key]
+
+
+def fresh_x(batch, cols, dtype, seed):
+    g = torch.Generator(device="cuda").manual_seed(seed + batch * 7919 + cols)
+    return (torch.randn(batch, cols, device="cuda", generator=g) * 2).to(dtype)
+
+
+def rel_err(out, ref):
+    return float((out.double() - ref).norm() / ref.norm())
+
+
+def shapes(qt):
+    return SHAPES[256 if qt in (T.Q4_K, T.Q6_K) else 32]
+
+
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_gemv_matches_float64(ck, seed, qt, dtype):
+    for rows, cols in shapes(qt):
+        w, ref_w = weight(ck, qt, rows, cols, seed)
+        for batch in BATCHES:
+            x = fresh_x(batch, cols, dtype, seed)
+            out = torch.full((batch, rows), float("nan"), device="cuda")
+            ck.gemv(x, w, out=out)
+            torch.cuda.synchronize()
+            assert torch.isfinite(out).all(), f"unwritten outputs: {qt.name} {rows}x{cols} batch {batch}"
+            ref = x.double() @ ref_w.T
+            err = rel_err(out, ref)
+            assert err < 2e-5, f"{qt.name} {rows}x{cols} batch {batch} {dtype}: rel err {err:.2e} (seed {seed})"
+
+
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("nr", [1, 2, 4])
+def test_gemv_rows_per_warp_variants_agree(ck, seed, qt, nr):
+    rows, cols = shapes(qt)[0]
+    w, ref_w = weight(ck, qt, rows, cols, seed)
+    for batch in (1, 4, 7, 16):
+        x = fresh_x(batch, cols, torch.float16, seed + nr)
+        out = torch.full((batch, rows), float("nan"), device="cuda")
+        ck.gemv(x, w, out=out, nr=nr)
+        again = ck.gemv(x, w, nr=nr)
+        torch.cuda.synchronize()
+        assert torch.isfinite(out).all()
+        assert torch.equal(out, again), "two runs on the same inputs differ: a race"
+        err = rel_err(out, x.double() @ ref_w.T)
+        assert err < 2e-5, f"{qt.name} nr {nr} batch {batch}: rel err {err:.2e} (seed {seed})"
+
+
+def test_gemv_vector_input(ck, seed):
+    w, ref_w = weight(ck, T.Q4_K, *SHAPES[256][0])
+    x = fresh_x(1, w.cols, torch.bfloat16, seed)[0]
+    y = ck.gemv(x, w)
+    assert y.shape == (w.rows,) and y.dtype == torch.float32
+    assert rel_err(y, ref_w @ x.double()) < 2e-5
+
+
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+def test_dequantize_matches_convert_quants(ck, seed, qt):
+    for rows, cols in shapes(qt):
+        w, ref_w = weight(ck, qt, rows, cols, seed)
+        out = torch.full((rows, cols), float("nan"), device="cuda")
+        ck.dequantize(w, torch.float32, out=out)
+        torch.cuda.synchronize()
+        assert torch.isfinite(out).all()
+        if qt == T.Q4_K:  # C = A + dmin m is rounded once in float32
+            assert (out.double() - ref_w).abs().max() <= 1e-6 * ref_w.abs().max()
+        else:  # exact: A and C are exact, one FMA rounding
+            assert torch.equal(out.double(), ref_w)
+        for dtype in (torch.float16, torch.bfloat16):
+            half = torch.full((rows, cols), float("nan"), dtype=dtype, device="cuda")
+            ck.dequantize(w, dtype, out=half)
+            torch.cuda.synchronize()
+            assert torch.isfinite(half).all()
+            tol = 1e-3 if dtype == torch.float16 else 8e-3
+            assert (half.double() - ref_w).abs().max() <= tol * ref_w.abs().max()
+
+
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_matmul_both_paths(ck, seed, qt, dtype):
+    rows, cols = shapes(qt)[0]
+    w, ref_w = weight(ck, qt, rows, cols, seed)
+    tol = 2e-3 if dtype == torch.float16 else 1e-2
+    for lead in ((2, 5), (3, 7), (67,)):  # 10 rows: GEMV; 21 and 67 rows: dequantize + torch.matmul
+        x = fresh_x(int(torch.tensor(lead).prod()), cols, dtype, seed + len(lead)).reshape(*lead, cols)
+        y = ck.matmul(x, w)
+        assert y.shape == (*lead, rows) and y.dtype == dtype
+        err = rel_err(y, x.double() @ ref_w.T)
+        assert err < tol, f"{qt.name} {lead}: rel err {err:.2e} (seed {seed})"
+
+
+def test_bad_arguments_raise_clearly(ck, seed):
+    w, _ = weight(ck, T.Q4_0, *SHAPES[32][0])
+    x = fresh_x(2, w.cols, torch.float16, seed)
+    with pytest.raises(TypeError, match="float16 or bfloat16"):
+        ck.gemv(x.float(), w)
+    with pytest.raises(ValueError, match="expected"):
+        ck.gemv(x[:, :32].contiguous(), w)
+    with pytest.raises(ValueError, match="contiguous"):
+        ck.gemv(torch.cat([x, x], 1)[:, : w.cols], w)
+    with pytest.raises(ValueError, match="1..16"):
+        ck.gemv(fresh_x(17, w.cols, torch.float16, seed), w)
+    with pytest.raises(ValueError, match="is on cpu"):
+        ck.gemv(x.cpu(), w)
+    with pytest.raises(ValueError, match="out must be float32"):
+        ck.gemv(x, w, out=torch.empty(2, w.rows, dtype=torch.float16, device="cuda"))
+    with pytest.raises(ValueError, match="aligned"):
+        ck.gemv(torch.empty(2 * w.cols + 1, dtype=torch.float16, device="cuda")[1:].view(2, w.cols), w)
