@@ -1,0 +1,326 @@
+/* NEON kernels for aarch64 (baseline Armv8-A: every aarch64 CPU has them). 16-byte products use sdot
+ * (vdotq_s32) when the compiler targets the dot-product extension, else vmull_s8/vmlal_s8 + pairwise adds.
+ * Same scheme as avx2.c: unsigned weight values, offsets and mins through the activation block sums. */
+#include <arm_neon.h>
+
+#include "kernels.h"
+#include "scalar.h"
+
+/* sum of 16 s8*s8 products in 4 int32 lanes (weights here are < 64 in magnitude or Q8_0's int8) */
+static inline int32x4_t dot16(int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(vdupq_n_s32(0), a, b);
+#else
+    int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+    p = vmlal_s8(p, vget_high_s8(a), vget_high_s8(b)); /* |sum of 2| <= 2 * 128 * 127 fits int16 */
+    return vpaddlq_s16(p);
+#endif
+}
+
+static inline float h2f(uint16_t h) {
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+
+/* ---- activations ------------------------------------------------------------------------------- */
+
+static inline float amax_of(const float *x, int n) {
+    float32x4_t m = vdupq_n_f32(0.0f);
+    for (int i = 0; i < n; i += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + i)));
+    return vmaxvq_f32(m);
+}
+
+/* 16 floats * id, rounded half to even, to int8; returns their sum */
+static inline int32_t round16(const float *x, float id, int8_t *q) {
+    const float32x4_t vid = vdupq_n_f32(id);
+    int32x4_t i0 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x), vid));
+    int32x4_t i1 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + 4), vid));
+    int32x4_t i2 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + 8), vid));
+    int32x4_t i3 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + 12), vid));
+    const int16x8_t a = vcombine_s16(vqmovn_s32(i0), vqmovn_s32(i1));
+    const int16x8_t b = vcombine_s16(vqmovn_s32(i2), vqmovn_s32(i3));
+    vst1q_s8(q, vcombine_s8(vqmovn_s16(a), vqmovn_s16(b)));
+    return vaddvq_s32(vaddq_s32(vaddq_s32(i0, i1), vaddq_s32(i2, i3)));
+}
+
+static void quantize_q8_32(int64_t n, const float *x, void *vy) {
+    act_q8_32 *y = vy;
+    for (int64_t b = 0; b < n / QK32; b++, x += QK32) {
+        const float d = amax_of(x, 32) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].s = round16(x, id, y[b].qs) + round16(x + 16, id, y[b].qs + 16);
+        y[b].d = d;
+    }
+}
+
+static void quantize_q8_K(int64_t n, const float *x, void *vy) {
+    act_q8_K *y = vy;
+    for (int64_t b = 0; b < n / QKK; b++, x += QKK) {
+        const float d = amax_of(x, 256) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 16; j++) y[b].bsums[j] = (int16_t)round16(x + 16 * j, id, y[b].qs + 16 * j);
+        y[b].d = d;
+    }
+}
+
+/* ---- 32-element types ------------------------------------------------------------------------ */
+
+/* packed nibbles -> low (elements 0..15) and high (16..31) */
+static inline void nibbles(const uint8_t *p, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t v = vld1q_u8(p);
+    *lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F)));
+    *hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+}
+
+/* bits 0..15 of qh -> 16 bytes of 0x10 or 0 */
+static inline int8x16_t bits16_x10(uint32_t bits) {
+    static const uint8_t sel[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t v = vcombine_u8(vdup_n_u8((uint8_t)bits), vdup_n_u8((uint8_t)(bits >> 8)));
+    return vreinterpretq_s8_u8(vandq_u8(vtstq_u8(v, vld1q_u8(sel)), vdupq_n_u8(0x10)));
+}
+
+static inline int32_t dot32(int8x16_t lo, int8x16_t hi, const int8_t *x) {
+    return vaddvq_s32(vaddq_s32(dot16(lo, vld1q_s8(x)), dot16(hi, vld1q_s8(x + 16))));
+}
+
+static float dot_q4_0(int64_t n, const void *vw, const void *vx) {
+    const blk_q4_0 *w = vw; const act_q8_32 *x = vx;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK32; b++) {
+        int8x16_t lo, hi;
+        nibbles(w[b].qs, &lo, &hi);
+        acc += h2f(w[b].d) * x[b].d * (float)(dot32(lo, hi, x[b].qs) - 8 * x[b].s);
+    }
+    return acc;
+}
+
+static float dot_q4_1(int64_t n, const void *vw, const void *vx) {
+    const blk_q4_1 *w = vw; const act_q8_32 *x = vx;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK32; b++) {
+        int8x16_t lo, hi;
+        nibbles(w[b].qs, &lo, &hi);
+        acc += x[b].d * (h2f(w[b].d) * (float)dot32(lo, hi, x[b].qs) + h2f(w[b].m) * (float)x[b].s);
+    }
+    return acc;
+}
+
+static inline void q5(const uint8_t *qs, const uint8_t *qh4, int8x16_t *lo, int8x16_t *hi) {
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    nibbles(qs, lo, hi);
+    *lo = vorrq_s8(*lo, bits16_x10(qh));
+    *hi = vorrq_s8(*hi, bits16_x10(qh >> 16));
+}
+
+static float dot_q5_0(int64_t n, const void *vw, const void *vx) {
+    const blk_q5_0 *w = vw; const act_q8_32 *x = vx;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK32; b++) {
+        int8x16_t lo, hi;
+        q5(w[b].qs, w[b].qh, &lo, &hi);
+        acc += h2f(w[b].d) * x[b].d * (float)(dot32(lo, hi, x[b].qs) - 16 * x[b].s);
+    }
+    return acc;
+}
+
+static float dot_q5_1(int64_t n, const void *vw, const void *vx) {
+    const blk_q5_1 *w = vw; const act_q8_32 *x = vx;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK32; b++) {
+        int8x16_t lo, hi;
+        q5(w[b].qs, w[b].qh, &lo, &hi);
+        acc += x[b].d * (h2f(w[b].d) * (float)dot32(lo, hi, x[b].qs) + h2f(w[b].m) * (float)x[b].s);
+    }
+    return acc;
+}
+
+static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
+    const blk_q8_0 *w = vw; const act_q8_32 *x = vx;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK32; b++)
+        acc += h2f(w[b].d) * x[b].d * (float)dot32(vld1q_s8(w[b].qs), vld1q_s8(w[b].qs + 16), x[b].qs);
+    return acc;
+}
+
+/* ---- K types: q[16] vectors of 16 unsigned values (sub-block j = elements 16j..16j+15) --------- */
+
+static inline float kfinish(const int8x16_t q[16], const int16_t sc[16], const int16_t *mn, int off,
+                            const act_q8_K *x, float d, float dmin) {
+    int32x4_t acc = vdupq_n_s32(0);
+    int32_t corr = 0, mins = 0;
+    for (int j = 0; j < 16; j++) {
+        acc = vmlaq_n_s32(acc, dot16(q[j], vld1q_s8(x->qs + 16 * j)), sc[j]);
+        corr += sc[j] * x->bsums[j];
+        if (mn) mins += mn[j] * x->bsums[j];
+    }
+    return x->d * (d * (float)(vaddvq_s32(acc) - off * corr) - dmin * (float)mins);
+}
+
+static float dot_q2_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q2_K *w = vw; const act_q8_K *x = vx;
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        int8x16_t q[16];
+        int16_t sc[16], mn[16];
+        for (int j = 0; j < 16; j++) { sc[j] = w[b].scales[j] & 0xF; mn[j] = w[b].scales[j] >> 4; }
+        for (int h = 0; h < 2; h++)
+            for (int half = 0; half < 2; half++) {
+                const uint8x16_t v = vld1q_u8(w[b].qs + 32 * h + 16 * half);
+                q[8 * h + 0 + half] = vreinterpretq_s8_u8(vandq_u8(v, m3));
+                q[8 * h + 2 + half] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 2), m3));
+                q[8 * h + 4 + half] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 4), m3));
+                q[8 * h + 6 + half] = vreinterpretq_s8_u8(vshrq_n_u8(v, 6));
+            }
+        acc += kfinish(q, sc, mn, 0, &x[b], h2f(w[b].d), h2f(w[b].dmin));
+    }
+    return acc;
+}
+
+static float dot_q3_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q3_K *w = vw; const act_q8_K *x = vx;
+    const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        int8x16_t q[16];
+        int8_t s8[16];
+        int16_t sc[16];
+        awq_q3k_scales(w[b].scales, s8);
+        for (int j = 0; j < 16; j++) sc[j] = s8[j];
+        for (int half = 0; half < 2; half++) {
+            const uint8x16_t hm = vld1q_u8(w[b].hmask + 16 * half);
+            for (int h = 0; h < 2; h++) {
+                const uint8x16_t v = vld1q_u8(w[b].qs + 32 * h + 16 * half);
+                for (int j = 0; j < 4; j++) {
+                    const uint8x16_t lo = vandq_u8(vshlq_u8(v, vdupq_n_s8((int8_t)(-2 * j))), m3);
+                    const uint8x16_t hb = vandq_u8(vshlq_u8(hm, vdupq_n_s8((int8_t)(-(4 * h + j)))), one);
+                    q[8 * h + 2 * j + half] = vreinterpretq_s8_u8(vorrq_u8(lo, vshlq_n_u8(hb, 2)));
+                }
+            }
+        }
+        acc += kfinish(q, sc, 0, 4, &x[b], h2f(w[b].d), 0.0f);
+    }
+    return acc;
+}
+
+static inline void k4_scales(const uint8_t *s12, int16_t sc[16], int16_t mn[16]) {
+    for (int j = 0; j < 8; j++) {
+        int s, m;
+        awq_scale_min_k4(j, s12, &s, &m);
+        sc[2 * j] = sc[2 * j + 1] = (int16_t)s;
+        mn[2 * j] = mn[2 * j + 1] = (int16_t)m;
+    }
+}
+
+static float dot_q4_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q4_K *w = vw; const act_q8_K *x = vx;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        int8x16_t q[16];
+        int16_t sc[16], mn[16];
+        k4_scales(w[b].scales, sc, mn);
+        for (int j = 0; j < 4; j++)
+            for (int half = 0; half < 2; half++)
+                nibbles(w[b].qs + 32 * j + 16 * half, &q[4 * j + half], &q[4 * j + 2 + half]);
+        acc += kfinish(q, sc, mn, 0, &x[b], h2f(w[b].d), h2f(w[b].dmin));
+    }
+    return acc;
+}
+
+static float dot_q5_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q5_K *w = vw; const act_q8_K *x = vx;
+    const uint8x16_t one = vdupq_n_u8(1);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        int8x16_t q[16];
+        int16_t sc[16], mn[16];
+        k4_scales(w[b].scales, sc, mn);
+        for (int half = 0; half < 2; half++) {
+            const uint8x16_t qh = vld1q_u8(w[b].qh + 16 * half);
+            for (int j = 0; j < 4; j++) {
+                int8x16_t lo, hi;
+                nibbles(w[b].qs + 32 * j + 16 * half, &lo, &hi);
+                const uint8x16_t h0 = vandq_u8(vshlq_u8(qh, vdupq_n_s8((int8_t)(-2 * j))), one);
+                const uint8x16_t h1 = vandq_u8(vshlq_u8(qh, vdupq_n_s8((int8_t)(-2 * j - 1))), one);
+                q[4 * j + half] = vorrq_s8(lo, vreinterpretq_s8_u8(vshlq_n_u8(h0, 4)));
+                q[4 * j + 2 + half] = vorrq_s8(hi, vreinterpretq_s8_u8(vshlq_n_u8(h1, 4)));
+            }
+        }
+        acc += kfinish(q, sc, mn, 0, &x[b], h2f(w[b].d), h2f(w[b].dmin));
+    }
+    return acc;
+}
+
+static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
+    const blk_q6_K *w = vw; const act_q8_K *x = vx;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        int8x16_t q[16];
+        int16_t sc[16];
+        for (int j = 0; j < 16; j++) sc[j] = w[b].scales[j];
+        for (int h = 0; h < 2; h++)
+            for (int half = 0; half < 2; half++) {
+                const uint8x16_t l0 = vld1q_u8(w[b].ql + 64 * h + 16 * half);
+                const uint8x16_t l1 = vld1q_u8(w[b].ql + 64 * h + 32 + 16 * half);
+                const uint8x16_t qh = vld1q_u8(w[b].qh + 32 * h + 16 * half);
+                const uint8x16_t h0 = vshlq_n_u8(vandq_u8(qh, m3), 4);
+                const uint8x16_t h1 = vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), m3), 4);
+                const uint8x16_t h2 = vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), m3), 4);
+                const uint8x16_t h3 = vshlq_n_u8(vshrq_n_u8(qh, 6), 4);
+                q[8 * h + 0 + half] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l0, m4), h0));
+                q[8 * h + 2 + half] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l1, m4), h1));
+                q[8 * h + 4 + half] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l0, 4), h2));
+                q[8 * h + 6 + half] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l1, 4), h3));
+            }
+        acc += kfinish(q, sc, 0, 32, &x[b], h2f(w[b].d), 0.0f);
+    }
+    return acc;
+}
+
+/* ---- float weights ---------------------------------------------------------------------------- */
+
+static float dot_f32(int64_t n, const void *vw, const void *vx) {
+    const float *w = vw, *x = vx;
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static float dot_f16(int64_t n, const void *vw, const void *vx) {
+    const uint8_t *w = vw; const float *x = vx;
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(w + 2 * i));
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++) s += h2f(awq_rd16(w + 2 * i)) * x[i];
+    return s;
+}
+
+const awq_kernels *awq_kernels_neon(void) {
+    static awq_kernels k;
+    if (!k.name) {
+        awq_scalar_fill(&k); /* dequantization stays scalar */
+        k.quantize_q8_32 = quantize_q8_32;
+        k.quantize_q8_K = quantize_q8_K;
+        k.dot[AWQ_F32] = dot_f32; k.dot[AWQ_F16] = dot_f16;
+        k.dot[AWQ_Q4_0] = dot_q4_0; k.dot[AWQ_Q4_1] = dot_q4_1; k.dot[AWQ_Q5_0] = dot_q5_0;
+        k.dot[AWQ_Q5_1] = dot_q5_1; k.dot[AWQ_Q8_0] = dot_q8_0;
+        k.dot[AWQ_Q2_K] = dot_q2_K; k.dot[AWQ_Q3_K] = dot_q3_K; k.dot[AWQ_Q4_K] = dot_q4_K;
+        k.dot[AWQ_Q5_K] = dot_q5_K; k.dot[AWQ_Q6_K] = dot_q6_K;
+#if defined(__ARM_FEATURE_DOTPROD)
+        k.name = "neon-dotprod";
+#else
+        k.name = "neon";
+#endif
+    }
+    return &k;
+}

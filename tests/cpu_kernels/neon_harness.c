@@ -1,0 +1,112 @@
+/* C-level check of an ISA variant against the scalar reference, on fresh random blocks (every quant byte
+ * random, fp16 scale fields finite). Built for aarch64 and run under qemu-aarch64 by test_neon_qemu.py
+ * (natively on an aarch64 host). Checks: activation quantization byte-exact, every dot product within
+ * 2e-5 of sum|w*x|, dequantization equal, and the threaded matmul through the dispatcher (NaN-poisoned
+ * outputs, odd sizes) equal to the scalar table's. Prints "N passed, M failed"; exit status 1 on failure. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "kernels.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+static float frnd(void) { return ((float)(rnd() & 0xFFFFFF) / 16777216.0f - 0.5f) * 4.0f; }
+
+/* a finite fp16 in +-[2^-8, 2^-5) */
+static uint16_t h16(void) { return (uint16_t)(((rnd() & 1) << 15) | ((7 + rnd() % 3) << 10) | (rnd() & 0x3ff)); }
+
+typedef struct { int t; int elems, bytes; int f16[2]; const char *name; } tinfo;
+static const tinfo TYPES[] = {
+    {AWQ_F32, 1, 4, {-1, -1}, "F32"},      {AWQ_F16, 1, 2, {-1, -1}, "F16"},
+    {AWQ_Q4_0, 32, 18, {0, -1}, "Q4_0"},   {AWQ_Q4_1, 32, 20, {0, 2}, "Q4_1"},
+    {AWQ_Q5_0, 32, 22, {0, -1}, "Q5_0"},   {AWQ_Q5_1, 32, 24, {0, 2}, "Q5_1"},
+    {AWQ_Q8_0, 32, 34, {0, -1}, "Q8_0"},   {AWQ_Q2_K, 256, 84, {80, 82}, "Q2_K"},
+    {AWQ_Q3_K, 256, 110, {108, -1}, "Q3_K"}, {AWQ_Q4_K, 256, 144, {0, 2}, "Q4_K"},
+    {AWQ_Q5_K, 256, 176, {0, 2}, "Q5_K"},  {AWQ_Q6_K, 256, 210, {208, -1}, "Q6_K"},
+};
+
+static void random_row(const tinfo *ti, int64_t cols, uint8_t *w) {
+    if (ti->t == AWQ_F32) { for (int64_t i = 0; i < cols; i++) { float f = frnd(); memcpy(w + 4 * i, &f, 4); } return; }
+    if (ti->t == AWQ_F16) { for (int64_t i = 0; i < cols; i++) { uint16_t h = h16(); memcpy(w + 2 * i, &h, 2); } return; }
+    const int64_t nb = cols / ti->elems;
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = w + b * ti->bytes;
+        for (int i = 0; i < ti->bytes; i++) blk[i] = (uint8_t)rnd();
+        for (int f = 0; f < 2; f++)
+            if (ti->f16[f] >= 0) { uint16_t h = h16(); memcpy(blk + ti->f16[f], &h, 2); }
+    }
+}
+
+static int passed = 0, failed = 0;
+static void check(int ok, const char *what, const char *type, double a, double b) {
+    if (ok) passed++;
+    else { failed++; printf("FAIL %s %s: %.9g vs %.9g\n", what, type, a, b); }
+}
+
+int main(int argc, char **argv) {
+    const int isa = argc > 1 ? atoi(argv[1]) : AWQ_ISA_NEON;
+    printf("isa %s available=%d best=%s\n", awq_isa_name(isa), awq_isa_available(isa), awq_isa_name(awq_isa_best()));
+    if (awq_set_isa(isa) != 0) { printf("0 passed, 1 failed\n"); return 1; }
+    const awq_kernels *S = awq_kernels_scalar(), *V = awq_current();
+    printf("testing %s against %s\n", V->name, S->name);
+
+    /* activation quantization: byte-exact */
+    for (int rep = 0; rep < 20; rep++) {
+        float x[512];
+        for (int i = 0; i < 512; i++) x[i] = frnd() * (rep % 3 == 2 ? 0.0f : 1.0f + rep);
+        uint8_t a[16 * 40], b[16 * 40], c[2 * 292], d[2 * 292];
+        S->quantize_q8_32(512, x, a); V->quantize_q8_32(512, x, b);
+        check(!memcmp(a, b, sizeof a), "quantize_q8_32", "", 0, 0);
+        S->quantize_q8_K(512, x, c); V->quantize_q8_K(512, x, d);
+        check(!memcmp(c, d, sizeof c), "quantize_q8_K", "", 0, 0);
+    }
+
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        const tinfo *T = &TYPES[ti];
+        const int64_t cols = T->elems == 256 ? 768 : 544;
+        const int64_t row_bytes = cols / T->elems * T->bytes;
+        uint8_t *w = malloc(37 * row_bytes);
+        float *x = malloc(17 * cols * sizeof(float)), *deq = malloc(cols * sizeof(float));
+        uint8_t *xq = malloc(awq_act_row_bytes(T->t, cols));
+        /* dot products */
+        for (int rep = 0; rep < 30; rep++) {
+            random_row(T, cols, w);
+            for (int64_t i = 0; i < cols; i++) x[i] = frnd();
+            awq_quantize_act(T->t, cols, x, xq); /* the variant's quantizer (checked above) */
+            const float ref = S->dot[T->t](cols, w, xq), got = V->dot[T->t](cols, w, xq);
+            S->dequant[T->t](cols, w, deq);
+            double scale = 0;
+            for (int64_t i = 0; i < cols; i++) scale += fabs(deq[i] * x[i]);
+            check(fabs(ref - got) <= 2e-5 * scale + 1e-30, "dot", T->name, ref, got);
+            float *deq2 = malloc(cols * sizeof(float));
+            V->dequant[T->t](cols, w, deq2);
+            check(!memcmp(deq, deq2, cols * sizeof(float)), "dequant", T->name, deq[0], deq2[0]);
+            free(deq2);
+        }
+        /* threaded matmul through the dispatcher vs the scalar table: odd rows, n = 1, 3, 17 */
+        static const int shapes[][3] = {{1, 1, 1}, {7, 3, 2}, {37, 17, 3}};
+        for (int s = 0; s < 3; s++) {
+            const int rows = shapes[s][0], n = shapes[s][1], th = shapes[s][2];
+            for (int r = 0; r < rows; r++) random_row(T, cols, w + r * row_bytes);
+            for (int64_t i = 0; i < n * cols; i++) x[i] = frnd();
+            float *y = malloc(n * rows * sizeof(float)), *yr = malloc(n * rows * sizeof(float));
+            for (int i = 0; i < n * rows; i++) y[i] = yr[i] = NAN;
+            int rc = awq_matmul(T->t, w, rows, row_bytes, cols, x, n, y, th);
+            awq_set_isa(AWQ_ISA_SCALAR);
+            rc |= awq_matmul(T->t, w, rows, row_bytes, cols, x, n, yr, 1);
+            awq_set_isa(isa);
+            int ok = rc == 0;
+            for (int i = 0; i < n * rows; i++) ok &= isfinite(y[i]) && fabsf(y[i] - yr[i]) <= 1e-4f * (fabsf(yr[i]) + 1.0f);
+            check(ok, "matmul", T->name, rc, 0);
+            free(y); free(yr);
+        }
+        free(w); free(x); free(deq); free(xq);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
