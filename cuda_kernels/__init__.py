@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ._lib import available, unavailable_reason
 
-__all__ = ["available", "unavailable_reason", "QuantMatrix", "SUPPORTED", "gemv", "dequantize", "matmul"]
+__all__ = ["SUPPORTED", "QuantMatrix", "available", "dequantize", "gemv", "matmul", "unavailable_reason"]
 
 
 def __getattr__(name: str):

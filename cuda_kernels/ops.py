@@ -47,7 +47,7 @@ class QuantMatrix:
 
     @classmethod
     def from_gguf(cls, raw, qtype: GGMLQuantizationType, rows: int, cols: int,
-                  device: torch.device | str | None = None) -> "QuantMatrix":
+                  device: torch.device | str | None = None) -> QuantMatrix:
         """raw: the tensor's GGUF bytes (uint8 torch tensor or numpy array, [rows, row_bytes] or flat)."""
         qtype = GGMLQuantizationType(qtype)
         if qtype not in SUPPORTED:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from awq_gguf.cuda_kernels import _build, _lib
 from gguf import GGMLQuantizationType as T
 
 from awq_gguf import cuda_kernels
-from awq_gguf.cuda_kernels import _build, _lib
 
 SRC = Path(_build.__file__).parent
 

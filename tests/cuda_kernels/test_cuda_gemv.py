@@ -11,10 +11,9 @@ import random
 
 import pytest
 import torch
-from gguf import GGMLQuantizationType as T
-
 from awq_gguf.convert.quants import dequantize as ref_dequantize
 from awq_gguf.convert.quants import quantize
+from gguf import GGMLQuantizationType as T
 
 pytestmark = pytest.mark.gpu
 

@@ -1,0 +1,425 @@
+"""CUDA benchmark of issue 5, run on the GPU machine: copy bandwidth, our GEMV kernels against cuBLAS fp16, the
+prompt path, and the AWQ search time of one Llama-2-7B-shaped block on the GPU.
+
+  python tools/bench_cuda.py [--out DIR] [--skip-awq]          # on the GPU machine: table, DIR/bench_cuda.json
+  python tools/bench_cuda.py --write-benchmarks FILE.json      # anywhere: BENCHMARKS.md section from that JSON
+
+Method (see the device notes): device-to-device copy of 1 GiB, bytes read + written, median of 20 event-timed
+copies. Each GEMV and its cuBLAS peer (torch.nn.functional.linear on fp16 weights of the same shape) is captured
+in a CUDA graph of many calls that rotate over enough weight sets to span 4x the L2, replayed and event-timed;
+per-call time is the median of 5 timed replays. Weights are random GGUF blocks (random quant bytes, random
+valid fp16 scales), activations random fp16. Shapes are weight [rows = out, cols = in]. Bytes counted for a
+GEMV: the weight planes + x + y, so the fraction of copy bandwidth compares bytes moved per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 14336)]
+BATCHES = [1, 8, 16]
+TYPE_NAMES = ["Q4_0", "Q4_K", "Q6_K", "Q8_0"]
+KEY = "cuda-kernels"
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+def _events():
+    import torch
+
+    return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+
+def copy_bandwidth(nbytes: int = 1 << 30, reps: int = 20) -> float:
+    """Bytes read + written per second of a device-to-device copy."""
+    import torch
+
+    src = torch.randint(0, 255, (nbytes,), dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    times = []
+    for _ in range(reps):
+        a, b = _events()
+        a.record()
+        dst.copy_(src)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3)
+    del src, dst
+    return 2 * nbytes / statistics.median(times)
+
+
+def graph_time(calls: list, min_calls: int = 48, replays: int = 10, repeats: int = 5) -> float:
+    """Seconds per call of `calls` (rotated) captured in one CUDA graph."""
+    import torch
+
+    k = max(min_calls, len(calls))
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for c in calls:
+            c()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(k):
+            calls[i % len(calls)]()
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        a, b = _events()
+        a.record()
+        for _ in range(replays):
+            g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3 / (replays * k))
+    del g
+    return statistics.median(times)
+
+
+def random_gguf(qtype, rows: int, cols: int, gen):
+    """Random valid GGUF bytes of a [rows, cols] matrix: random quants, random fp16 scales in [1e-3, 2e-3]."""
+    import torch
+    from gguf import GGML_QUANT_SIZES
+
+    block, size = GGML_QUANT_SIZES[qtype]
+    nb = cols // block
+    raw = torch.randint(0, 256, (rows, nb, size), dtype=torch.uint8, device="cuda", generator=gen)
+    fields = {"Q4_0": [0], "Q8_0": [0], "Q4_K": [0, 2], "Q6_K": [208]}[qtype.name]
+    for off in fields:
+        d = (torch.rand(rows, nb, device="cuda", generator=gen) * 1e-3 + 1e-3).half()
+        raw[:, :, off:off + 2] = d.view(torch.uint8).view(rows, nb, 2)
+    return raw
+
+
+def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+    from gguf import GGMLQuantizationType
+
+    from awq_gguf import cuda_kernels as ck
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    rows_out = []
+    shapes = SHAPES[:2] if quick else SHAPES
+    for rows, cols in shapes:
+        # cuBLAS fp16 peer
+        wbytes16 = rows * cols * 2
+        n16 = max(2, math.ceil(4 * l2 / wbytes16))
+        w16 = [torch.randn(rows, cols, device="cuda", generator=gen).half() for _ in range(n16)]
+        cublas = {}
+        for batch in BATCHES:
+            x = torch.randn(batch, cols, device="cuda", generator=gen).half()
+            cublas[batch] = graph_time([lambda w=w: F.linear(x, w) for w in w16])
+        del w16
+        torch.cuda.empty_cache()
+        for name in TYPE_NAMES:
+            qt = GGMLQuantizationType[name]
+            one = ck.QuantMatrix.from_gguf(random_gguf(qt, rows, cols, gen), qt, rows, cols)
+            nsets = max(2, math.ceil(4 * l2 / one.nbytes))
+            sets = [one] + [ck.QuantMatrix.from_gguf(random_gguf(qt, rows, cols, gen), qt, rows, cols)
+                            for _ in range(nsets - 1)]
+            for batch in BATCHES:
+                x = torch.randn(batch, cols, device="cuda", generator=gen).half()
+                y = torch.empty(batch, rows, device="cuda")
+                nbytes = one.nbytes + x.numel() * 2 + y.numel() * 4
+                by_nr = {}
+                for nr in (0, 1, 2, 4):
+                    by_nr[nr] = graph_time([lambda w=w, nr=nr: ck.gemv(x, w, out=y, nr=nr) for w in sets])
+                best_nr = min((1, 2, 4), key=lambda n: by_nr[n])
+                t = by_nr[0]
+                rows_out.append({
+                    "type": name, "rows": rows, "cols": cols, "batch": batch, "us": t * 1e6,
+                    "us_by_nr": {str(k): v * 1e6 for k, v in by_nr.items()}, "best_nr": best_nr,
+                    "bytes": nbytes, "gbps": nbytes / t / 1e9, "frac_copy": nbytes / t / copy_bw,
+                    "best_frac_copy": nbytes / by_nr[best_nr] / copy_bw,
+                    "cublas_us": cublas[batch] * 1e6,
+                    "cublas_frac_copy": (wbytes16 + batch * (cols * 2 + rows * 2)) / cublas[batch] / copy_bw,
+                    "speedup": cublas[batch] / t, "best_speedup": cublas[batch] / by_nr[best_nr],
+                })
+                r = rows_out[-1]
+                print(f"  {name:5s} {rows:5d}x{cols:<5d} b{batch:<2d} {r['us']:8.2f} us  {r['frac_copy']:.2f} of copy  "
+                      f"cuBLAS {r['cublas_us']:8.2f} us  x{r['speedup']:.2f}  (nr {best_nr}: {by_nr[best_nr]*1e6:.2f} us)",
+                      flush=True)
+            del sets, one
+            torch.cuda.empty_cache()
+    return rows_out
+
+
+def bench_prompt(quick: bool) -> list[dict]:
+    """The prompt path (dequantize to fp16, then torch.matmul) against fp16 torch.matmul, 512 tokens."""
+    import torch
+    from gguf import GGMLQuantizationType
+
+    from awq_gguf import cuda_kernels as ck
+
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    out = []
+    for rows, cols in (SHAPES[:2] if quick else SHAPES[:3]):
+        x = torch.randn(512, cols, device="cuda", generator=gen).half()
+        w16 = torch.randn(rows, cols, device="cuda", generator=gen).half()
+        t16 = graph_time([lambda: torch.matmul(x, w16.T)], min_calls=8)
+        for name in ("Q4_K", "Q6_K"):
+            qt = GGMLQuantizationType[name]
+            w = ck.QuantMatrix.from_gguf(random_gguf(qt, rows, cols, gen), qt, rows, cols)
+            buf = torch.empty(rows, cols, dtype=torch.float16, device="cuda")
+            tdq = graph_time([lambda: ck.dequantize(w, torch.float16, out=buf)], min_calls=8)
+            tall = graph_time([lambda: torch.matmul(x, ck.dequantize(w, torch.float16, out=buf).T)], min_calls=8)
+            out.append({"type": name, "rows": rows, "cols": cols, "tokens": 512, "dequant_us": tdq * 1e6,
+                        "total_us": tall * 1e6, "fp16_matmul_us": t16 * 1e6, "ratio_vs_fp16": tall / t16})
+            print(f"  prompt {name} {rows}x{cols} 512 tok: dequant {tdq*1e6:.1f} us, total {tall*1e6:.1f} us, "
+                  f"fp16 matmul {t16*1e6:.1f} us", flush=True)
+    return out
+
+
+class _Timer:
+    """Accumulated wall time (synchronized) of wrapped functions, for the AWQ breakdown."""
+
+    def __init__(self):
+        self.t: dict[str, float] = {}
+        self.n: dict[str, int] = {}
+
+    def wrap(self, module, attr: str, label: str):
+        import torch
+
+        fn = getattr(module, attr)
+
+        def timed(*a, **k):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                torch.cuda.synchronize()
+                self.t[label] = self.t.get(label, 0.0) + time.perf_counter() - t0
+                self.n[label] = self.n.get(label, 0) + 1
+
+        setattr(module, attr, timed)
+        return lambda: setattr(module, attr, fn)
+
+
+def bench_awq(budget_s: float) -> dict:
+    """AWQ search time of one Llama-2-7B-shaped block on the GPU (Q4_K everywhere)."""
+    import torch
+    from awq_gguf.awq_scale import awq as awq_mod
+    from awq_gguf.awq_scale import clip as clip_mod
+    from awq_gguf.awq_scale import search as search_mod
+    from awq_gguf.awq_scale.awq import AwqSettings, awq_block
+    from awq_gguf.awq_scale.block import LINEARS, BlockConfig
+    from gguf import GGMLQuantizationType
+
+    C, FF, NH, N, L = 4096, 11008, 32, 128, 512
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    dev = "cuda"
+
+    def lin(r, c):
+        return torch.randn(r, c, device=dev, generator=gen) * (1 / math.sqrt(c))
+
+    p = {"attn_norm.weight": 1 + 0.1 * torch.randn(C, device=dev, generator=gen),
+         "ffn_norm.weight": 1 + 0.1 * torch.randn(C, device=dev, generator=gen),
+         "attn_q.weight": lin(C, C), "attn_k.weight": lin(C, C), "attn_v.weight": lin(C, C),
+         "attn_output.weight": lin(C, C), "ffn_gate.weight": lin(FF, C), "ffn_up.weight": lin(FF, C),
+         "ffn_down.weight": lin(C, FF)}
+    outliers = torch.randperm(C, device=dev, generator=gen)[:16]
+
+    def hidden():
+        h = torch.randn(N, L, C, device=dev, generator=gen)
+        h[:, :, outliers] *= 30.0  # injected outlier input channels
+        return h
+
+    cfg = BlockConfig(n_head=NH, n_head_kv=NH, head_dim=C // NH, eps=1e-5, rope_base=10000.0, rope_neox=False,
+                      n_rot=C // NH)
+    types = {stem: GGMLQuantizationType.Q4_K for stem in LINEARS}
+    settings = AwqSettings(device="cuda", progress=False)
+    result: dict = {"shape": f"hidden {C}, FFN {FF}, {NH} heads, {N} x {L} calibration tokens, Q4_K",
+                    "settings": {k: v for k, v in vars(settings).items() if not k.startswith("_")}}
+
+    # run 1: profiled (wrappers synchronize), also the warm-up
+    timer = _Timer()
+    undo = [timer.wrap(awq_mod, "search_group", "scale search (search_group)"),
+            timer.wrap(awq_mod, "clip_search", "clip search (clip_search)"),
+            timer.wrap(awq_mod, "block_forward", "block forwards (capture + block loss)"),
+            timer.wrap(awq_mod, "_fake_quantize_block", "fake-quantize for the block loss"),
+            timer.wrap(search_mod, "fake_quantize", "  fake_quantize inside the scale search"),
+            timer.wrap(clip_mod, "fake_quantize", "  fake_quantize inside the clip search")]
+    try:
+        h = hidden()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        res = awq_block(p, h, types, cfg, "llama", settings)
+        torch.cuda.synchronize()
+        result["profiled_s"] = time.perf_counter() - t0
+    finally:
+        for u in undo:
+            u()
+    result["breakdown_s"] = dict(timer.t)
+    result["calls"] = dict(timer.n)
+    result["report"] = res.report.line()
+    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    print(f"  AWQ block, profiled run: {result['profiled_s']:.2f} s; {res.report.line()}", flush=True)
+    for k, v in timer.t.items():
+        print(f"    {k:45s} {v:7.2f} s  ({timer.n[k]} calls)", flush=True)
+    del h
+    # run 2: plain, timed
+    if result["profiled_s"] < budget_s:
+        h = hidden()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        awq_block(p, h, types, cfg, "llama", settings)
+        torch.cuda.synchronize()
+        result["seconds"] = time.perf_counter() - t0
+        print(f"  AWQ block, timed run: {result['seconds']:.2f} s", flush=True)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+
+def device_info() -> dict:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    info = {"name": props.name, "sms": props.multi_processor_count, "mem_gib": props.total_memory / 2**30,
+            "l2_mib": getattr(props, "L2_cache_size", 0) / 2**20, "torch": torch.__version__,
+            "python": platform.python_version()}
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,clocks.max.mem",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
+        info["nvidia_smi"] = smi
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    from awq_gguf.cuda_kernels._build import find_nvcc
+
+    nvcc = find_nvcc()
+    if nvcc:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
+        info["nvcc"] = out[-1] if out else "?"
+    return info
+
+
+def markdown(res: dict) -> str:
+    d = res["device"]
+    lines = ["## CUDA kernels: GEMV on GGUF blocks, prompt path, AWQ block search (issue 5)", "",
+             f"Card: {d['name']} ({d['sms']} SMs, {d['l2_mib']:.0f} MiB L2, {d['mem_gib']:.0f} GiB; "
+             f"{d.get('nvidia_smi', '')}), torch {d['torch']}, {d.get('nvcc', 'nvcc ?')}. Date {res['date']}, "
+             f"commit {res['commit']}. Command: `python tools/bench_cuda.py` on the device machine; baselines "
+             f"(copy, cuBLAS fp16) measured in the same run.", "",
+             f"Device-to-device copy: **{res['copy_bw'] / 1e12:.2f} TB/s** (read + write, 1 GiB, median of 20).", "",
+             "GEMV: our kernels (fp16 activations, float32 output, default rows-per-warp) on random GGUF blocks vs "
+             "cuBLAS fp16 (`F.linear`) on the same shape (weight rows x cols = out x in). Time per call from CUDA "
+             "graphs rotating over 4x L2 of weights. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; "
+             "best nr = the fastest rows-per-warp variant.", ""]
+    for batch in BATCHES:
+        rows = [r for r in res["gemv"] if r["batch"] == batch]
+        if not rows:
+            continue
+        lines += [f"Batch {batch}:", "",
+                  "| type | rows x cols | ours us | GB/s | of copy | best nr: us, of copy | cuBLAS fp16 us | cuBLAS of copy | speedup |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            best = r["us_by_nr"][str(r["best_nr"])]
+            lines.append(f"| {r['type']} | {r['rows']}x{r['cols']} | {r['us']:.1f} | {r['gbps']:.0f} | "
+                         f"{r['frac_copy']:.2f} | {r['best_nr']}: {best:.1f}, {r['best_frac_copy']:.2f} | "
+                         f"{r['cublas_us']:.1f} | {r['cublas_frac_copy']:.2f} | {r['speedup']:.2f}x |")
+        lines.append("")
+    if res.get("prompt"):
+        lines += ["Prompt path (512 tokens): dequantize to fp16 with our kernel, then torch.matmul (cuBLAS), vs "
+                  "fp16 torch.matmul on fp16 weights.", "",
+                  "| type | rows x cols | dequant us | dequant + matmul us | fp16 matmul us | ratio |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for r in res["prompt"]:
+            lines.append(f"| {r['type']} | {r['rows']}x{r['cols']} | {r['dequant_us']:.1f} | {r['total_us']:.1f} | "
+                         f"{r['fp16_matmul_us']:.1f} | {r['ratio_vs_fp16']:.2f} |")
+        lines.append("")
+    a = res.get("awq")
+    if a:
+        lines += [f"AWQ search, one Llama-2-7B-shaped block ({a['shape']}; random weights, 16 outlier input "
+                  f"channels x30) with `AwqSettings(device=\"cuda\")`, via `awq_scale.awq.awq_block`:", ""]
+        if "seconds" in a:
+            lines.append(f"- timed run: **{a['seconds']:.1f} s** per block (target <= 3 s)")
+        lines.append(f"- profiled run (first, with warm-up; wrappers synchronize): {a['profiled_s']:.1f} s, "
+                     f"peak GPU memory {a['peak_gib']:.1f} GiB; {a['report']}")
+        for k, v in a["breakdown_s"].items():
+            lines.append(f"  - {k.strip()}: {v:.1f} s ({a['calls'][k]} calls)")
+        lines.append("")
+    if res.get("tests"):
+        lines += [f"GPU tests in the same call: `{res['tests']}`.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for bench_cuda.json / .md")
+    ap.add_argument("--skip-awq", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="two shapes only")
+    ap.add_argument("--awq-budget", type=float, default=60.0, help="skip the second AWQ run past this many s")
+    ap.add_argument("--tests", default="", help="a line about the GPU test run, for the report")
+    ap.add_argument("--write-benchmarks", metavar="JSON", help="write BENCHMARKS.md's section from a result file")
+    args = ap.parse_args()
+
+    if args.write_benchmarks:
+        from bench_markdown import write_section
+
+        res = json.loads(Path(args.write_benchmarks).read_text())
+        write_section(KEY, markdown(res))
+        print(f"wrote section {KEY} of BENCHMARKS.md")
+        return
+
+    import datetime
+
+    from awq_gguf import cuda_kernels as ck
+
+    if not ck.available():
+        sys.exit(f"bench_cuda: {ck.unavailable_reason()}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res: dict = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "device": device_info(), "tests": args.tests}
+    try:
+        res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                       text=True).stdout.strip() or "?"
+    except OSError:
+        res["commit"] = "?"
+    print(f"device: {res['device']}", flush=True)
+
+    def save():
+        (out / "bench_cuda.json").write_text(json.dumps(res, indent=1))
+        (out / "bench_cuda.md").write_text(markdown(res))
+
+    res["copy_bw"] = copy_bandwidth()
+    print(f"copy bandwidth: {res['copy_bw'] / 1e12:.3f} TB/s (read + write)", flush=True)
+    l2 = int(res["device"]["l2_mib"] * 2**20) or 50 << 20
+    res["gemv"] = bench_gemv(res["copy_bw"], l2, args.quick)
+    save()
+    res["prompt"] = bench_prompt(args.quick)
+    save()
+    if not args.skip_awq:
+        try:
+            res["awq"] = bench_awq(args.awq_budget)
+        except Exception as e:  # keep the kernel numbers whatever happens here
+            import traceback
+
+            traceback.print_exc()
+            res["awq_error"] = f"{type(e).__name__}: {e}"
+        save()
+    print()
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
