@@ -105,6 +105,8 @@ def build(force: bool = False) -> Path:
         # static cudart inside the library: nothing to find at dlopen time; streams and device pointers are
         # driver objects, shared with torch's runtime through the primary context.
         _run([nvcc, *arch_flags(), "-shared", "-o", str(tmp / LIB_NAME), *map(str, objs)])
+        for obj in objs:
+            obj.unlink()
         if force and out_dir.exists():
             shutil.rmtree(out_dir, ignore_errors=True)
         try:
