@@ -16,11 +16,12 @@ from .ops import (
     matmul,
     quantize_activations,
     set_isa,
+    stream_read,
     vec_dot,
 )
 
 __all__ = [
     "ISAS", "SUPPORTED", "KernelError", "KernelShapeError", "KernelTypeError", "KernelUnavailableError",
     "available_isas", "dequantize", "get_rows", "isa", "isa_detail", "matmul", "quantize_activations",
-    "set_isa", "vec_dot",
+    "set_isa", "stream_read", "vec_dot",
 ]  # fmt: skip

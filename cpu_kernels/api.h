@@ -26,4 +26,7 @@ int awq_matmul(int qtype, const void *w, int64_t rows, int64_t row_bytes, int64_
 /* out[i, cols] = dequantized row ids[i] of W (ids checked against rows) */
 int awq_get_rows(int qtype, const void *w, int64_t rows, int64_t row_bytes, int64_t cols,
                  const int64_t *ids, int64_t n_ids, float *out, int nthreads);
+
+/* memory read bandwidth probe: sums bytes/8 64-bit words of p over nthreads threads (returns the sum) */
+uint64_t awq_stream_read(const void *p, int64_t bytes, int nthreads);
 #endif

@@ -174,3 +174,25 @@ int awq_get_rows(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t 
     job_t j = {awq_current(), t, w, rows, row_bytes, cols, 0, 0, 0, out, ids, rows_deq};
     return fork_join(&j, n_ids, n_ids * cols >= (1 << 16) ? nthreads : 1);
 }
+
+/* ---- bandwidth probe: the same fork-join, each thread sums its share of 64-bit words -------------- */
+
+typedef struct { job_t job; uint64_t total; } read_job_t;
+
+static void read_slice(const job_t *j, int64_t r0, int64_t r1) {
+    /* rows = 4 KiB pages here */
+    const uint64_t *p = (const uint64_t *)j->w;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int64_t i = r0 * 512; i < r1 * 512; i += 4) { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; }
+    __atomic_fetch_add(&((read_job_t *)j)->total, s0 + s1 + s2 + s3, __ATOMIC_RELAXED);
+}
+
+uint64_t awq_stream_read(const void *p, int64_t bytes, int nthreads) {
+    read_job_t r;
+    memset(&r, 0, sizeof r);
+    r.job.w = p;
+    r.job.rows = bytes / 4096;
+    r.job.fn = read_slice;
+    if (fork_join(&r.job, r.job.rows, nthreads)) return 0;
+    return r.total;
+}

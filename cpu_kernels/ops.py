@@ -242,3 +242,12 @@ def vec_dot(w_row: np.ndarray, qtype: Any, xq_row: np.ndarray) -> float:
     res = _mod.ffi.new("float *")  # type: ignore[union-attr]
     _check_rc(lib.awq_vec_dot(int(t), cols, _ptr(w, "void *"), _ptr(np.ascontiguousarray(xq_row), "void *"), res), "vec_dot")
     return float(res[0])
+
+
+def stream_read(buf: np.ndarray, threads: int | None = None) -> int:
+    """Reads every byte of buf (C-contiguous, a multiple of 4 KiB) on `threads` threads: a memory-bandwidth
+    probe for benchmarks. Returns a checksum so the reads cannot be skipped."""
+    lib = _lib()
+    if not isinstance(buf, np.ndarray) or not buf.flags.c_contiguous or buf.nbytes % 4096:
+        raise KernelShapeError("buf must be a C-contiguous array of a multiple of 4096 bytes")
+    return int(lib.awq_stream_read(_ptr(buf, "void *"), buf.nbytes, _threads(threads)))

@@ -1,0 +1,198 @@
+"""GEMV benchmark of awq_gguf.cpu_kernels against this machine's memory bandwidth and llama.cpp.
+
+One run measures:
+- memory read bandwidth, once per thread count used (a multi-threaded sum over 1 GiB, cpu_kernels.stream_read),
+  and a numpy copy for reference;
+- for each weight type and each of W [11008, 4096] and W [4096, 11008] (rows x cols): our y = W x (n = 1,
+  including the activation quantization) in weight bytes/s, cycling through enough copies of W that they
+  never sit in the last-level cache, as a fraction of the read bandwidth;
+- the same product through llama.cpp's `test-backend-ops perf` (its CPU backend, its thread count:
+  hardware threads / 2) from a --test-file with these exact shapes; test-backend-ops repeats one W, so ours is
+  timed that way too (same threads, one W) for the ratio.
+
+Writes the table to BENCHMARKS.md (section `cpu-gemv`, or --key) and prints it.
+Usage: python tools/bench_gemv.py [--types Q4_0,Q4_K] [--threads N] [--key KEY] [--no-write] [--markdown FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cpu_kernels"))
+
+from bench_markdown import ROOT, git_rev, machine, today, write_section  # noqa: E402
+from blocks import random_rows  # noqa: E402
+
+from awq_gguf import cpu_kernels as ck  # noqa: E402
+
+TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
+SHAPES = [(11008, 4096), (4096, 11008)]  # (rows, cols): ffn up/gate, ffn down of a 7B Llama
+GGML_OP_MUL_MAT = 29  # enum ggml_op in the vendored ggml.h
+TBO = ROOT / ".llama.cpp" / "build" / "bin" / "test-backend-ops"
+
+
+def llc_bytes() -> int:
+    best = 0
+    for idx in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            size = (idx / "size").read_text().strip()
+            best = max(best, int(size[:-1]) * {"K": 2**10, "M": 2**20}[size[-1]])
+        except (OSError, ValueError, KeyError):
+            pass
+    return best or 32 * 2**20
+
+
+def read_bandwidth(threads: int) -> float:
+    buf = np.ones(2**30 // 8, np.uint64)
+    ck.stream_read(buf, threads)
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        ck.stream_read(buf, threads)
+        best = max(best, buf.nbytes / (time.perf_counter() - t))
+    return best
+
+
+def copy_bandwidth() -> float:
+    a = np.ones(2**29 // 8, np.uint64)
+    b = np.empty_like(a)
+    np.copyto(b, a)
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = max(best, 2 * a.nbytes / (time.perf_counter() - t))
+    return best
+
+
+def time_gemv(ws: list[np.ndarray], t: T, x: np.ndarray, threads: int, min_s: float = 0.4) -> float:
+    """Best-of-3 seconds per product, cycling through the copies in ws."""
+    for w in ws:
+        ck.matmul(w, t, x, threads=threads)
+    best = float("inf")
+    for _ in range(3):
+        reps, t0 = 0, time.perf_counter()
+        while True:
+            ck.matmul(ws[reps % len(ws)], t, x, threads=threads)
+            reps += 1
+            el = time.perf_counter() - t0
+            if el >= min_s / 3 and reps >= len(ws):
+                break
+        best = min(best, el / reps)
+    return best
+
+
+def llama_cpp_times(types: list[T], tbo: Path) -> tuple[dict[tuple[str, int, int], float], str]:
+    """us per product from test-backend-ops perf, keyed by (type name, rows, cols); and a note."""
+    if not tbo.exists():
+        return {}, f"llama.cpp not measured: {tbo} missing (bash tools/build_llama_cpp.sh)"
+    lines = []
+    for t in types:
+        block, size = GGML_QUANT_SIZES[t]
+        for rows, cols in SHAPES:
+            rb = cols // block * size
+            name = f"{t.name}_{rows}x{cols}"
+            lines.append(f"{GGML_OP_MUL_MAT} 0 {rows} 1 1 1 0 2 "
+                         f"{int(t)} {cols} {rows} 1 1 {size} {rb} {rb * rows} {rb * rows} "
+                         f"0 {cols} 1 1 1 4 {4 * cols} {4 * cols} {4 * cols} {name}")
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        res = subprocess.run([str(tbo), "perf", "-b", "CPU", "--test-file", f.name], capture_output=True,
+                             text=True, timeout=1200)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {}, f"llama.cpp not measured: {exc}"
+    finally:
+        os.unlink(f.name)
+    out = {}
+    for m in re.finditer(r"name=(\w+?)_(\d+)x(\d+),.*?([\d.]+) us/run", res.stdout):
+        out[(m.group(1), int(m.group(2)), int(m.group(3)))] = float(m.group(4))
+    note = "" if out else f"llama.cpp gave no timings (rc {res.returncode}): {res.stderr.strip()[-300:]}"
+    return out, note
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--types", default=",".join(t.name for t in TYPES))
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for our full run")
+    ap.add_argument("--key", default="cpu-gemv")
+    ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    ap.add_argument("--markdown", type=Path, help="also write the section body to this file")
+    ap.add_argument("--tbo", type=Path, default=TBO, help="path of llama.cpp's test-backend-ops")
+    args = ap.parse_args()
+    types = [T[n.strip()] for n in args.types.split(",") if n.strip()]
+    threads = args.threads
+    tbo_threads = max(1, (os.cpu_count() or 2) // 2)  # test-backend-ops: hardware threads / 2
+
+    print(f"ISA {ck.isa()} ({ck.isa_detail()}); threads {threads}; llama.cpp threads {tbo_threads}", flush=True)
+    bw = {th: read_bandwidth(th) for th in sorted({threads, tbo_threads})}
+    cbw = copy_bandwidth()
+    print("read GB/s", {k: round(v / 1e9, 2) for k, v in bw.items()}, "copy", round(cbw / 1e9, 2), flush=True)
+    llama, note = llama_cpp_times(types, args.tbo)
+    if note:
+        print(note, flush=True)
+
+    rng = np.random.default_rng(0)
+    llc = llc_bytes()
+    rows_md = []
+    for t in types:
+        for rows, cols in SHAPES:
+            w0 = random_rows(rng, t, rows, cols)
+            copies = max(2, min(16, -(-4 * llc // w0.nbytes)))
+            ws = [w0] + [random_rows(rng, t, rows, cols) for _ in range(copies - 1)]
+            x = rng.standard_normal((1, cols)).astype(np.float32)
+            s_all = time_gemv(ws, t, x, threads)
+            s_one = time_gemv([w0], t, x, tbo_threads)
+            del ws
+            frac = w0.nbytes / s_all / bw[threads]
+            lus = llama.get((t.name, rows, cols))
+            ratio = f"{lus * 1e-6 / s_one:.2f}x" if lus else "n/a"
+            lcol = f"{lus:.0f}" if lus else "n/a"
+            row = (f"| {t.name} | {rows}x{cols} | {w0.nbytes / 2**20:.1f} | {s_all * 1e6:.0f} | "
+                   f"{w0.nbytes / s_all / 1e9:.2f} | **{frac:.2f}** | {s_one * 1e6:.0f} | {lcol} | **{ratio}** |")
+            print(row, flush=True)
+            rows_md.append(row)
+
+    bw_txt = ", ".join(f"{bw[k] / 1e9:.2f} GB/s with {k} thread{'s' if k > 1 else ''}" for k in sorted(bw))
+    body = "\n".join([
+        "## CPU GEMV kernels vs memory bandwidth and llama.cpp",
+        "",
+        f"Machine: {machine()}. Date: {today()}, commit {git_rev()}. ISA: `{ck.isa()}` ({ck.isa_detail()}).",
+        f"Command: `python tools/bench_gemv.py --threads {threads}`.",
+        "",
+        f"Memory read bandwidth (multi-threaded sum over 1 GiB): {bw_txt}; numpy copy (read + write counted): "
+        f"{cbw / 1e9:.2f} GB/s.",
+        "",
+        f"*ours, {threads} thr*: y = W x for one activation row (quantizing x included), cycling through copies "
+        f"of W totalling at least 4x the last-level cache ({llc // 2**20} MiB), best of 3; *frac* = weight "
+        f"bytes/s over the read bandwidth at that thread count. *ours, {tbo_threads} thr, one W* and "
+        f"*llama.cpp* time the same product the way `test-backend-ops perf` does (one W, repeated, "
+        f"{tbo_threads} thread{'s' if tbo_threads > 1 else ''}: it uses hardware threads / 2); *vs llama.cpp* "
+        "= their time / ours (above 1: ours faster).",
+        "",
+        f"| type | W rows x cols | MiB | ours, {threads} thr (us) | GB/s | frac of read bw | "
+        f"ours, {tbo_threads} thr, one W (us) | llama.cpp (us) | vs llama.cpp |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows_md,
+    ] + ([f"", f"Note: {note}"] if note else []))
+    print()
+    print(body)
+    if args.markdown:
+        args.markdown.write_text(body + "\n")
+    if not args.no_write:
+        write_section(args.key, body)
+
+
+if __name__ == "__main__":
+    main()
