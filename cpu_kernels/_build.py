@@ -26,8 +26,8 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 MODULE = "awq_gguf.cpu_kernels._kernels"
-BASE_SOURCES = ["scalar.c", "matmul.c", "dispatch.c"]
-HEADERS = ["kernels.h", "scalar.h", "api.h"]
+BASE_SOURCES = ["scalar.c", "pool.c", "matmul.c", "dispatch.c"]
+HEADERS = ["kernels.h", "scalar.h", "api.h", "pool.h"]
 COMMON_FLAGS = ["-O3", "-std=gnu11", "-fPIC", "-fno-strict-aliasing"]
 
 

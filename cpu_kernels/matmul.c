@@ -5,6 +5,7 @@
 
 #include "api.h"
 #include "kernels.h"
+#include "pool.h"
 
 /* elements and bytes of one weight block; 0 for types we do not handle */
 static void type_block(int t, int64_t *elems, int64_t *bytes) {
@@ -51,7 +52,7 @@ int awq_vec_dot(int t, int64_t cols, const void *w, const void *xq, float *out) 
     return 0;
 }
 
-/* ---- a minimal fork-join over rows: thread i takes rows [r0, r1) ---------------------------- */
+/* ---- row-parallel jobs on the worker pool (pool.c) ---------------------------------------------- */
 
 typedef struct job job_t;
 typedef void (*work_fn)(const job_t *, int64_t r0, int64_t r1);
@@ -68,41 +69,10 @@ struct job {
     work_fn fn;
 };
 
-typedef struct { const job_t *job; int64_t r0, r1; } slice_t;
-
-static void *run_slice(void *p) {
-    const slice_t *s = p;
-    s->job->fn(s->job, s->r0, s->r1);
-    return 0;
-}
+static void trampoline(void *ctx, int64_t r0, int64_t r1) { ((const job_t *)ctx)->fn((const job_t *)ctx, r0, r1); }
 
 static int fork_join(const job_t *job, int64_t total, int nthreads) {
-    if (nthreads < 1) nthreads = 1;
-    if (nthreads > 256) nthreads = 256;
-    if (nthreads > total) nthreads = (int)(total > 0 ? total : 1);
-    if (nthreads == 1) {
-        job->fn(job, 0, total);
-        return 0;
-    }
-    pthread_t tid[256];
-    slice_t sl[256];
-    int rc = 0;
-    for (int i = 0; i < nthreads; i++) {
-        sl[i].job = job;
-        sl[i].r0 = total * i / nthreads;
-        sl[i].r1 = total * (i + 1) / nthreads;
-    }
-    for (int i = 1; i < nthreads; i++) {
-        if (pthread_create(&tid[i], 0, run_slice, &sl[i])) {
-            /* could not start: do that slice here */
-            run_slice(&sl[i]);
-            tid[i] = 0;
-        }
-    }
-    run_slice(&sl[0]);
-    for (int i = 1; i < nthreads; i++)
-        if (tid[i] && pthread_join(tid[i], 0)) rc = -4;
-    return rc;
+    return awq_parallel_for(trampoline, (void *)job, total, nthreads);
 }
 
 /* rows in tiles of ROW_TILE so that each tile's weights are reused from cache across the n tokens */
