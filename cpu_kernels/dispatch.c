@@ -1,5 +1,7 @@
 /* Run-time ISA choice: what was compiled in (AWQ_HAVE_* from the build) and what this CPU and OS support
  * (cpuid + xgetbv on x86, always NEON on aarch64). The Python side applies AWQ_GGUF_ISA through awq_set_isa. */
+#include <stdlib.h>
+
 #include "api.h"
 #include "kernels.h"
 
@@ -78,7 +80,9 @@ int awq_set_isa(int isa) {
         x86_level(&vnni);
         k = awq_kernels_avx512();
 #ifdef AWQ_HAVE_AVX512VNNI
-        if (vnni) { k = awq_kernels_avx512vnni(); g_vnni = 1; }
+        /* AWQ_GGUF_NO_VNNI=1 keeps the plain AVX-512 table on a VNNI CPU (to test both) */
+        const char *no_vnni = getenv("AWQ_GGUF_NO_VNNI");
+        if (vnni && !(no_vnni && *no_vnni && *no_vnni != '0')) { k = awq_kernels_avx512vnni(); g_vnni = 1; }
 #endif
     }
 #endif

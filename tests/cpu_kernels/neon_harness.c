@@ -68,6 +68,7 @@ int main(int argc, char **argv) {
 
     for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
         const tinfo *T = &TYPES[ti];
+        const int failed_before = failed;
         const int64_t cols = T->elems == 256 ? 768 : 544;
         const int64_t row_bytes = cols / T->elems * T->bytes;
         uint8_t *w = malloc(37 * row_bytes);
@@ -106,6 +107,7 @@ int main(int argc, char **argv) {
             free(y); free(yr);
         }
         free(w); free(x); free(deq); free(xq);
+        printf("%s %s\n", T->name, failed == failed_before ? "ok" : "FAILED");
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
