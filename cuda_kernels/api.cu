@@ -11,6 +11,19 @@ awq::Planes planes(const void* p0, const void* p1, const void* p2) {
 
 }  // namespace
 
+// Multiprocessors of the current device (cached per device id).
+int awq::sm_count() {
+    static int cache[64] = {0};
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) dev = 0;
+    if (cache[dev] == 0) {
+        int n = 0;
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+        cache[dev] = n > 0 ? n : 1;
+    }
+    return cache[dev];
+}
+
 extern "C" AWQ_API int awq_cuda_abi_version(void) { return AWQ_CUDA_ABI; }
 
 extern "C" AWQ_API int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void* p2, const void* x, int act,

@@ -21,12 +21,14 @@ struct Planes {
 };
 
 enum Act { ACT_F16 = 0, ACT_BF16 = 1 };
+
+int sm_count();  // multiprocessors of the current device (api.cu)
 enum Out { OUT_F16 = 0, OUT_BF16 = 1, OUT_F32 = 2 };
 
 // Weight loads: read once, never reused by this block, so keep them out of L1.
 __device__ __forceinline__ uint4 ld_stream16(const void* p) {
     uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
         : "l"(p));
     return r;
@@ -34,7 +36,7 @@ __device__ __forceinline__ uint4 ld_stream16(const void* p) {
 
 __device__ __forceinline__ uint2 ld_stream8(const void* p) {
     uint2 r;
-    asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    asm("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
     return r;
 }
 

@@ -276,6 +276,27 @@ def bench_awq(budget_s: float) -> dict:
     for k, v in timer.t.items():
         print(f"    {k:45s} {v:7.2f} s  ({timer.n[k]} calls)", flush=True)
     del h
+    # where fake_quantize spends its time: one Q4_K call with importance on the FFN shape, under torch.profiler
+    try:
+        from torch.profiler import ProfilerActivity, profile
+
+        from awq_gguf.convert.quants import fake_quantize
+
+        w = p["ffn_up.weight"]
+        imp = torch.rand(C, device=dev, generator=gen) + 0.1
+        fake_quantize(w, GGMLQuantizationType.Q4_K, imp)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            fake_quantize(w, GGMLQuantizationType.Q4_K, imp)
+            torch.cuda.synchronize()
+        result["fake_quantize_ffn_s"] = time.perf_counter() - t0
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60)
+        result["fake_quantize_profile"] = table
+        print(f"  one fake_quantize Q4_K {FF}x{C} with importance: {result['fake_quantize_ffn_s']*1e3:.1f} ms "
+              f"(under the profiler)\n{table}", flush=True)
+    except Exception as e:  # noqa: BLE001 - a profile is a bonus
+        print(f"  fake_quantize profile failed: {e}", flush=True)
     # run 2: plain, timed
     if result["profiled_s"] < budget_s:
         h = hidden()
@@ -352,6 +373,9 @@ def markdown(res: dict) -> str:
                   f"channels x30) with `AwqSettings(device=\"cuda\")`, via `awq_scale.awq.awq_block`:", ""]
         if "seconds" in a:
             lines.append(f"- timed run: **{a['seconds']:.1f} s** per block (target <= 3 s)")
+        if "fake_quantize_ffn_s" in a:
+            lines.append(f"- one `fake_quantize` (Q4_K, 11008x4096, with importance) under torch.profiler: "
+                         f"{a['fake_quantize_ffn_s'] * 1e3:.0f} ms")
         lines.append(f"- profiled run (first, with warm-up; wrappers synchronize): {a['profiled_s']:.1f} s, "
                      f"peak GPU memory {a['peak_gib']:.1f} GiB; {a['report']}")
         for k, v in a["breakdown_s"].items():
