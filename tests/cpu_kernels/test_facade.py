@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -18,7 +19,10 @@ from blocks import random_rows
 def _isa_in_child(value: str) -> subprocess.CompletedProcess:
     code = "from awq_gguf import cpu_kernels as ck; print(ck.isa())"
     env = {**os.environ, "AWQ_GGUF_ISA": value}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    # run outside the repo root: `python -c` puts the cwd first on sys.path, and the repo's awq_gguf/ folder
+    # (without the mapped subpackages) would shadow an installed, non-editable package
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tempfile.gettempdir())
 
 
 @pytest.mark.parametrize("isa", ck.available_isas())
