@@ -343,6 +343,206 @@ static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
     return hsum_ps(accf);
 }
 
+/* ---- GEMM: one weight row against 4 activation rows, unpacked once -------------------------------- */
+
+#define X4(T, vx, xs, b) const T *x_[4] = {(const T *)(vx) + (b), (const T *)((const uint8_t *)(vx) + (xs)) + (b), \
+    (const T *)((const uint8_t *)(vx) + 2 * (xs)) + (b), (const T *)((const uint8_t *)(vx) + 3 * (xs)) + (b)}
+
+/* Q4_0 / Q4_1 / Q5_0 / Q5_1: kind 0..3 (a constant after inlining) */
+static inline __attribute__((always_inline)) void dot4_32(int64_t n, const void *vw, const void *vx, int64_t xs,
+                                                          float out[4], int kind) {
+    const uint8_t *w = vw;
+    const size_t bs = kind == 0 ? sizeof(blk_q4_0) : kind == 1 ? sizeof(blk_q4_1) : kind == 2 ? sizeof(blk_q5_0) : sizeof(blk_q5_1);
+    const float off = kind == 0 ? 8.0f : kind == 2 ? 16.0f : 0.0f;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float bias[4] = {0, 0, 0, 0};
+    for (int64_t b = 0; b < n / QK32; b++) {
+        const uint8_t *blk = w + b * bs;
+        __m256i q;
+        float dw, mw = 0.0f;
+        if (kind == 0) { const blk_q4_0 *k = (const void *)blk; q = nibbles32(k->qs); dw = h2f(k->d); }
+        else if (kind == 1) { const blk_q4_1 *k = (const void *)blk; q = nibbles32(k->qs); dw = h2f(k->d); mw = h2f(k->m); }
+        else if (kind == 2) { const blk_q5_0 *k = (const void *)blk; q = q5_32(k->qs, k->qh); dw = h2f(k->d); }
+        else { const blk_q5_1 *k = (const void *)blk; q = q5_32(k->qs, k->qh); dw = h2f(k->d); mw = h2f(k->m); }
+        X4(act_q8_32, vx, xs, b);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const float d = dw * x_[t]->d;
+            const __m256i p = dot_us(q, _mm256_loadu_si256((const __m256i *)x_[t]->qs));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc[t]);
+            bias[t] += (mw * x_[t]->d - off * d) * (float)x_[t]->s;
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]) + bias[t];
+}
+
+static void dot4_q4_0(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot4_32(n, w, x, xs, o, 0); }
+static void dot4_q4_1(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot4_32(n, w, x, xs, o, 1); }
+static void dot4_q5_0(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot4_32(n, w, x, xs, o, 2); }
+static void dot4_q5_1(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot4_32(n, w, x, xs, o, 3); }
+
+static void dot4_q8_0(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
+    const blk_q8_0 *w = vw;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < n / QK32; b++) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)w[b].qs);
+        const __m256i aw = _mm256_sign_epi8(wv, wv);
+        const float dw = h2f(w[b].d);
+        X4(act_q8_32, vx, xs, b);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const __m256i p = dot_us(aw, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x_[t]->qs), wv));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x_[t]->d), _mm256_cvtepi32_ps(p), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
+}
+
+/* K types: chunk k of the unpacked super-block against the 4 activation rows, scales shared */
+static inline void kchunk4(__m256i acc[4], __m256i q, const act_q8_K *const x_[4], __m128i sc8, int k) {
+    const __m128i pick = _mm_set_epi64x((long long)(0x0101010101010101ULL * (uint64_t)(2 * k + 1)),
+                                        (long long)(0x0101010101010101ULL * (uint64_t)(2 * k)));
+    const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(x_[t]->qs + 32 * k)));
+        acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(p, sc));
+    }
+}
+
+#define KACC_INIT __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()}
+#define ZERO4 {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}
+
+static void dot4_q2_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
+    const blk_q2_K *w = vw;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 accf[4] = ZERO4, accm[4] = ZERO4;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        X4(act_q8_K, vx, xs, b);
+        const __m128i s = _mm_loadu_si128((const __m128i *)w[b].scales);
+        const __m128i sc8 = _mm_and_si128(s, _mm_set1_epi8(0xF));
+        const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF));
+        KACC_INIT;
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            kchunk4(acc, _mm256_and_si256(v, m3), x_, sc8, 4 * h + 0);
+            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x_, sc8, 4 * h + 1);
+            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x_, sc8, 4 * h + 2);
+            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x_, sc8, 4 * h + 3);
+        }
+        const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
+        for (int t = 0; t < 4; t++) {
+            accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, -1, d);
+            accm[t] = kmins(accm[t], x_[t], mn8, dmin);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]) - hsum_ps(accm[t]);
+}
+
+static void dot4_q3_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
+    const blk_q3_K *w = vw;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 accf[4] = ZERO4;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        X4(act_q8_K, vx, xs, b);
+        uint32_t sw[4];
+        awq_q3k_words(w[b].scales, sw);
+        const __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)sw), _mm_set1_epi8(32));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
+        KACC_INIT;
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                const __m128i sh = _mm_cvtsi32_si128(2 * j), hs = _mm_cvtsi32_si128(4 * h + j);
+                const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, sh), m3);
+                const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hm, hs), one), 2);
+                kchunk4(acc, _mm256_or_si256(lo, hi), x_, sc8, 4 * h + j);
+            }
+        }
+        const float d = h2f(w[b].d);
+        for (int t = 0; t < 4; t++) accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, 2, d);
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]);
+}
+
+static void dot4_q4_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
+    const blk_q4_K *w = vw;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 accf[4] = ZERO4, accm[4] = ZERO4;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        X4(act_q8_K, vx, xs, b);
+        uint32_t sc[2], mn[2];
+        awq_q4k_words(w[b].scales, sc, mn);
+        const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
+        KACC_INIT;
+        for (int j = 0; j < 4; j++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
+            kchunk4(acc, _mm256_and_si256(v, m4), x_, sc8, 2 * j);
+            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x_, sc8, 2 * j + 1);
+        }
+        const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
+        for (int t = 0; t < 4; t++) {
+            accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, -1, d);
+            accm[t] = kmins(accm[t], x_[t], mn8, dmin);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]) - hsum_ps(accm[t]);
+}
+
+static void dot4_q5_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
+    const blk_q5_K *w = vw;
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    __m256 accf[4] = ZERO4, accm[4] = ZERO4;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        X4(act_q8_K, vx, xs, b);
+        uint32_t sc[2], mn[2];
+        awq_q4k_words(w[b].scales, sc, mn);
+        const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
+        KACC_INIT;
+        for (int j = 0; j < 4; j++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
+            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4)), x_, sc8, 2 * j);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4)), x_, sc8, 2 * j + 1);
+        }
+        const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
+        for (int t = 0; t < 4; t++) {
+            accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, -1, d);
+            accm[t] = kmins(accm[t], x_[t], mn8, dmin);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]) - hsum_ps(accm[t]);
+}
+
+static void dot4_q6_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
+    const blk_q6_K *w = vw;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    __m256 accf[4] = ZERO4;
+    for (int64_t b = 0; b < n / QKK; b++) {
+        X4(act_q8_K, vx, xs, b);
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
+        KACC_INIT;
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4);
+            const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4);
+            const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0), x_, sc8, 4 * h + 0);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x_, sc8, 4 * h + 1);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2), x_, sc8, 4 * h + 2);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3), x_, sc8, 4 * h + 3);
+        }
+        const float d = h2f(w[b].d);
+        for (int t = 0; t < 4; t++) accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, 5, d);
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]);
+}
+
 /* ---- float weights ---------------------------------------------------------------------------- */
 
 static float dot_f32(int64_t n, const void *vw, const void *vx) {
@@ -382,6 +582,10 @@ const awq_kernels *awq_kernels_avx2(void) {
         k.dot[AWQ_Q5_1] = dot_q5_1; k.dot[AWQ_Q8_0] = dot_q8_0;
         k.dot[AWQ_Q2_K] = dot_q2_K; k.dot[AWQ_Q3_K] = dot_q3_K; k.dot[AWQ_Q4_K] = dot_q4_K;
         k.dot[AWQ_Q5_K] = dot_q5_K; k.dot[AWQ_Q6_K] = dot_q6_K;
+        k.dot4[AWQ_Q4_0] = dot4_q4_0; k.dot4[AWQ_Q4_1] = dot4_q4_1; k.dot4[AWQ_Q5_0] = dot4_q5_0;
+        k.dot4[AWQ_Q5_1] = dot4_q5_1; k.dot4[AWQ_Q8_0] = dot4_q8_0;
+        k.dot4[AWQ_Q2_K] = dot4_q2_K; k.dot4[AWQ_Q3_K] = dot4_q3_K; k.dot4[AWQ_Q4_K] = dot4_q4_K;
+        k.dot4[AWQ_Q5_K] = dot4_q5_K; k.dot4[AWQ_Q6_K] = dot4_q6_K;
         k.name = "avx2";
     }
     return &k;

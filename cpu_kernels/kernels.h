@@ -39,6 +39,8 @@ typedef struct { float d; int16_t bsums[16]; int8_t qs[256]; } act_q8_K;        
 /* n: elements of the row; w: one weight row; xq: the quantized activation row (act_q8_32 / act_q8_K),
  * or the float row for F32/F16 weights. */
 typedef float (*awq_dot_fn)(int64_t n, const void *w, const void *xq);
+/* one weight row against 4 activation rows xq, xq + xstride, ... (GEMM: the row is unpacked once) */
+typedef void (*awq_dot4_fn)(int64_t n, const void *w, const void *xq, int64_t xstride, float out[4]);
 typedef void (*awq_dequant_fn)(int64_t n, const void *w, float *y);
 typedef void (*awq_quant_fn)(int64_t n, const float *x, void *y);
 
@@ -47,6 +49,7 @@ typedef struct {
     awq_quant_fn quantize_q8_32;
     awq_quant_fn quantize_q8_K;
     awq_dot_fn dot[AWQ_NTYPES];        /* NULL: type not supported */
+    awq_dot4_fn dot4[AWQ_NTYPES];      /* NULL: GEMM calls dot once per activation row */
     awq_dequant_fn dequant[AWQ_NTYPES];
 } awq_kernels;
 

@@ -76,7 +76,7 @@ static int fork_join(const job_t *job, int64_t total, int nthreads) {
 }
 
 /* rows in tiles of ROW_TILE so that each tile's weights are reused from cache across the n tokens */
-#define ROW_TILE 8
+#define ROW_TILE 16
 
 static void mm_rows(const job_t *j, int64_t r0, int64_t r1) {
     const awq_dot_fn dot = j->k->dot[j->t];
@@ -84,9 +84,21 @@ static void mm_rows(const job_t *j, int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; r++) j->y[r] = dot(j->cols, j->w + r * j->row_bytes, j->xq);
         return;
     }
+    const awq_dot4_fn dot4 = j->k->dot4[j->t];
     for (int64_t rb = r0; rb < r1; rb += ROW_TILE) {
         const int64_t re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
-        for (int64_t i = 0; i < j->n; i++) {
+        int64_t i = 0;
+        if (dot4)
+            for (; i + 4 <= j->n; i += 4) {
+                const uint8_t *x = j->xq + i * j->xbytes;
+                float *y = j->y + i * j->rows;
+                for (int64_t r = rb; r < re; r++) {
+                    float o[4];
+                    dot4(j->cols, j->w + r * j->row_bytes, x, j->xbytes, o);
+                    y[r] = o[0]; y[r + j->rows] = o[1]; y[r + 2 * j->rows] = o[2]; y[r + 3 * j->rows] = o[3];
+                }
+            }
+        for (; i < j->n; i++) {
             const uint8_t *x = j->xq + i * j->xbytes;
             float *y = j->y + i * j->rows;
             for (int64_t r = rb; r < re; r++) y[r] = dot(j->cols, j->w + r * j->row_bytes, x);
