@@ -98,16 +98,32 @@ def set_isa(name: str) -> None:
     _select(_mod, name)  # type: ignore[arg-type]
 
 
+_default_threads: int | None = None
+
+
 def _threads(threads: int | None) -> int:
+    global _default_threads
     if threads is None:
-        env = os.environ.get("AWQ_GGUF_THREADS")
-        threads = int(env) if env and env.isdigit() else (os.cpu_count() or 1)
+        if _default_threads is None:  # read once: os.cpu_count() and the environment cost microseconds
+            env = os.environ.get("AWQ_GGUF_THREADS", "")
+            _default_threads = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+        return _default_threads
+    if type(threads) is int and threads >= 1:
+        return threads
     if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
         raise KernelShapeError(f"threads must be a positive int, got {threads!r}")
     return int(threads)
 
 
+_TYPE_INFO = {int(t): (t, *GGML_QUANT_SIZES[t]) for t in SUPPORTED}  # id -> (type, block, bytes)
+_U8 = np.dtype(np.uint8)
+_F32 = np.dtype(np.float32)
+
+
 def _qtype(qtype: Any) -> GGMLQuantizationType:
+    info = _TYPE_INFO.get(qtype) if isinstance(qtype, int) else None
+    if info is not None:
+        return info[0]
     try:
         t = GGMLQuantizationType(qtype)
     except ValueError:
@@ -126,12 +142,12 @@ def _weights(w: Any, t: GGMLQuantizationType, name: str = "w") -> tuple[np.ndarr
         raise KernelShapeError(f"{name} must be 2-D [rows, row_bytes], got shape {w.shape}")
     if not w.flags.c_contiguous:
         raise KernelShapeError(f"{name} must be C-contiguous (shape {w.shape}, strides {w.strides})")
-    float_dt = {GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.float16}.get(t)
-    if float_dt is not None and w.dtype == float_dt:
-        w = w.view(np.uint8)
-    if w.dtype != np.uint8:
+    if w.dtype is not _U8 and t in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+        if w.dtype == (np.float32 if t == GGMLQuantizationType.F32 else np.float16):
+            w = w.view(np.uint8)
+    if w.dtype is not _U8 and w.dtype != _U8:
         raise KernelTypeError(f"{name} must be uint8 GGUF bytes for {t.name}, got dtype {w.dtype}")
-    block, size = GGML_QUANT_SIZES[t]
+    _, block, size = _TYPE_INFO[int(t)]
     if w.shape[1] % size:
         raise KernelShapeError(f"{name}: row of {w.shape[1]} bytes is not a whole number of {t.name} blocks ({size} B)")
     return w, w.shape[1] // size * block
@@ -143,7 +159,11 @@ def _check_rc(rc: int, what: str) -> None:
 
 
 def _ptr(a: np.ndarray, ctype: str) -> Any:
-    return _mod.ffi.cast(ctype, _mod.ffi.from_buffer(a))  # type: ignore[union-attr]
+    """A C pointer to a's buffer (a stays alive through the call); ctype 'void *' or 'float *' etc."""
+    return _mod.ffi.from_buffer(_ARRAY_OF[ctype], a)  # type: ignore[union-attr]
+
+
+_ARRAY_OF = {"void *": "char[]", "float *": "float[]", "int64_t *": "int64_t[]"}
 
 
 def _out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -166,7 +186,7 @@ def matmul(w: np.ndarray, qtype: Any, x: np.ndarray, threads: int | None = None,
     w, cols_w = _weights(w, t)
     if not isinstance(x, np.ndarray):
         raise KernelTypeError(f"x must be a numpy array, got {type(x).__name__}")
-    if x.dtype != np.float32:
+    if x.dtype is not _F32 and x.dtype != _F32:
         raise KernelTypeError(f"x must be float32, got dtype {x.dtype}")
     squeeze = x.ndim == 1
     x2 = x[None, :] if squeeze else x
