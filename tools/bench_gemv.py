@@ -11,7 +11,10 @@ One run measures:
   timed that way too (same threads, one W) for the ratio.
 
 Writes the table to BENCHMARKS.md (section `cpu-gemv`, or --key) and prints it.
+- GEMM: W [4096, 4096] times 128 activation rows, ours and llama.cpp's, at llama.cpp's thread count.
+
 Usage: python tools/bench_gemv.py [--types Q4_0,Q4_K] [--threads N] [--key KEY] [--no-write] [--markdown FILE]
+       [--no-gemm]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from awq_gguf import cpu_kernels as ck  # noqa: E402
 
 TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
 SHAPES = [(11008, 4096), (4096, 11008)]  # (rows, cols): ffn up/gate, ffn down of a 7B Llama
+GEMM_SHAPE = (4096, 4096, 128)  # rows, cols, activation rows
 GGML_OP_MUL_MAT = 29  # enum ggml_op in the vendored ggml.h
 TBO = ROOT / ".llama.cpp" / "build" / "bin" / "test-backend-ops"
 
@@ -76,11 +80,13 @@ def copy_bandwidth() -> float:
     return best
 
 
-def time_gemv(ws: list[np.ndarray], t: T, x: np.ndarray, threads: int, min_s: float = 0.4) -> float:
-    """Best-of-3 seconds per product, cycling through the copies in ws."""
+def time_gemv(ws: list[np.ndarray], t: T, x: np.ndarray, threads: int, min_s: float = 0.4,
+              mean: bool = False) -> float:
+    """Seconds per product, cycling through the copies in ws: best of 3 batches, or (mean=True, as
+    test-backend-ops reports) the mean over all of them."""
     for w in ws:
         ck.matmul(w, t, x, threads=threads)
-    best = float("inf")
+    best, total, count = float("inf"), 0.0, 0
     for _ in range(3):
         reps, t0 = 0, time.perf_counter()
         while True:
@@ -89,23 +95,25 @@ def time_gemv(ws: list[np.ndarray], t: T, x: np.ndarray, threads: int, min_s: fl
             el = time.perf_counter() - t0
             if el >= min_s / 3 and reps >= len(ws):
                 break
-        best = min(best, el / reps)
-    return best
+        best, total, count = min(best, el / reps), total + el, count + reps
+    return total / count if mean else best
 
 
-def llama_cpp_times(types: list[T], tbo: Path) -> tuple[dict[tuple[str, int, int], float], str]:
-    """us per product from test-backend-ops perf, keyed by (type name, rows, cols); and a note."""
+def llama_cpp_times(types: list[T], tbo: Path, shapes: list[tuple[int, int]] = SHAPES,
+                    n: int = 1) -> tuple[dict[tuple[str, int, int], float], str]:
+    """us per product (W [rows, cols] times n activation rows) from test-backend-ops perf, keyed by
+    (type name, rows, cols); and a note."""
     if not tbo.exists():
         return {}, f"llama.cpp not measured: {tbo} missing (bash tools/build_llama_cpp.sh)"
     lines = []
     for t in types:
         block, size = GGML_QUANT_SIZES[t]
-        for rows, cols in SHAPES:
+        for rows, cols in shapes:
             rb = cols // block * size
             name = f"{t.name}_{rows}x{cols}"
-            lines.append(f"{GGML_OP_MUL_MAT} 0 {rows} 1 1 1 0 2 "
+            lines.append(f"{GGML_OP_MUL_MAT} 0 {rows} {n} 1 1 0 2 "
                          f"{int(t)} {cols} {rows} 1 1 {size} {rb} {rb * rows} {rb * rows} "
-                         f"0 {cols} 1 1 1 4 {4 * cols} {4 * cols} {4 * cols} {name}")
+                         f"0 {cols} {n} 1 1 4 {4 * cols} {4 * cols * n} {4 * cols * n} {name}")
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(lines) + "\n")
     try:
@@ -130,6 +138,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     ap.add_argument("--markdown", type=Path, help="also write the section body to this file")
     ap.add_argument("--tbo", type=Path, default=TBO, help="path of llama.cpp's test-backend-ops")
+    ap.add_argument("--no-gemm", action="store_true", help="skip the GEMM (n = 128) comparison")
     args = ap.parse_args()
     types = [T[n.strip()] for n in args.types.split(",") if n.strip()]
     threads = args.threads
@@ -157,7 +166,7 @@ def main() -> None:
             ws = [w0] + [w0.copy() for _ in range(copies - 1)]
             x = rng.standard_normal((1, cols)).astype(np.float32)
             s_all = time_gemv(ws, t, x, threads)
-            s_one = time_gemv([w0], t, x, tbo_threads)
+            s_one = time_gemv([w0], t, x, tbo_threads, mean=True)
             del ws
             frac = w0.nbytes / s_all / bw[threads]
             lus = llama.get((t.name, rows, cols))
@@ -167,6 +176,20 @@ def main() -> None:
                    f"{w0.nbytes / s_all / 1e9:.2f} | **{frac:.2f}** | {s_one * 1e6:.0f} | {lcol} | **{ratio}** |")
             print(row, flush=True)
             rows_md.append(row)
+
+    gemm_md = []
+    if not args.no_gemm:
+        rows, cols, n = GEMM_SHAPE
+        for t in types:
+            llama, note = llama_cpp_times([t], args.tbo, [(rows, cols)], n)
+            w = random_rows(rng, t, rows, cols)
+            x = rng.standard_normal((n, cols)).astype(np.float32)
+            s_ours = time_gemv([w], t, x, tbo_threads, min_s=1.0, mean=True)
+            lus = llama.get((t.name, rows, cols))
+            row = (f"| {t.name} | {rows}x{cols}, n={n} | {s_ours * 1e3:.1f} | {2 * rows * cols * n / s_ours / 1e9:.1f} | "
+                   + (f"{lus / 1e3:.1f} | **{lus * 1e-6 / s_ours:.2f}x** |" if lus else "n/a | n/a |"))
+            print(row, flush=True)
+            gemm_md.append(row)
 
     bw_txt = ", ".join(f"{bw[k] / 1e9:.2f} GB/s with {k} thread{'s' if k > 1 else ''}" for k in sorted(bw))
     body = "\n".join([
@@ -180,7 +203,7 @@ def main() -> None:
         "",
         f"*ours, {threads} thr*: y = W x for one activation row (quantizing x included), cycling through copies "
         f"of W totalling at least 4x the last-level cache ({llc // 2**20} MiB; at most 2 GiB), best of 3; *frac* = weight "
-        f"bytes/s over the read bandwidth at that thread count. *ours, {tbo_threads} thr, one W* and "
+        f"bytes/s over the read bandwidth at that thread count. *ours, {tbo_threads} thr, one W* (mean) and "
         f"*llama.cpp* time the same product the way `test-backend-ops perf` does (one W, repeated, "
         f"{tbo_threads} thread{'s' if tbo_threads > 1 else ''}: it uses hardware threads / 2); *vs llama.cpp* "
         "= their time / ours (above 1: ours faster).",
@@ -189,7 +212,15 @@ def main() -> None:
         f"ours, {tbo_threads} thr, one W (us) | llama.cpp (us) | vs llama.cpp |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows_md,
-    ] + [f"\nNote: {n}" for n in notes])
+    ] + [f"\nNote: {n}" for n in notes] + ([
+        "",
+        f"GEMM (prompt processing): y = x W^T for n = {GEMM_SHAPE[2]} activation rows, {tbo_threads} "
+        f"thread{'s' if tbo_threads > 1 else ''} (llama.cpp's count), one W, mean time, same run:",
+        "",
+        "| type | shape | ours (ms) | GFLOP/s | llama.cpp (ms) | vs llama.cpp |",
+        "|---|---|---|---|---|---|",
+        *gemm_md,
+    ] if gemm_md else []))
     print()
     print(body)
     if args.markdown:
