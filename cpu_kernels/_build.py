@@ -96,8 +96,9 @@ def make_ffibuilder() -> FFI:
     return build_ffi(Path(tempfile.mkdtemp(prefix="awq_gguf_isa_")), relative=True)
 
 
-def build_ffi(objdir: Path, relative: bool = False) -> FFI:
-    """The FFI builder; SIMD objects are compiled into objdir first."""
+def build_ffi(objdir: Path, relative: bool = False, optional: bool = True) -> FFI:
+    """The FFI builder; SIMD objects are compiled into objdir first. optional: setuptools may skip the
+    extension when it fails to build (install time); the lazy build wants the error instead."""
 
     def path(name: str) -> str:
         return os.path.relpath(HERE / name) if relative else str(HERE / name)
@@ -118,7 +119,7 @@ def build_ffi(objdir: Path, relative: bool = False) -> FFI:
         extra_objects=objects,
         libraries=["pthread"] if os.name == "posix" else [],
         depends=[path(h) for h in HEADERS],
-        optional=True,  # install never fails over the kernels; _loader explains at first use
+        optional=optional,  # install never fails over the kernels; _loader explains at first use
     )
     return ffi
 

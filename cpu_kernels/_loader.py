@@ -49,13 +49,15 @@ def _build_into(cache: Path) -> Path:
 
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
-    ffi = _build.build_ffi(tmp / "obj")
+    ffi = _build.build_ffi(tmp / "obj", optional=False)
     try:
         built = Path(ffi.compile(tmpdir=str(tmp), verbose=False))
     except Exception as exc:  # cffi raises VerificationError / distutils errors; report them as one
         raise KernelBuildError(
             f"building the CPU kernels failed ({type(exc).__name__}: {exc}); a C compiler (cc/gcc) is needed"
         ) from exc
+    if not built.exists():
+        raise KernelBuildError(f"building the CPU kernels produced no {built.name}; a C compiler (cc/gcc) is needed")
     final = cache / built.name
     os.replace(built, final)  # atomic: a concurrent process sees the old or the new file, never half
     return final
