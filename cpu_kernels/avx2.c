@@ -236,6 +236,7 @@ static float dot_q2_K(int64_t n, const void *vw, const void *vx) {
         const __m128i sc8 = _mm_and_si128(s, _mm_set1_epi8(0xF));
         const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF));
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
             acc = kchunk(acc, _mm256_and_si256(v, m3), x[b].qs, sc8, 4 * h + 0);
@@ -249,18 +250,30 @@ static float dot_q2_K(int64_t n, const void *vw, const void *vx) {
     return hsum_ps(accf) - hsum_ps(accm);
 }
 
+/* the 16 Q3_K scales (signed, -32..31) from their 12 packed bytes, in registers (no store/reload) */
+static inline __m128i q3k_scales(const uint8_t *s12) {
+    uint64_t a;
+    uint32_t t;
+    memcpy(&a, s12, 8);
+    memcpy(&t, s12 + 8, 4);
+    const __m128i v = _mm_cvtsi64_si128((long long)a), m4 = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)t), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+}
+
 static float dot_q3_K(int64_t n, const void *vw, const void *vx) {
     const blk_q3_K *w = vw; const act_q8_K *x = vx;
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     __m256 accf = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QKK; b++) {
-        uint32_t sw[4];
-        awq_q3k_words(w[b].scales, sw);
-        const __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)sw), _mm_set1_epi8(32));
+        const __m128i sc8 = q3k_scales(w[b].scales);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            #pragma GCC unroll 8
             for (int j = 0; j < 4; j++) {
                 const __m128i sh = _mm_cvtsi32_si128(2 * j), hs = _mm_cvtsi32_si128(4 * h + j);
                 const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, sh), m3);
@@ -282,6 +295,7 @@ static float dot_q4_K(int64_t n, const void *vw, const void *vx) {
         awq_q4k_words(w[b].scales, sc, mn);
         const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
             acc = kchunk(acc, _mm256_and_si256(v, m4), x[b].qs, sc8, 2 * j);
@@ -303,6 +317,7 @@ static float dot_q5_K(int64_t n, const void *vw, const void *vx) {
         const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
             const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
@@ -325,6 +340,7 @@ static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
     for (int64_t b = 0; b < n / QKK; b++) {
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
@@ -423,6 +439,7 @@ static void dot4_q2_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
         const __m128i sc8 = _mm_and_si128(s, _mm_set1_epi8(0xF));
         const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF));
         KACC_INIT;
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
             kchunk4(acc, _mm256_and_si256(v, m3), x_, sc8, 4 * h + 0);
@@ -445,13 +462,13 @@ static void dot4_q3_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
     __m256 accf[4] = ZERO4;
     for (int64_t b = 0; b < n / QKK; b++) {
         X4(act_q8_K, vx, xs, b);
-        uint32_t sw[4];
-        awq_q3k_words(w[b].scales, sw);
-        const __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)sw), _mm_set1_epi8(32));
+        const __m128i sc8 = q3k_scales(w[b].scales);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
         KACC_INIT;
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            #pragma GCC unroll 8
             for (int j = 0; j < 4; j++) {
                 const __m128i sh = _mm_cvtsi32_si128(2 * j), hs = _mm_cvtsi32_si128(4 * h + j);
                 const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, sh), m3);
@@ -475,6 +492,7 @@ static void dot4_q4_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
         awq_q4k_words(w[b].scales, sc, mn);
         const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
         KACC_INIT;
+        #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
             kchunk4(acc, _mm256_and_si256(v, m4), x_, sc8, 2 * j);
@@ -500,6 +518,7 @@ static void dot4_q5_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
         const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
         KACC_INIT;
+        #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
             const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
@@ -524,6 +543,7 @@ static void dot4_q6_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
         X4(act_q8_K, vx, xs, b);
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
         KACC_INIT;
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
