@@ -25,8 +25,9 @@ static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 /* 16 bytes of packed nibbles -> 32 bytes: low nibbles (elements 0..15), then high nibbles (16..31) */
 static inline __m256i nibbles32(const uint8_t *p) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)p);
-    const __m256i t = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    /* the 16 bytes in both halves (a load-port broadcast), the upper half shifted right by 4 */
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    const __m256i t = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
     return _mm256_and_si256(t, _mm256_set1_epi8(0x0F));
 }
 
