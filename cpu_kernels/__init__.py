@@ -8,6 +8,7 @@ from .ops import (
     KernelShapeError,
     KernelTypeError,
     KernelUnavailableError,
+    available,
     available_isas,
     dequantize,
     get_rows,
@@ -22,6 +23,6 @@ from .ops import (
 
 __all__ = [
     "ISAS", "SUPPORTED", "KernelError", "KernelShapeError", "KernelTypeError", "KernelUnavailableError",
-    "available_isas", "dequantize", "get_rows", "isa", "isa_detail", "matmul", "quantize_activations",
+    "available", "available_isas", "dequantize", "get_rows", "isa", "isa_detail", "matmul", "quantize_activations",
     "set_isa", "stream_read", "vec_dot",
 ]  # fmt: skip

@@ -75,6 +75,15 @@ def _select(mod: ModuleType, name: str) -> None:
         raise KernelUnavailableError(f"ISA {name!r} is not available on this machine/build (available: {have})")
 
 
+def available() -> bool:
+    """Whether the kernels can run here (built, or buildable now); False instead of KernelUnavailableError."""
+    try:
+        _lib()
+    except KernelUnavailableError:
+        return False
+    return True
+
+
 def isa() -> str:
     """The ISA the kernels run with: 'scalar', 'avx2', 'avx512' or 'neon'."""
     lib = _lib()
