@@ -6,13 +6,14 @@
  * a cudaError_t value, or AWQ_ERR_TYPE for a weight type without kernels. awq_cuda_error_string names it.
  *
  * qtype: GGML type id (2 = Q4_0, 8 = Q8_0, 12 = Q4_K, 14 = Q6_K); p0, p1, p2: the format's planes (see the
- * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations. out_type: 0 = fp16,
+ * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations. nr: rows per warp (1, 2,
+ * 4; 0 = default); mode: 1 = register prefetch, 2 = cp.async ring (0 = default); see gemv.cuh. out_type: 0 = fp16,
  * 1 = bf16, 2 = float32. x: [batch, cols], y: float32 [batch, rows], both contiguous, x 16-byte aligned.
  */
 #ifndef AWQ_GGUF_CUDA_API_H
 #define AWQ_GGUF_CUDA_API_H
 
-#define AWQ_CUDA_ABI 1
+#define AWQ_CUDA_ABI 2
 #define AWQ_ERR_TYPE (-1)
 
 #if defined(__GNUC__)
@@ -27,7 +28,7 @@ extern "C" {
 
 AWQ_API int awq_cuda_abi_version(void);
 AWQ_API int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void* p2, const void* x, int act, float* y,
-                  int rows, int cols, int batch, int nr, void* stream);
+                  int rows, int cols, int batch, int nr, int mode, void* stream);
 AWQ_API int awq_cuda_dequant(int qtype, const void* p0, const void* p1, const void* p2, void* out, int out_type, int rows,
                      int cols, void* stream);
 AWQ_API const char* awq_cuda_error_string(int code);

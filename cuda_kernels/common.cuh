@@ -40,6 +40,35 @@ __device__ __forceinline__ uint2 ld_stream8(const void* p) {
     return r;
 }
 
+// Asynchronous global -> shared copies (LDGSTS): the ring of stages in gemv.cuh keeps many bytes in flight
+// without holding them in registers. Only the issuing thread reads what it copied, so wait_group suffices.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
+    const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+    const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// The fp16 scale of 2-byte entry i of a plane, fetched as the aligned 4-byte word holding it (planes of
+// 2-byte entries are padded to an even count by ops.py).
+__device__ __forceinline__ const void* half_word_addr(const uint8_t* plane, size_t i) { return plane + (i & ~size_t(1)) * 2; }
+__device__ __forceinline__ uint32_t half_from_word(uint32_t word, size_t i) { return (word >> (16 * (i & 1))) & 0xFFFFu; }
+
 __device__ __forceinline__ uint32_t ld_u16(const void* p) {
     return __ldg(reinterpret_cast<const unsigned short*>(p));
 }

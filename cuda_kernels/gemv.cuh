@@ -2,11 +2,15 @@
 // W in a GGUF block format (the Fmt* headers), x fp16 or bf16 [batch, cols], y float32 [batch, rows].
 //
 // One warp owns NR consecutive output rows and walks them together; lane l takes chunks l, l + 32, ... (32
-// weights each), so one warp-wide load covers 32 consecutive chunks of a row. U chunks per lane (times NR rows)
-// are loaded before any is used, to keep enough bytes in flight. Each weight is dequantized once (one byte
-// permute and one FMA, see common.cuh) and then multiplied into every batch row with float32 FMAs; activations
-// come through L1 (all warps of the block read the same x) and are converted once per NR rows. Accumulators
-// are float32 per (row, batch); the warp's partial sums are reduced with shuffles at the end.
+// weights each), so one warp-wide load covers 32 consecutive chunks of a row. Each weight is dequantized once
+// (one byte permute and one FMA, see common.cuh) and then multiplied into every batch row with float32 FMAs;
+// activations come through L1 (all warps of the block read the same x) and are converted once per NR rows.
+// Accumulators are float32 per (row, batch); a row group's partial sums are reduced with warp shuffles.
+//
+// Two ways to keep weight bytes in flight (mode):
+//   1 "regs":  the next step's weights are loaded into registers before the current step is computed.
+//   2 "async": a ring of kStages shared-memory stages per warp filled with cp.async (each lane copies and later
+//              reads only its own slot, so no barrier): kStages - 1 steps in flight without holding registers.
 #pragma once
 
 #include "common.cuh"
@@ -14,6 +18,50 @@
 namespace awq {
 
 constexpr int kGemvWarps = 4;
+
+// One chunk c (32 weights) of NR rows into acc, for `batch` activation rows.
+template <class F, int ACT, int BMAX, int NR>
+__device__ __forceinline__ void compute_chunk(const typename F::Raw (&raw)[NR], int c, const uint16_t* __restrict__ x,
+                                              int cols, int batch, float (&acc)[NR][BMAX]) {
+    typename F::Prep pre[NR];
+#pragma unroll
+    for (int r = 0; r < NR; ++r) F::prep(pre[r], raw[r]);
+#pragma unroll
+    for (int P = 0; P < 4; ++P) {
+        float wv[NR][8];
+#pragma unroll
+        for (int r = 0; r < NR; ++r) F::piece(raw[r], pre[r], P, wv[r]);
+        const uint16_t* xp = x + F::col(c, P);
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) {
+            if (b < batch) {
+                float xf[8];
+                load_x8<ACT>(xp + static_cast<size_t>(b) * cols, xf);
+#pragma unroll
+                for (int r = 0; r < NR; ++r)
+#pragma unroll
+                    for (int i = 0; i < 8; ++i) acc[r][b] = fmaf(wv[r][i], xf[i], acc[r][b]);
+            }
+        }
+    }
+}
+
+// Warp-reduce the row group's sums, store them (lane 0), zero the accumulators.
+template <int BMAX, int NR>
+__device__ __forceinline__ void reduce_store(float (&acc)[NR][BMAX], float* __restrict__ y, int row0, int rows,
+                                             int batch, int lane) {
+#pragma unroll
+    for (int r = 0; r < NR; ++r) {
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) {
+            float v = acc[r][b];
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+            if (lane == 0 && b < batch && row0 + r < rows) y[static_cast<size_t>(b) * rows + row0 + r] = v;
+            acc[r][b] = 0.0f;
+        }
+    }
+}
 
 // Persistent warps: warp w of W takes row groups w, w + W, ... (NR rows each). A row group is `steps` steps;
 // step s covers chunks lane + 32 (s U + u), u < U. The loads of the next step (which may belong to the next
@@ -63,45 +111,9 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int c = lane + 32 * (s * U + u);
-            if (c < nch) {
-                typename F::Prep pre[NR];
-#pragma unroll
-                for (int r = 0; r < NR; ++r) F::prep(pre[r], cur[u][r]);
-#pragma unroll
-                for (int P = 0; P < 4; ++P) {
-                    float wv[NR][8];
-#pragma unroll
-                    for (int r = 0; r < NR; ++r) F::piece(cur[u][r], pre[r], P, wv[r]);
-                    const uint16_t* xp = x + F::col(c, P);
-#pragma unroll
-                    for (int b = 0; b < BMAX; ++b) {
-                        if (b < batch) {
-                            float xf[8];
-                            load_x8<ACT>(xp + static_cast<size_t>(b) * cols, xf);
-#pragma unroll
-                            for (int r = 0; r < NR; ++r)
-#pragma unroll
-                                for (int i = 0; i < 8; ++i) acc[r][b] = fmaf(wv[r][i], xf[i], acc[r][b]);
-                        }
-                    }
-                }
-            }
+            if (c < nch) compute_chunk<F, ACT, BMAX, NR>(cur[u], c, x, cols, batch, acc);
         }
-
-        if (s == steps - 1) {  // row group done: reduce across the warp, store, start the next
-            const int row0 = g * NR;
-#pragma unroll
-            for (int r = 0; r < NR; ++r) {
-#pragma unroll
-                for (int b = 0; b < BMAX; ++b) {
-                    float v = acc[r][b];
-#pragma unroll
-                    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
-                    if (lane == 0 && b < batch && row0 + r < rows) y[static_cast<size_t>(b) * rows + row0 + r] = v;
-                    acc[r][b] = 0.0f;
-                }
-            }
-        }
+        if (s == steps - 1) reduce_store<BMAX, NR>(acc, y, g * NR, rows, batch, lane);
 #pragma unroll
         for (int u = 0; u < U; ++u)
 #pragma unroll
@@ -112,54 +124,133 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 }
 
 
+constexpr int kStages = 4;
+
+// The same walk as gemv_kernel (one chunk per lane per step), weights staged through a cp.async ring.
 template <class F, int ACT, int BMAX, int NR>
-cudaError_t launch_gemv_t(Planes w, const void* x, float* y, int rows, int cols, int batch, cudaStream_t s) {
-    static int per_sm = 0;  // resident blocks per SM of this instantiation (same on every Hopper card)
-    if (per_sm == 0) {
-        int n = 0;
-        cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<F, ACT, BMAX, NR>,
-                                                                      32 * kGemvWarps, 0);
-        if (e != cudaSuccess) return e;
-        per_sm = n > 0 ? n : 1;
+__global__ void __launch_bounds__(32 * kGemvWarps)
+    gemv_async_kernel(Planes w, const uint16_t* __restrict__ x, float* __restrict__ y, int rows, int cols,
+                      int batch) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    const int lane = threadIdx.x & 31;
+    const int nch = cols >> 5;
+    const int steps = (nch + 31) / 32;
+    const int groups = (rows + NR - 1) / NR;
+    const int warp0 = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    const int nwarps = gridDim.x * kGemvWarps;
+    if (warp0 >= groups) return;
+    const long long total = static_cast<long long>((groups - 1 - warp0) / nwarps + 1) * steps;
+    uint8_t* ring = smem + static_cast<size_t>(threadIdx.x >> 5) * kStages * NR * F::kSlot;
+
+    auto issue = [&](long long k) {  // step k of this warp into stage k % kStages; always one commit group
+        if (k < total) {
+            const int g = warp0 + static_cast<int>(k / steps) * nwarps;
+            const int c = lane + 32 * static_cast<int>(k % steps);
+            if (c < nch) {
+                uint8_t* st = ring + static_cast<int>(k % kStages) * NR * F::kSlot;
+#pragma unroll
+                for (int r = 0; r < NR; ++r) F::issue(st + r * F::kSlot, lane, w, min(g * NR + r, rows - 1), c, nch);
+            }
+        }
+        cp_async_commit();
+    };
+
+    float acc[NR][BMAX];
+#pragma unroll
+    for (int r = 0; r < NR; ++r)
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.0f;
+
+#pragma unroll
+    for (int k = 0; k < kStages - 1; ++k) issue(k);
+    int g = warp0, s = 0;
+    for (long long it = 0; it < total; ++it) {
+        issue(it + kStages - 1);
+        cp_async_wait<kStages - 1>();  // this lane's copies of step `it` have landed
+        const int c = lane + 32 * s;
+        if (c < nch) {
+            const uint8_t* st = ring + static_cast<int>(it % kStages) * NR * F::kSlot;
+            typename F::Raw raw[NR];
+#pragma unroll
+            for (int r = 0; r < NR; ++r) F::fetch(raw[r], st + r * F::kSlot, lane, min(g * NR + r, rows - 1), c, nch);
+            compute_chunk<F, ACT, BMAX, NR>(raw, c, x, cols, batch, acc);
+        }
+        if (s == steps - 1) reduce_store<BMAX, NR>(acc, y, g * NR, rows, batch, lane);
+        if (++s == steps) {
+            s = 0;
+            g += nwarps;
+        }
     }
+    cp_async_wait<0>();
+}
+
+template <class F, int ACT, int BMAX, int NR>
+cudaError_t launch_gemv_t(Planes w, const void* x, float* y, int rows, int cols, int batch, int mode,
+                          cudaStream_t s) {
+    // resident blocks per SM of each instantiation (the same on every Hopper card), found once
+    static int per_sm_regs = 0, per_sm_async = 0;
     const int groups = (rows + NR - 1) / NR;
     const int needed = (groups + kGemvWarps - 1) / kGemvWarps;
-    const int resident = per_sm * sm_count();
-    const dim3 grid(needed < resident ? needed : resident);
-    gemv_kernel<F, ACT, BMAX, NR>
-        <<<grid, 32 * kGemvWarps, 0, s>>>(w, static_cast<const uint16_t*>(x), y, rows, cols, batch);
+    const int threads = 32 * kGemvWarps;
+    if (mode == 2) {
+        const int smem = kGemvWarps * kStages * NR * F::kSlot;
+        if (per_sm_async == 0) {
+            cudaError_t e = cudaFuncSetAttribute(gemv_async_kernel<F, ACT, BMAX, NR>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+            if (e != cudaSuccess) return e;
+            int n = 0;
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_async_kernel<F, ACT, BMAX, NR>, threads, smem);
+            if (e != cudaSuccess) return e;
+            per_sm_async = n > 0 ? n : 1;
+        }
+        const int resident = per_sm_async * sm_count();
+        gemv_async_kernel<F, ACT, BMAX, NR><<<needed < resident ? needed : resident, threads, smem, s>>>(
+            w, static_cast<const uint16_t*>(x), y, rows, cols, batch);
+        return cudaGetLastError();
+    }
+    if (per_sm_regs == 0) {
+        int n = 0;
+        cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<F, ACT, BMAX, NR>, threads, 0);
+        if (e != cudaSuccess) return e;
+        per_sm_regs = n > 0 ? n : 1;
+    }
+    const int resident = per_sm_regs * sm_count();
+    gemv_kernel<F, ACT, BMAX, NR><<<needed < resident ? needed : resident, threads, 0, s>>>(
+        w, static_cast<const uint16_t*>(x), y, rows, cols, batch);
     return cudaGetLastError();
 }
 
 template <class F, int ACT, int BMAX>
-cudaError_t launch_gemv_nr(Planes w, const void* x, float* y, int rows, int cols, int batch, int nr,
+cudaError_t launch_gemv_nr(Planes w, const void* x, float* y, int rows, int cols, int batch, int nr, int mode,
                            cudaStream_t s) {
     switch (nr) {
-        case 1: return launch_gemv_t<F, ACT, BMAX, 1>(w, x, y, rows, cols, batch, s);
-        case 2: return launch_gemv_t<F, ACT, BMAX, 2>(w, x, y, rows, cols, batch, s);
-        case 4: return launch_gemv_t<F, ACT, BMAX, 4>(w, x, y, rows, cols, batch, s);
+        case 1: return launch_gemv_t<F, ACT, BMAX, 1>(w, x, y, rows, cols, batch, mode, s);
+        case 2: return launch_gemv_t<F, ACT, BMAX, 2>(w, x, y, rows, cols, batch, mode, s);
+        case 4: return launch_gemv_t<F, ACT, BMAX, 4>(w, x, y, rows, cols, batch, mode, s);
         default: return cudaErrorInvalidValue;
     }
 }
 
 template <class F, int ACT>
-cudaError_t launch_gemv_b(Planes w, const void* x, float* y, int rows, int cols, int batch, int nr,
+cudaError_t launch_gemv_b(Planes w, const void* x, float* y, int rows, int cols, int batch, int nr, int mode,
                           cudaStream_t s) {
-    if (batch <= 1) return launch_gemv_nr<F, ACT, 1>(w, x, y, rows, cols, batch, nr, s);
-    if (batch <= 2) return launch_gemv_nr<F, ACT, 2>(w, x, y, rows, cols, batch, nr, s);
-    if (batch <= 4) return launch_gemv_nr<F, ACT, 4>(w, x, y, rows, cols, batch, nr, s);
-    if (batch <= 8) return launch_gemv_nr<F, ACT, 8>(w, x, y, rows, cols, batch, nr, s);
-    return launch_gemv_nr<F, ACT, 16>(w, x, y, rows, cols, batch, nr, s);
+    if (batch <= 1) return launch_gemv_nr<F, ACT, 1>(w, x, y, rows, cols, batch, nr, mode, s);
+    if (batch <= 2) return launch_gemv_nr<F, ACT, 2>(w, x, y, rows, cols, batch, nr, mode, s);
+    if (batch <= 4) return launch_gemv_nr<F, ACT, 4>(w, x, y, rows, cols, batch, nr, mode, s);
+    if (batch <= 8) return launch_gemv_nr<F, ACT, 8>(w, x, y, rows, cols, batch, nr, mode, s);
+    return launch_gemv_nr<F, ACT, 16>(w, x, y, rows, cols, batch, nr, mode, s);
 }
 
-// The entry each format's .cu instantiates. nr <= 0 picks the default rows-per-warp for the batch.
+// The entry each format's .cu instantiates. nr <= 0 picks the default rows-per-warp, mode <= 0 the default way
+// of keeping bytes in flight (1 regs, 2 async).
 template <class F>
-cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
+cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         cudaStream_t s) {
-    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32) return cudaErrorInvalidValue;
-    if (nr <= 0) nr = batch <= 2 ? 1 : 2;
-    if (act == ACT_BF16) return launch_gemv_b<F, ACT_BF16>(w, x, y, rows, cols, batch, nr, s);
-    if (act == ACT_F16) return launch_gemv_b<F, ACT_F16>(w, x, y, rows, cols, batch, nr, s);
+    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 2) return cudaErrorInvalidValue;
+    if (nr <= 0) nr = 4;
+    if (mode <= 0) mode = 1;
+    if (act == ACT_BF16) return launch_gemv_b<F, ACT_BF16>(w, x, y, rows, cols, batch, nr, mode, s);
+    if (act == ACT_F16) return launch_gemv_b<F, ACT_F16>(w, x, y, rows, cols, batch, nr, mode, s);
     return cudaErrorInvalidValue;
 }
 

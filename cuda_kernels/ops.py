@@ -67,13 +67,26 @@ class QuantMatrix:
             raise ValueError(f"QuantMatrix lives on a CUDA device, not {dev}")
         blocks = raw.reshape(rows, nb, type_size).to(dev)
         if qtype == GGMLQuantizationType.Q4_K:
-            planes = (blocks.contiguous(),)
+            planes = (_plane(blocks),)
         elif qtype in (GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q8_0):
-            planes = (blocks[:, :, 2:].contiguous(), blocks[:, :, :2].contiguous())  # quants, d
+            planes = (_plane(blocks[:, :, 2:]), _half_plane(blocks[:, :, :2]))  # quants, d
         else:  # Q6_K: ql + qh, scales, d
-            planes = (blocks[:, :, :192].contiguous(), blocks[:, :, 192:208].contiguous(),
-                      blocks[:, :, 208:].contiguous())
+            planes = (_plane(blocks[:, :, :192]), _plane(blocks[:, :, 192:208]), _half_plane(blocks[:, :, 208:]))
         return cls(qtype, rows, cols, planes)
+
+
+def _plane(t: torch.Tensor) -> torch.Tensor:
+    """A fresh contiguous copy (16-byte aligned: .contiguous() may return a view at an odd offset)."""
+    out = torch.empty(t.numel(), dtype=torch.uint8, device=t.device)
+    out.view(t.shape).copy_(t)
+    return out
+
+
+def _half_plane(t: torch.Tensor) -> torch.Tensor:
+    """A plane of 2-byte entries, padded with one zero entry (the kernels read aligned 4-byte words)."""
+    out = torch.zeros(t.numel() + 2, dtype=torch.uint8, device=t.device)
+    out[: t.numel()].view(t.shape).copy_(t)
+    return out
 
 
 def _check(code: int, what: str) -> None:
@@ -101,11 +114,12 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
         raise ValueError(f"{name} must be contiguous")
 
 
-def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: int = 0) -> torch.Tensor:
+def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: int = 0, mode: int = 0
+         ) -> torch.Tensor:
     """x fp16/bf16 [batch, cols] (batch 1..16, or [cols]) -> float32 [batch, rows] (or [rows]) = x @ W^T.
 
-    out: optional float32 [batch, rows] to write into. nr: rows per warp (1, 2 or 4; 0 = the default for the
-    batch), exposed for benchmarking."""
+    out: optional float32 [batch, rows] to write into. For benchmarking: nr = rows per warp (1, 2 or 4),
+    mode = 1 (register prefetch) or 2 (cp.async ring); 0 = the default of each."""
     ffi, lib = load()
     squeeze = x.dim() == 1
     if squeeze:
@@ -122,6 +136,8 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
         raise ValueError("x must be 16-byte aligned (a fresh or .contiguous() tensor is)")
     if nr not in (0, 1, 2, 4):
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
+    if mode not in (0, 1, 2):
+        raise ValueError(f"mode must be 0, 1 or 2, got {mode}")
     if out is None:
         out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
     else:
@@ -132,7 +148,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     with torch.cuda.device(x.device):
         code = lib.awq_cuda_gemv(int(w.qtype), p0, p1, p2, ffi.cast("const void*", x.data_ptr()), _ACT[x.dtype],
                                  ffi.cast("float*", out.data_ptr()), w.rows, w.cols, batch, nr,
-                                 _stream(ffi, x.device))
+                                 mode, _stream(ffi, x.device))
     _check(code, f"gemv {w.qtype.name} [{w.rows}, {w.cols}] batch {batch}")
     return out.squeeze(0) if squeeze else out
 

@@ -45,6 +45,19 @@ struct FmtQ4_0 {
     }
 
     static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
+
+    // cp.async ring slot of one row-step of a warp: 32 lanes x (16 quant bytes, the 4-byte word holding d)
+    static constexpr int kSlot = 32 * 16 + 32 * 4;
+    static __device__ __forceinline__ void issue(uint8_t* slot, int lane, const Planes& w, int row, int c, int nch) {
+        const size_t blk = static_cast<size_t>(row) * nch + c;
+        cp_async16(slot + 16 * lane, w.p0 + blk * 16);
+        cp_async4(slot + 512 + 4 * lane, half_word_addr(w.p1, blk));
+    }
+    static __device__ __forceinline__ void fetch(Raw& r, const uint8_t* slot, int lane, int row, int c, int nch) {
+        const size_t blk = static_cast<size_t>(row) * nch + c;
+        r.q = *reinterpret_cast<const uint4*>(slot + 16 * lane);
+        r.d = half_from_word(*reinterpret_cast<const uint32_t*>(slot + 512 + 4 * lane), blk);
+    }
 };
 
 }  // namespace awq

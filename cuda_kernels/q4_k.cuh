@@ -76,6 +76,19 @@ struct FmtQ4_K {
         const int t = c & 7;
         return 256 * (c >> 3) + 64 * (t >> 1) + 16 * (t & 1) + 8 * (P & 1) + 32 * (P >> 1);
     }
+
+    // cp.async ring slot: 32 lanes x (the 16-byte header, 16 nibble bytes)
+    static constexpr int kSlot = 32 * 32;
+    static __device__ __forceinline__ void issue(uint8_t* slot, int lane, const Planes& w, int row, int c, int nch) {
+        const uint8_t* sb = w.p0 + (static_cast<size_t>(row) * (nch >> 3) + (c >> 3)) * 144;
+        cp_async16(slot + 16 * lane, sb);
+        cp_async16(slot + 512 + 16 * lane, sb + 16 + 16 * (c & 7));
+    }
+    static __device__ __forceinline__ void fetch(Raw& r, const uint8_t* slot, int lane, int row, int c, int nch) {
+        r.t = c & 7;
+        r.h = *reinterpret_cast<const uint4*>(slot + 16 * lane);
+        r.q = *reinterpret_cast<const uint4*>(slot + 512 + 16 * lane);
+    }
 };
 
 }  // namespace awq

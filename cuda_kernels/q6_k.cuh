@@ -78,6 +78,28 @@ struct FmtQ6_K {
         const int t = c & 7;
         return 256 * (c >> 3) + 128 * (t >> 2) + 8 * (t & 3) + 32 * P;
     }
+
+    // cp.async ring slot: 32 lanes x (ql a, ql b, qh: 8 bytes each; the 16 scales; the 4-byte word holding d)
+    static constexpr int kSlot = 32 * 24 + 32 * 16 + 32 * 4;
+    static __device__ __forceinline__ void issue(uint8_t* slot, int lane, const Planes& w, int row, int c, int nch) {
+        const size_t sb = static_cast<size_t>(row) * (nch >> 3) + (c >> 3);
+        const int t = c & 7, n = t >> 2, l0 = (t & 3) * 8;
+        const uint8_t* q = w.p0 + sb * 192;
+        cp_async8(slot + 8 * lane, q + 64 * n + l0);
+        cp_async8(slot + 256 + 8 * lane, q + 64 * n + 32 + l0);
+        cp_async8(slot + 512 + 8 * lane, q + 128 + 32 * n + l0);
+        cp_async16(slot + 768 + 16 * lane, w.p1 + sb * 16);
+        cp_async4(slot + 1280 + 4 * lane, half_word_addr(w.p2, sb));
+    }
+    static __device__ __forceinline__ void fetch(Raw& r, const uint8_t* slot, int lane, int row, int c, int nch) {
+        const size_t sb = static_cast<size_t>(row) * (nch >> 3) + (c >> 3);
+        r.t = c & 7;
+        r.qa = *reinterpret_cast<const uint2*>(slot + 8 * lane);
+        r.qb = *reinterpret_cast<const uint2*>(slot + 256 + 8 * lane);
+        r.qh = *reinterpret_cast<const uint2*>(slot + 512 + 8 * lane);
+        r.sc = *reinterpret_cast<const uint4*>(slot + 768 + 16 * lane);
+        r.d = half_from_word(*reinterpret_cast<const uint32_t*>(slot + 1280 + 4 * lane), sb);
+    }
 };
 
 }  // namespace awq

@@ -32,6 +32,10 @@ SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 1433
 BATCHES = [1, 8, 16]
 TYPE_NAMES = ["Q4_0", "Q4_K", "Q6_K", "Q8_0"]
 KEY = "cuda-kernels"
+# (rows per warp, mode) variants timed; (0, 0) is the default the library picks
+MODE_NAMES = {0: "default", 1: "regs", 2: "async"}
+VARIANTS_B1 = [(0, 0), (1, 1), (2, 1), (4, 1), (1, 2), (2, 2), (4, 2)]
+VARIANTS = [(0, 0), (2, 1), (4, 1), (2, 2), (4, 2)]
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -139,24 +143,28 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
                 x = torch.randn(batch, cols, device="cuda", generator=gen).half()
                 y = torch.empty(batch, rows, device="cuda")
                 nbytes = one.nbytes + x.numel() * 2 + y.numel() * 4
-                by_nr = {}
-                for nr in (0, 1, 2, 4):
-                    by_nr[nr] = graph_time([lambda w=w, nr=nr: ck.gemv(x, w, out=y, nr=nr) for w in sets])
-                best_nr = min((1, 2, 4), key=lambda n: by_nr[n])
-                t = by_nr[0]
+                variants = VARIANTS_B1 if batch == 1 else VARIANTS
+                by_v = {}
+                for nr, mode in variants:
+                    by_v[(nr, mode)] = graph_time(
+                        [lambda w=w, nr=nr, mode=mode: ck.gemv(x, w, out=y, nr=nr, mode=mode) for w in sets])
+                best = min((v for v in variants if v != (0, 0)), key=lambda v: by_v[v])
+                t, tb = by_v[(0, 0)], by_v[best]
                 rows_out.append({
                     "type": name, "rows": rows, "cols": cols, "batch": batch, "us": t * 1e6,
-                    "us_by_nr": {str(k): v * 1e6 for k, v in by_nr.items()}, "best_nr": best_nr,
+                    "us_by_variant": {f"nr{k[0]}-mode{k[1]}": v * 1e6 for k, v in by_v.items()},
+                    "best": f"nr {best[0]}, {MODE_NAMES[best[1]]}", "best_us": tb * 1e6,
                     "bytes": nbytes, "gbps": nbytes / t / 1e9, "frac_copy": nbytes / t / copy_bw,
-                    "best_frac_copy": nbytes / by_nr[best_nr] / copy_bw,
+                    "best_frac_copy": nbytes / tb / copy_bw,
                     "cublas_us": cublas[batch] * 1e6,
                     "cublas_frac_copy": (wbytes16 + batch * (cols * 2 + rows * 2)) / cublas[batch] / copy_bw,
-                    "speedup": cublas[batch] / t, "best_speedup": cublas[batch] / by_nr[best_nr],
+                    "speedup": cublas[batch] / t, "best_speedup": cublas[batch] / tb,
                 })
                 r = rows_out[-1]
                 print(f"  {name:5s} {rows:5d}x{cols:<5d} b{batch:<2d} {r['us']:8.2f} us  {r['frac_copy']:.2f} of copy  "
-                      f"cuBLAS {r['cublas_us']:8.2f} us  x{r['speedup']:.2f}  (nr {best_nr}: {by_nr[best_nr]*1e6:.2f} us)",
-                      flush=True)
+                      f"cuBLAS {r['cublas_us']:8.2f} us  x{r['speedup']:.2f}  (best {r['best']}: {tb*1e6:.2f} us, "
+                      f"{r['best_frac_copy']:.2f}, x{r['best_speedup']:.2f})  "
+                      + " ".join(f"{k}={v:.1f}" for k, v in r["us_by_variant"].items()), flush=True)
             del sets, one
             torch.cuda.empty_cache()
     return rows_out
@@ -344,19 +352,20 @@ def markdown(res: dict) -> str:
              "GEMV: our kernels (fp16 activations, float32 output, default rows-per-warp) on random GGUF blocks vs "
              "cuBLAS fp16 (`F.linear`) on the same shape (weight rows x cols = out x in). Time per call from CUDA "
              "graphs rotating over 4x L2 of weights. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; "
-             "best nr = the fastest rows-per-warp variant.", ""]
+             "best variant = the fastest of the rows-per-warp (nr) x "
+             "bytes-in-flight (regs: register prefetch, async: cp.async ring) variants timed.", ""]
     for batch in BATCHES:
         rows = [r for r in res["gemv"] if r["batch"] == batch]
         if not rows:
             continue
         lines += [f"Batch {batch}:", "",
-                  "| type | rows x cols | ours us | GB/s | of copy | best nr: us, of copy | cuBLAS fp16 us | cuBLAS of copy | speedup |",
+                  "| type | rows x cols | ours us | GB/s | of copy | speedup | best variant: us, of copy, speedup | cuBLAS fp16 us | cuBLAS of copy |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
-            best = r["us_by_nr"][str(r["best_nr"])]
             lines.append(f"| {r['type']} | {r['rows']}x{r['cols']} | {r['us']:.1f} | {r['gbps']:.0f} | "
-                         f"{r['frac_copy']:.2f} | {r['best_nr']}: {best:.1f}, {r['best_frac_copy']:.2f} | "
-                         f"{r['cublas_us']:.1f} | {r['cublas_frac_copy']:.2f} | {r['speedup']:.2f}x |")
+                         f"{r['frac_copy']:.2f} | {r['speedup']:.2f}x | {r['best']}: {r['best_us']:.1f}, "
+                         f"{r['best_frac_copy']:.2f}, {r['best_speedup']:.2f}x | "
+                         f"{r['cublas_us']:.1f} | {r['cublas_frac_copy']:.2f} |")
         lines.append("")
     if res.get("prompt"):
         lines += ["Prompt path (512 tokens): dequantize to fp16 with our kernel, then torch.matmul (cuBLAS), vs "

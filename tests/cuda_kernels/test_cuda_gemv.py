@@ -86,19 +86,27 @@ def test_gemv_matches_float64(ck, seed, qt, dtype):
 
 @pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
 @pytest.mark.parametrize("nr", [1, 2, 4])
-def test_gemv_rows_per_warp_variants_agree(ck, seed, qt, nr):
-    rows, cols = shapes(qt)[0]
-    w, ref_w = weight(ck, qt, rows, cols, seed)
-    for batch in (1, 4, 7, 16):
-        x = fresh_x(batch, cols, torch.float16, seed + nr)
-        out = torch.full((batch, rows), float("nan"), device="cuda")
-        ck.gemv(x, w, out=out, nr=nr)
-        again = ck.gemv(x, w, nr=nr)
-        torch.cuda.synchronize()
-        assert torch.isfinite(out).all()
-        assert torch.equal(out, again), "two runs on the same inputs differ: a race"
-        err = rel_err(out, x.double() @ ref_w.T)
-        assert err < 2e-5, f"{qt.name} nr {nr} batch {batch}: rel err {err:.2e} (seed {seed})"
+@pytest.mark.parametrize("mode", [1, 2], ids=["regs", "async"])
+def test_gemv_variants_agree(ck, seed, qt, nr, mode):
+    for rows, cols in shapes(qt):
+        w, ref_w = weight(ck, qt, rows, cols, seed)
+        for batch in (1, 4, 7, 16):
+            x = fresh_x(batch, cols, torch.float16, seed + nr)
+            out = torch.full((batch, rows), float("nan"), device="cuda")
+            ck.gemv(x, w, out=out, nr=nr, mode=mode)
+            again = ck.gemv(x, w, nr=nr, mode=mode)
+            torch.cuda.synchronize()
+            assert torch.isfinite(out).all(), f"unwritten outputs: {qt.name} {rows}x{cols} batch {batch}"
+            assert torch.equal(out, again), "two runs on the same inputs differ: a race"
+            err = rel_err(out, x.double() @ ref_w.T)
+            assert err < 2e-5, f"{qt.name} {rows}x{cols} nr {nr} mode {mode} batch {batch}: rel err {err:.2e} (seed {seed})"
+
+
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+def test_planes_are_aligned(ck, seed, qt):
+    for rows, cols in shapes(qt):  # (1, one block) once made a view at byte offset 2
+        w, _ = weight(ck, qt, rows, cols, seed)
+        assert all(p.data_ptr() % 16 == 0 and p.is_contiguous() for p in w.planes)
 
 
 def test_gemv_vector_input(ck, seed):
