@@ -62,10 +62,16 @@ static inline __m256i pack32(const __m256i i[4]) {
     return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+/* max |x|, or NaN if any x is NaN or infinite */
 static inline float amax_of(const float *x, int n) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_setzero_ps();
-    for (int i = 0; i < n; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(AWQ_FLT_MAX);
+    __m256 m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+        m = _mm256_max_ps(m, a);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));
+    }
+    if (_mm256_movemask_ps(bad)) return __builtin_nanf("");
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
@@ -75,7 +81,9 @@ static inline float amax_of(const float *x, int n) {
 static void quantize_q8_32(int64_t n, const float *x, void *vy) {
     act_q8_32 *y = vy;
     for (int64_t b = 0; b < n / QK32; b++, x += QK32) {
-        const float d = amax_of(x, 32) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float amax = amax_of(x, 32);
+        if (!(amax <= AWQ_FLT_MAX)) { awq_act32_nan(&y[b]); continue; }
+        const float d = amax / 127.0f, id = awq_inv_d(d);
         __m256i i[4];
         round32(x, _mm256_set1_ps(id), i);
         _mm256_storeu_si256((__m256i *)y[b].qs, pack32(i));
@@ -87,7 +95,9 @@ static void quantize_q8_32(int64_t n, const float *x, void *vy) {
 static void quantize_q8_K(int64_t n, const float *x, void *vy) {
     act_q8_K *y = vy;
     for (int64_t b = 0; b < n / QKK; b++, x += QKK) {
-        const float d = amax_of(x, 256) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float amax = amax_of(x, 256);
+        if (!(amax <= AWQ_FLT_MAX)) { awq_actK_nan(&y[b]); continue; }
+        const float d = amax / 127.0f, id = awq_inv_d(d);
         for (int c = 0; c < 8; c++) {
             __m256i i[4];
             round32(x + 32 * c, _mm256_set1_ps(id), i);

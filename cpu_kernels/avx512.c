@@ -50,16 +50,25 @@ static inline __m128i round16(const float *x, __m512 id, int32_t *sum) {
     return _mm512_cvtsepi32_epi8(i);
 }
 
+/* max |x|, or NaN if any x is NaN or infinite */
 static inline float amax_of(const float *x, int n) {
+    const __m512 big = _mm512_set1_ps(AWQ_FLT_MAX);
     __m512 m = _mm512_setzero_ps();
-    for (int i = 0; i < n; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-    return _mm512_reduce_max_ps(m);
+    __mmask16 bad = 0;
+    for (int i = 0; i < n; i += 16) {
+        const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(x + i));
+        m = _mm512_max_ps(m, a);
+        bad |= _mm512_cmp_ps_mask(a, big, _CMP_NLE_UQ);
+    }
+    return bad ? __builtin_nanf("") : _mm512_reduce_max_ps(m);
 }
 
 static void quantize_q8_32(int64_t n, const float *x, void *vy) {
     act_q8_32 *y = vy;
     for (int64_t b = 0; b < n / QK32; b++, x += QK32) {
-        const float d = amax_of(x, 32) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float amax = amax_of(x, 32);
+        if (!(amax <= AWQ_FLT_MAX)) { awq_act32_nan(&y[b]); continue; }
+        const float d = amax / 127.0f, id = awq_inv_d(d);
         int32_t s0, s1;
         _mm_storeu_si128((__m128i *)y[b].qs, round16(x, _mm512_set1_ps(id), &s0));
         _mm_storeu_si128((__m128i *)(y[b].qs + 16), round16(x + 16, _mm512_set1_ps(id), &s1));
@@ -71,7 +80,9 @@ static void quantize_q8_32(int64_t n, const float *x, void *vy) {
 static void quantize_q8_K(int64_t n, const float *x, void *vy) {
     act_q8_K *y = vy;
     for (int64_t b = 0; b < n / QKK; b++, x += QKK) {
-        const float d = amax_of(x, 256) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float amax = amax_of(x, 256);
+        if (!(amax <= AWQ_FLT_MAX)) { awq_actK_nan(&y[b]); continue; }
+        const float d = amax / 127.0f, id = awq_inv_d(d);
         for (int j = 0; j < 16; j++) {
             int32_t s;
             _mm_storeu_si128((__m128i *)(y[b].qs + 16 * j), round16(x + 16 * j, _mm512_set1_ps(id), &s));

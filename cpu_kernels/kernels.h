@@ -85,6 +85,27 @@ static inline float awq_h2f(uint16_t h) {
     return f;
 }
 
+#define AWQ_FLT_MAX 3.40282347e38f
+
+/* an activation block whose input held NaN or Inf: d = NaN (so every product with it is NaN), zero quants */
+static inline void awq_act32_nan(act_q8_32 *y) {
+    const uint32_t qnan = 0x7fc00000u;
+    memcpy(&y->d, &qnan, 4);
+    y->s = 0;
+    memset(y->qs, 0, sizeof y->qs);
+}
+
+static inline void awq_actK_nan(act_q8_K *y) {
+    const uint32_t qnan = 0x7fc00000u;
+    memcpy(&y->d, &qnan, 4);
+    memset(y->bsums, 0, sizeof y->bsums);
+    memset(y->qs, 0, sizeof y->qs);
+}
+
+/* 1/d for the activation quantizers; 0 for blocks so small (or NaN) that 1/d would overflow: they quantize
+ * to zeros (d is kept, so NaN inputs still give NaN results) */
+static inline float awq_inv_d(float d) { return d >= 1e-30f ? 1.0f / d : 0.0f; }
+
 static inline uint16_t awq_rd16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
 /* 6-bit scale j and min j of a Q4_K / Q5_K super-block (12 packed bytes) */

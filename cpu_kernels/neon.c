@@ -23,10 +23,17 @@ static inline float h2f(uint16_t h) {
 
 /* ---- activations ------------------------------------------------------------------------------- */
 
+/* max |x|, or NaN if any x is NaN or infinite */
 static inline float amax_of(const float *x, int n) {
+    const float32x4_t big = vdupq_n_f32(AWQ_FLT_MAX);
     float32x4_t m = vdupq_n_f32(0.0f);
-    for (int i = 0; i < n; i += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + i)));
-    return vmaxvq_f32(m);
+    uint32x4_t ok = vdupq_n_u32(0xFFFFFFFFu);
+    for (int i = 0; i < n; i += 4) {
+        const float32x4_t a = vabsq_f32(vld1q_f32(x + i));
+        m = vmaxq_f32(m, a);
+        ok = vandq_u32(ok, vcleq_f32(a, big));
+    }
+    return vminvq_u32(ok) ? vmaxvq_f32(m) : __builtin_nanf("");
 }
 
 /* 16 floats * id, rounded half to even, to int8; returns their sum */
@@ -45,7 +52,9 @@ static inline int32_t round16(const float *x, float id, int8_t *q) {
 static void quantize_q8_32(int64_t n, const float *x, void *vy) {
     act_q8_32 *y = vy;
     for (int64_t b = 0; b < n / QK32; b++, x += QK32) {
-        const float d = amax_of(x, 32) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float amax = amax_of(x, 32);
+        if (!(amax <= AWQ_FLT_MAX)) { awq_act32_nan(&y[b]); continue; }
+        const float d = amax / 127.0f, id = awq_inv_d(d);
         y[b].s = round16(x, id, y[b].qs) + round16(x + 16, id, y[b].qs + 16);
         y[b].d = d;
     }
@@ -54,7 +63,9 @@ static void quantize_q8_32(int64_t n, const float *x, void *vy) {
 static void quantize_q8_K(int64_t n, const float *x, void *vy) {
     act_q8_K *y = vy;
     for (int64_t b = 0; b < n / QKK; b++, x += QKK) {
-        const float d = amax_of(x, 256) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float amax = amax_of(x, 256);
+        if (!(amax <= AWQ_FLT_MAX)) { awq_actK_nan(&y[b]); continue; }
+        const float d = amax / 127.0f, id = awq_inv_d(d);
         for (int j = 0; j < 16; j++) y[b].bsums[j] = (int16_t)round16(x + 16 * j, id, y[b].qs + 16 * j);
         y[b].d = d;
     }

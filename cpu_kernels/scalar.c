@@ -7,12 +7,24 @@
 
 /* ---- activation quantization ---------------------------------------------------------------- */
 
+/* max |x|, or NaN if any x is NaN or infinite */
+static float amax_of(const float *x, int n) {
+    float amax = 0.0f;
+    int finite = 1;
+    for (int i = 0; i < n; i++) {
+        const float a = fabsf(x[i]);
+        amax = fmaxf(amax, a);
+        finite &= a <= AWQ_FLT_MAX;
+    }
+    return finite ? amax : NAN;
+}
+
 void awq_scalar_quantize_q8_32(int64_t n, const float *x, void *vy) {
     act_q8_32 *y = (act_q8_32 *)vy;
     for (int64_t b = 0; b < n / QK32; b++, x += QK32) {
-        float amax = 0.0f;
-        for (int i = 0; i < QK32; i++) amax = fmaxf(amax, fabsf(x[i]));
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float amax = amax_of(x, QK32);
+        if (!(amax <= AWQ_FLT_MAX)) { awq_act32_nan(&y[b]); continue; }
+        const float d = amax / 127.0f, id = awq_inv_d(d);
         int32_t s = 0;
         for (int i = 0; i < QK32; i++) {
             const int q = (int)nearbyintf(x[i] * id);
@@ -27,9 +39,9 @@ void awq_scalar_quantize_q8_32(int64_t n, const float *x, void *vy) {
 void awq_scalar_quantize_q8_K(int64_t n, const float *x, void *vy) {
     act_q8_K *y = (act_q8_K *)vy;
     for (int64_t b = 0; b < n / QKK; b++, x += QKK) {
-        float amax = 0.0f;
-        for (int i = 0; i < QKK; i++) amax = fmaxf(amax, fabsf(x[i]));
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float amax = amax_of(x, QKK);
+        if (!(amax <= AWQ_FLT_MAX)) { awq_actK_nan(&y[b]); continue; }
+        const float d = amax / 127.0f, id = awq_inv_d(d);
         for (int j = 0; j < 16; j++) {
             int s = 0;
             for (int i = 16 * j; i < 16 * j + 16; i++) {

@@ -37,8 +37,8 @@ def ref_quantize_act(x: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]
     xb = x.reshape(n, cols // block, block)
     amax = np.abs(xb).max(axis=2)
     d = (amax / np.float32(127.0)).astype(np.float32)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d != 0, np.float32(1.0) / d, np.float32(0.0)).astype(np.float32)
+    with np.errstate(divide="ignore", over="ignore"):
+        inv = np.where(d >= np.float32(1e-30), np.float32(1.0) / d, np.float32(0.0)).astype(np.float32)
     q = np.rint(xb * inv[:, :, None]).astype(np.int8)
     return q.reshape(n, cols), d
 

@@ -59,6 +59,9 @@ int main(int argc, char **argv) {
     for (int rep = 0; rep < 20; rep++) {
         float x[512];
         for (int i = 0; i < 512; i++) x[i] = frnd() * (rep % 3 == 2 ? 0.0f : 1.0f + rep);
+        if (rep % 5 == 3) x[7] = NAN;                                  /* NaN: d = NaN, zero quants */
+        if (rep % 5 == 4) x[300] = -INFINITY;                          /* Inf: likewise */
+        if (rep % 7 == 5) for (int i = 0; i < 512; i++) x[i] *= 1e-38f; /* too small for 1/d: zeros */
         uint8_t a[16 * 40], b[16 * 40], c[2 * 292], d[2 * 292];
         S->quantize_q8_32(512, x, a); V->quantize_q8_32(512, x, b);
         check(!memcmp(a, b, sizeof a), "quantize_q8_32", "", 0, 0);

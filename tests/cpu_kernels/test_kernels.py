@@ -135,3 +135,18 @@ def test_read_only_memmap(tmp_path) -> None:
     mm = np.memmap(path, np.uint8, "r", shape=w.shape)[5:15]
     x = rng.standard_normal((1, 64)).astype(np.float32)
     np.testing.assert_array_equal(ck.matmul(mm, T.Q4_0, x), ck.matmul(np.array(w[5:15]), T.Q4_0, x))
+
+
+@pytest.mark.parametrize("t", [T.Q4_0, T.Q4_K], ids=lambda t: t.name)
+def test_tiny_and_nan_activations(isa: str, t: T) -> None:
+    """Blocks too small for 1/d quantize to zeros (no inf*0 NaNs, no undefined float-to-int casts); a NaN input
+    gives NaN outputs rather than a crash."""
+    rng = np.random.default_rng(11)
+    w = random_rows(rng, t, 8, 512)
+    x = (rng.standard_normal((3, 512)) * np.array([[1e-37], [1e-20], [1.0]])).astype(np.float32)
+    y = ck.matmul(w, t, x, out=np.full((3, 8), np.nan, np.float32))
+    assert np.all(y[0] == 0.0)
+    ref, scale = ref_matmul(ref_weights(w, t), x, act_block(t))
+    assert np.all(np.abs(y[1:] - ref[1:]) <= 2e-5 * scale[1:])
+    x[2, 5] = np.nan
+    assert np.isnan(ck.matmul(w, t, x)[2]).all()
