@@ -27,6 +27,29 @@ def _q8_0(x: torch.Tensor) -> torch.Tensor:
     return (q * d.half().float()).reshape(x.shape)
 
 
+def q8_1_min_correction(x: torch.Tensor, raw_w, qtype: QT) -> torch.Tensor | None:
+    """Q4_1/Q5_1 weights meet Q8_1 activations, whose block sum s = fp16(d * sum(q)) (d float32) multiplies the
+    weight block's min m: ggml adds m * s where the dequantized product has m * fp16(d) * sum(q). Returns the
+    difference to add to x_hat @ W^T, float32 [n, rows], or None for other types.
+    x float32 [n, cols]; raw_w uint8 numpy [rows, row_bytes]."""
+    if qtype not in (QT.Q4_1, QT.Q5_1):
+        return None
+    import numpy as np
+
+    block_bytes = 20 if qtype == QT.Q4_1 else 24
+    rows = raw_w.shape[0]
+    m = torch.from_numpy(
+        np.ascontiguousarray(raw_w.reshape(rows, -1, block_bytes)[:, :, 2:4]).view(np.float16)[..., 0].astype(np.float32)
+    )  # [rows, n_blocks]
+    b = x.reshape(x.shape[0], -1, 32)
+    amax = b.abs().amax(-1)  # [n, n_blocks]
+    d = amax / 127
+    inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
+    qsum = torch.round(b * inv[..., None]).sum(-1)
+    delta = (d * qsum).half().float() - d.half().float() * qsum  # [n, n_blocks]
+    return delta @ m.T
+
+
 def _q8_k(x: torch.Tensor) -> torch.Tensor:
     """quantize_row_q8_K_ref: per 256: iscale = -127/max (max = signed value of largest |x|), q = min(127,
     nearest_int(iscale x)), d = 1/iscale (float32)."""

@@ -28,8 +28,8 @@ from awq_gguf.runner.errors import RunnerError
 DEFAULT_BACKEND = "auto"
 BACKENDS = ("auto", "torch", "kernels")
 
-# Weight types the C kernels handle (issue 4); every other type goes through the torch fallback.
-KERNEL_TYPES = frozenset({QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q8_0, QT.Q2_K, QT.Q3_K, QT.Q4_K, QT.Q5_K, QT.Q6_K})
+# F32 matrices stay with torch (BLAS on the mmap in place); the kernels take every type in cpu_kernels.SUPPORTED.
+TORCH_ONLY_TYPES = frozenset({QT.F32, QT.BF16})
 
 
 @dataclass(eq=False)
@@ -91,9 +91,11 @@ class TorchBackend:
 
     def matmul(self, w: QTensor, x: torch.Tensor) -> torch.Tensor:
         if self.emulate:
-            from awq_gguf.runner.act_quant import round_activations
+            from awq_gguf.runner.act_quant import q8_1_min_correction, round_activations
 
-            x = round_activations(x, w.qtype)
+            fix = q8_1_min_correction(x, w.raw, w.qtype)
+            y = round_activations(x, w.qtype) @ self.weight(w).T
+            return y if fix is None else y + fix
         return x @ self.weight(w).T  # [n, cols] @ [cols, rows] -> [n, rows]
 
     def get_rows(self, w: QTensor, ids: torch.Tensor) -> torch.Tensor:
@@ -111,18 +113,19 @@ class KernelBackend:
         self._k = cpu_kernels
         self._threads = threads
         self._fallback = TorchBackend()
-        self.name = f"kernels:{cpu_kernels.isa()}"
+        self._types = frozenset(cpu_kernels.SUPPORTED) - TORCH_ONLY_TYPES
+        self.name = f"kernels:{cpu_kernels.isa_detail()}"
 
     def matmul(self, w: QTensor, x: torch.Tensor) -> torch.Tensor:
-        if w.qtype not in KERNEL_TYPES:
+        if w.qtype not in self._types:
             return self._fallback.matmul(w, x)
-        xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
-        return torch.from_numpy(np.asarray(self._k.matmul(w.raw, w.qtype, xs, threads=self._threads)))
+        xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)  # [n, cols]
+        return torch.from_numpy(self._k.matmul(w.raw, w.qtype, xs, threads=self._threads))  # [n, rows]
 
     def get_rows(self, w: QTensor, ids: torch.Tensor) -> torch.Tensor:
-        if w.qtype not in KERNEL_TYPES:
+        if w.qtype not in self._types:
             return self._fallback.get_rows(w, ids)
-        return torch.from_numpy(np.asarray(self._k.get_rows(w.raw, w.qtype, ids.numpy())))
+        return torch.from_numpy(self._k.get_rows(w.raw, w.qtype, ids.numpy(), threads=self._threads))
 
 
 def kernels_available() -> bool:
