@@ -38,12 +38,12 @@ def run(
     from awq_gguf.runner.tokenizer import Tokenizer
 
     sampling = Sampling(temp=temp, seed=seed)
+    model = Model.load(file, n_ctx=ctx, backend=backend, threads=threads)  # first: its errors are the clearest
     tok = Tokenizer(file)
     text = tok.chat_prompt(prompt) if chat else prompt
     ids = tok.encode(text, special=chat)
     if chat and len(ids) > 1 and ids[0] == ids[1] == tok.bos:  # the template wrote BOS and the vocab added one
         ids = ids[1:]
-    model = Model.load(file, n_ctx=ctx, backend=backend, threads=threads)
     dec = tok.decoder()
     out = sys.stdout
     if not chat:

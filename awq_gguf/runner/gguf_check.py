@@ -171,7 +171,7 @@ def _walk(cur: _Cursor) -> HeaderSummary:
     cur.pos = 4
     version = cur.u32("version")
     if version not in SUPPORTED_VERSIONS:
-        if version & 0xFFFF == 0 and (version >> 16) in SUPPORTED_VERSIONS:
+        if int.from_bytes(version.to_bytes(4, "little"), "big") in SUPPORTED_VERSIONS:
             raise CorruptModelError(f"{path}: big-endian GGUF files are not supported")
         raise CorruptModelError(f"{path}: GGUF version {version} is not supported (only 2 and 3)")
     n_tensors = cur.u64("tensor count")
