@@ -100,6 +100,13 @@ __device__ __forceinline__ void fma4_unit7(uint32_t w, float A, float C, float* 
     out[3] = fmaf(A, unit7<3>(w), -C);
 }
 
+__device__ __forceinline__ void unit7x4(uint32_t w, float* out) {
+    out[0] = unit7<0>(w);
+    out[1] = unit7<1>(w);
+    out[2] = unit7<2>(w);
+    out[3] = unit7<3>(w);
+}
+
 __device__ __forceinline__ void fma4_unit8(uint32_t w, float A, float C, float* out) {
     out[0] = fmaf(A, unit8<0>(w), -C);
     out[1] = fmaf(A, unit8<1>(w), -C);

@@ -11,6 +11,7 @@
 //   1 "regs":  the next step's weights are loaded into registers before the current step is computed.
 //   2 "async": a ring of kStages shared-memory stages per warp filled with cp.async (each lane copies and later
 //              reads only its own slot, so no barrier): kStages - 1 steps in flight without holding registers.
+//   3 "fact":  as 1, and at batch 1 the factored arithmetic of compute_chunk (Q4_0, Q4_K, Q6_K; else as 1).
 #pragma once
 
 #include "common.cuh"
@@ -20,12 +21,33 @@ namespace awq {
 constexpr int kGemvWarps = 4;
 
 // One chunk c (32 weights) of NR rows into acc, for `batch` activation rows.
-template <class F, int ACT, int BMAX, int NR>
+// FACT (batch 1, formats with kFactored): the scale is factored out of each 8-weight piece,
+//   sum_i (A v_i - C) x_i = A * sum_i v_i x_i - C * sum_i x_i,
+// one FMA per weight instead of two; sum_i x_i is shared by the NR rows. The two terms nearly cancel
+// (v = 1 + q/128): about 7 of float32's 24 bits go, far below the tests' 2e-5.
+template <class F, int ACT, int BMAX, int NR, bool FACT = false>
 __device__ __forceinline__ void compute_chunk(const typename F::Raw (&raw)[NR], int c, const uint16_t* __restrict__ x,
                                               int cols, int batch, float (&acc)[NR][BMAX]) {
     typename F::Prep pre[NR];
 #pragma unroll
     for (int r = 0; r < NR; ++r) F::prep(pre[r], raw[r]);
+    if constexpr (FACT) {
+#pragma unroll
+        for (int P = 0; P < 4; ++P) {
+            float xf[8];
+            load_x8<ACT>(x + F::col(c, P), xf);
+            const float sx = ((xf[0] + xf[1]) + (xf[2] + xf[3])) + ((xf[4] + xf[5]) + (xf[6] + xf[7]));
+#pragma unroll
+            for (int r = 0; r < NR; ++r) {
+                float v[8];
+                F::units(raw[r], P, v);
+                float sv = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 8; ++i) sv = fmaf(v[i], xf[i], sv);
+                acc[r][0] = fmaf(F::scale_a(pre[r], P), sv, fmaf(-F::scale_c(pre[r], P), sx, acc[r][0]));
+            }
+        }
+    } else {
 #pragma unroll
     for (int P = 0; P < 4; ++P) {
         float wv[NR][8];
@@ -43,6 +65,7 @@ __device__ __forceinline__ void compute_chunk(const typename F::Raw (&raw)[NR], 
                     for (int i = 0; i < 8; ++i) acc[r][b] = fmaf(wv[r][i], xf[i], acc[r][b]);
             }
         }
+    }
     }
 }
 
@@ -67,7 +90,7 @@ __device__ __forceinline__ void reduce_store(float (&acc)[NR][BMAX], float* __re
 // step s covers chunks lane + 32 (s U + u), u < U. The loads of the next step (which may belong to the next
 // row group) are issued before the current step is computed, so every warp keeps one step of weights in flight
 // while it does arithmetic: no load/compute convoys.
-template <class F, int ACT, int BMAX, int NR>
+template <class F, int ACT, int BMAX, int NR, bool FACT = false>
 __global__ void __launch_bounds__(32 * kGemvWarps)
     gemv_kernel(Planes w, const uint16_t* __restrict__ x, float* __restrict__ y, int rows, int cols, int batch) {
     constexpr int U = NR >= 4 ? 1 : 4 / NR;
@@ -111,7 +134,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int c = lane + 32 * (s * U + u);
-            if (c < nch) compute_chunk<F, ACT, BMAX, NR>(cur[u], c, x, cols, batch, acc);
+            if (c < nch) compute_chunk<F, ACT, BMAX, NR, FACT>(cur[u], c, x, cols, batch, acc);
         }
         if (s == steps - 1) reduce_store<BMAX, NR>(acc, y, g * NR, rows, batch, lane);
 #pragma unroll
@@ -208,6 +231,22 @@ cudaError_t launch_gemv_t(Planes w, const void* x, float* y, int rows, int cols,
             w, static_cast<const uint16_t*>(x), y, rows, cols, batch);
         return cudaGetLastError();
     }
+    if constexpr (BMAX == 1 && F::kFactored) {
+        if (mode == 3) {
+            static int per_sm_fact = 0;
+            if (per_sm_fact == 0) {
+                int n = 0;
+                cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &n, gemv_kernel<F, ACT, BMAX, NR, true>, threads, 0);
+                if (e != cudaSuccess) return e;
+                per_sm_fact = n > 0 ? n : 1;
+            }
+            const int resident = per_sm_fact * sm_count();
+            gemv_kernel<F, ACT, BMAX, NR, true><<<needed < resident ? needed : resident, threads, 0, s>>>(
+                w, static_cast<const uint16_t*>(x), y, rows, cols, batch);
+            return cudaGetLastError();
+        }
+    }
     if (per_sm_regs == 0) {
         int n = 0;
         cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<F, ACT, BMAX, NR>, threads, 0);
@@ -246,7 +285,7 @@ cudaError_t launch_gemv_b(Planes w, const void* x, float* y, int rows, int cols,
 template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         cudaStream_t s) {
-    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 2) return cudaErrorInvalidValue;
+    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 3) return cudaErrorInvalidValue;
     if (nr <= 0) nr = 4;
     if (mode <= 0) mode = 1;
     if (act == ACT_BF16) return launch_gemv_b<F, ACT_BF16>(w, x, y, rows, cols, batch, nr, mode, s);

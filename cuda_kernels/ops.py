@@ -119,7 +119,8 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     """x fp16/bf16 [batch, cols] (batch 1..16, or [cols]) -> float32 [batch, rows] (or [rows]) = x @ W^T.
 
     out: optional float32 [batch, rows] to write into. For benchmarking: nr = rows per warp (1, 2 or 4),
-    mode = 1 (register prefetch) or 2 (cp.async ring); 0 = the default of each."""
+    mode = 1 (register prefetch), 2 (cp.async ring) or 3 (1 with the factored batch-1 arithmetic); 0 = the
+    default of each."""
     ffi, lib = load()
     squeeze = x.dim() == 1
     if squeeze:
@@ -136,8 +137,8 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
         raise ValueError("x must be 16-byte aligned (a fresh or .contiguous() tensor is)")
     if nr not in (0, 1, 2, 4):
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
-    if mode not in (0, 1, 2):
-        raise ValueError(f"mode must be 0, 1 or 2, got {mode}")
+    if mode not in (0, 1, 2, 3):
+        raise ValueError(f"mode must be 0, 1, 2 or 3, got {mode}")
     if out is None:
         out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
     else:

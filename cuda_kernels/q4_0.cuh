@@ -44,6 +44,21 @@ struct FmtQ4_0 {
         fma4_unit7((b & 0x0F0F0F0Fu) | 0x80808080u, p.A, p.C, out + 4);
     }
 
+    // the factored path (batch 1): v = 1 + q/128 of piece P, and its (A, C)
+    static constexpr bool kFactored = true;
+    static __device__ __forceinline__ void units(const Raw& r, int P, float* v) {
+        uint32_t a = (P & 1) ? r.q.z : r.q.x;
+        uint32_t b = (P & 1) ? r.q.w : r.q.y;
+        if (P >> 1) {
+            a >>= 4;
+            b >>= 4;
+        }
+        unit7x4((a & 0x0F0F0F0Fu) | 0x80808080u, v);
+        unit7x4((b & 0x0F0F0F0Fu) | 0x80808080u, v + 4);
+    }
+    static __device__ __forceinline__ float scale_a(const Prep& p, int) { return p.A; }
+    static __device__ __forceinline__ float scale_c(const Prep& p, int) { return p.C; }
+
     static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
 
     // cp.async ring slot of one row-step of a warp: 32 lanes x (16 quant bytes, the 4-byte word holding d)

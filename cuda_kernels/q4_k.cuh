@@ -72,6 +72,20 @@ struct FmtQ4_K {
         fma4_unit7((b & 0x0F0F0F0Fu) | 0x80808080u, A, C, out + 4);
     }
 
+    static constexpr bool kFactored = true;
+    static __device__ __forceinline__ void units(const Raw& r, int P, float* v) {
+        uint32_t a = (P & 1) ? r.q.z : r.q.x;
+        uint32_t b = (P & 1) ? r.q.w : r.q.y;
+        if (P >> 1) {
+            a >>= 4;
+            b >>= 4;
+        }
+        unit7x4((a & 0x0F0F0F0Fu) | 0x80808080u, v);
+        unit7x4((b & 0x0F0F0F0Fu) | 0x80808080u, v + 4);
+    }
+    static __device__ __forceinline__ float scale_a(const Prep& p, int P) { return (P >> 1) ? p.A1 : p.A0; }
+    static __device__ __forceinline__ float scale_c(const Prep& p, int P) { return (P >> 1) ? p.C1 : p.C0; }
+
     static __device__ __forceinline__ int col(int c, int P) {
         const int t = c & 7;
         return 256 * (c >> 3) + 64 * (t >> 1) + 16 * (t & 1) + 8 * (P & 1) + 32 * (P >> 1);

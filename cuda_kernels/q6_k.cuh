@@ -74,6 +74,15 @@ struct FmtQ6_K {
         fma4_unit7(bytes(ql.y, r.qh.y, P), p.A[P], p.C[P], out + 4);
     }
 
+    static constexpr bool kFactored = true;
+    static __device__ __forceinline__ void units(const Raw& r, int P, float* v) {
+        const uint2 ql = (P & 1) ? r.qb : r.qa;
+        unit7x4(bytes(ql.x, r.qh.x, P), v);
+        unit7x4(bytes(ql.y, r.qh.y, P), v + 4);
+    }
+    static __device__ __forceinline__ float scale_a(const Prep& p, int P) { return p.A[P]; }
+    static __device__ __forceinline__ float scale_c(const Prep& p, int P) { return p.C[P]; }
+
     static __device__ __forceinline__ int col(int c, int P) {
         const int t = c & 7;
         return 256 * (c >> 3) + 128 * (t >> 2) + 8 * (t & 3) + 32 * P;

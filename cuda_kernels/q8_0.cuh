@@ -41,6 +41,12 @@ struct FmtQ8_0 {
         fma4_unit8(b, p.A, p.C, out + 4);
     }
 
+    // 1 + u/32768 would lose ~15 bits to the cancellation of the factored path: not used for Q8_0
+    static constexpr bool kFactored = false;
+    static __device__ __forceinline__ void units(const Raw&, int, float*) {}
+    static __device__ __forceinline__ float scale_a(const Prep& p, int) { return p.A; }
+    static __device__ __forceinline__ float scale_c(const Prep& p, int) { return p.C; }
+
     static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
 
     // cp.async ring slot: 32 lanes x (two 16-byte halves of the quants, the 4-byte word holding d)

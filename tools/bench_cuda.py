@@ -33,8 +33,8 @@ BATCHES = [1, 8, 16]
 TYPE_NAMES = ["Q4_0", "Q4_K", "Q6_K", "Q8_0"]
 KEY = "cuda-kernels"
 # (rows per warp, mode) variants timed; (0, 0) is the default the library picks
-MODE_NAMES = {0: "default", 1: "regs", 2: "async"}
-VARIANTS_B1 = [(0, 0), (1, 1), (2, 1), (4, 1), (1, 2), (2, 2), (4, 2)]
+MODE_NAMES = {0: "default", 1: "regs", 2: "async", 3: "fact"}
+VARIANTS_B1 = [(0, 0), (2, 1), (4, 1), (2, 2), (2, 3), (4, 3)]
 VARIANTS = [(0, 0), (2, 1), (4, 1), (2, 2), (4, 2)]
 
 

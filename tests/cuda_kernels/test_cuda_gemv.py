@@ -86,7 +86,7 @@ def test_gemv_matches_float64(ck, seed, qt, dtype):
 
 @pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
 @pytest.mark.parametrize("nr", [1, 2, 4])
-@pytest.mark.parametrize("mode", [1, 2], ids=["regs", "async"])
+@pytest.mark.parametrize("mode", [1, 2, 3], ids=["regs", "async", "fact"])
 def test_gemv_variants_agree(ck, seed, qt, nr, mode):
     for rows, cols in shapes(qt):
         w, ref_w = weight(ck, qt, rows, cols, seed)
@@ -110,7 +110,7 @@ def test_planes_are_aligned(ck, seed, qt):
 
 
 def test_gemv_vector_input(ck, seed):
-    w, ref_w = weight(ck, T.Q4_K, *SHAPES[256][0])
+    w, ref_w = weight(ck, T.Q4_K, *SHAPES[256][0], seed)
     x = fresh_x(1, w.cols, torch.bfloat16, seed)[0]
     y = ck.gemv(x, w)
     assert y.shape == (w.rows,) and y.dtype == torch.float32
@@ -153,7 +153,7 @@ def test_matmul_both_paths(ck, seed, qt, dtype):
 
 
 def test_bad_arguments_raise_clearly(ck, seed):
-    w, _ = weight(ck, T.Q4_0, *SHAPES[32][0])
+    w, _ = weight(ck, T.Q4_0, *SHAPES[32][0], seed)
     x = fresh_x(2, w.cols, torch.float16, seed)
     with pytest.raises(TypeError, match="float16 or bfloat16"):
         ck.gemv(x.float(), w)
