@@ -130,6 +130,60 @@ def llama_cpp_times(types: list[T], tbo: Path, shapes: list[tuple[int, int]] = S
     return out, note
 
 
+GGML_DRIVER = Path(__file__).resolve().parent / "ggml_mulmat_cpu.c"
+
+
+def build_ggml_driver(tmp: Path) -> tuple[Path | None, str]:
+    """Compiles tools/ggml_mulmat_cpu.c against the built llama.cpp (ggml) libraries."""
+    lib = ROOT / ".llama.cpp" / "build" / "bin"
+    inc = ROOT / ".llama.cpp" / "src" / "ggml" / "include"
+    exe = tmp / "ggml_mulmat_cpu"
+    cmd = ["cc", "-O2", f"-I{inc}", str(GGML_DRIVER), f"-L{lib}", "-lggml", "-lggml-base", "-lggml-cpu",
+           f"-Wl,-rpath,{lib}", "-o", str(exe)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"ggml driver not built: {exc}"
+    if res.returncode != 0:
+        return None, f"ggml driver not built: {res.stderr.strip()[-300:]}"
+    return exe, ""
+
+
+def ggml_cpu_time(exe: Path | None, t: T, rows: int, cols: int, n: int, reps: int) -> float | None:
+    """llama.cpp's ggml_mul_mat on one thread: minimum process CPU seconds per product."""
+    if exe is None:
+        return None
+    try:
+        res = subprocess.run([str(exe), str(int(t)), str(rows), str(cols), str(n), str(reps), "1"],
+                             capture_output=True, text=True, timeout=600)
+        return float(res.stdout.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def our_cpu_time(ws: list[np.ndarray], t: T, x: np.ndarray, reps: int) -> float:
+    """Ours on one thread: minimum process CPU seconds per product (time the OS gives others not counted)."""
+    ck.matmul(ws[0], t, x, threads=1)
+    best = float("inf")
+    for i in range(reps):
+        c0 = time.process_time()
+        ck.matmul(ws[i % len(ws)], t, x, threads=1)
+        best = min(best, time.process_time() - c0)
+    return best
+
+
+def read_bandwidth_cpu() -> float:
+    """One thread's read bandwidth per CPU second (max over 5 reads of 1 GiB)."""
+    buf = np.ones(2**30 // 8, np.uint64)
+    ck.stream_read(buf, 1)
+    best = 0.0
+    for _ in range(5):
+        c0 = time.process_time()
+        ck.stream_read(buf, 1)
+        best = max(best, buf.nbytes / (time.process_time() - c0))
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--types", default=",".join(t.name for t in TYPES))
@@ -143,25 +197,31 @@ def main() -> None:
     types = [T[n.strip()] for n in args.types.split(",") if n.strip()]
     threads = args.threads
     tbo_threads = max(1, (os.cpu_count() or 2) // 2)  # test-backend-ops: hardware threads / 2
+    notes: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gemv_"))
+    driver, note = build_ggml_driver(tmp)
+    if note:
+        notes.append(note)
 
     load0 = os.getloadavg()[0]
     print(f"ISA {ck.isa()} ({ck.isa_detail()}); threads {threads}; llama.cpp threads {tbo_threads}", flush=True)
     bw = {th: read_bandwidth(th) for th in sorted({threads, tbo_threads})}
+    bw_cpu = read_bandwidth_cpu()
     cbw = copy_bandwidth()
-    print("read GB/s", {k: round(v / 1e9, 2) for k, v in bw.items()}, "copy", round(cbw / 1e9, 2), flush=True)
-    notes: list[str] = []
+    print("read GB/s", {k: round(v / 1e9, 2) for k, v in bw.items()}, "per CPU-second", round(bw_cpu / 1e9, 2),
+          "copy", round(cbw / 1e9, 2), flush=True)
 
     rng = np.random.default_rng(0)
     llc = llc_bytes()
     rows_md = []
     for t in types:
-        # llama.cpp right before and after ours, type by type, so that both see the same load on a shared
-        # machine; the faster of its two runs counts (conservative for us)
+        # llama.cpp's test-backend-ops right before and after ours (faster kept), type by type, so that both
+        # see about the same load on a shared machine
         llama, note = llama_cpp_times([t], args.tbo)
         if note and note not in notes:
             print(note, flush=True)
             notes.append(note)
-        pending_rows = []
+        pending = []
         for rows, cols in SHAPES:
             w0 = random_rows(rng, t, rows, cols)
             # distinct memory, same bytes: at least 4x the LLC in all (capped at 2 GiB)
@@ -169,18 +229,21 @@ def main() -> None:
             ws = [w0] + [w0.copy() for _ in range(copies - 1)]
             x = rng.standard_normal((1, cols)).astype(np.float32)
             s_all = time_gemv(ws, t, x, threads)
-            s_one = time_gemv([w0], t, x, tbo_threads, mean=True)
+            c_rot = our_cpu_time(ws, t, x, max(20, 2 * copies))
             del ws
-            frac = 0.0  # filled in at the end, against the larger of the start and end bandwidth
-            pending_rows.append((rows, cols, w0.nbytes, s_all, frac, s_one))
+            s_one = time_gemv([w0], t, x, tbo_threads, mean=True)
+            c_one = our_cpu_time([w0], t, x, 20)
+            c_llama = ggml_cpu_time(driver, t, rows, cols, 1, 20)
+            pending.append((rows, cols, w0.nbytes, s_all, c_rot, s_one, c_one, c_llama))
         llama2, _ = llama_cpp_times([t], args.tbo)
-        for rows, cols, nbytes, s_all, frac, s_one in pending_rows:
+        for rows, cols, nbytes, s_all, c_rot, s_one, c_one, c_llama in pending:
             runs = [v for v in (llama.get((t.name, rows, cols)), llama2.get((t.name, rows, cols))) if v]
             lus = min(runs) if runs else None
-            ratio = f"{lus * 1e-6 / s_one:.2f}x" if lus else "n/a"
-            lcol = f"{lus:.0f}" if lus else "n/a"
-            row = (f"| {t.name} | {rows}x{cols} | {nbytes / 2**20:.1f} | {s_all * 1e6:.0f} | "
-                   f"{nbytes / s_all / 1e9:.2f} | **{{frac}}** | {s_one * 1e6:.0f} | {lcol} | **{ratio}** |")
+            tbo_txt = f"{lus:.0f} / {s_one * 1e6:.0f} = **{lus * 1e-6 / s_one:.2f}x**" if lus else "n/a"
+            cpu_txt = (f"{c_llama * 1e3:.2f} / {c_one * 1e3:.2f} = **{c_llama / c_one:.2f}x**" if c_llama
+                       else "n/a")
+            row = (f"| {t.name} | {rows}x{cols} | {nbytes / 2**20:.1f} | {nbytes / s_all / 1e9:.2f} | **{{frac}}** | "
+                   f"{nbytes / c_rot / 1e9:.2f} | **{nbytes / c_rot / bw_cpu:.2f}** | {cpu_txt} | {tbo_txt} |")
             print(row.replace("{frac}", f"{nbytes / s_all / bw[threads]:.2f}"), flush=True)
             rows_md.append((row, nbytes / s_all))
 
@@ -192,9 +255,13 @@ def main() -> None:
             w = random_rows(rng, t, rows, cols)
             x = rng.standard_normal((n, cols)).astype(np.float32)
             s_ours = time_gemv([w], t, x, tbo_threads, min_s=1.0, mean=True)
+            c_ours = our_cpu_time([w], t, x, 5)
+            c_llama = ggml_cpu_time(driver, t, rows, cols, n, 5)
             lus = llama.get((t.name, rows, cols))
-            row = (f"| {t.name} | {rows}x{cols}, n={n} | {s_ours * 1e3:.1f} | {2 * rows * cols * n / s_ours / 1e9:.1f} | "
-                   + (f"{lus / 1e3:.1f} | **{lus * 1e-6 / s_ours:.2f}x** |" if lus else "n/a | n/a |"))
+            flop = 2 * rows * cols * n
+            row = (f"| {t.name} | {rows}x{cols}, n={n} | {flop / c_ours / 1e9:.1f} | "
+                   + (f"{c_llama * 1e3:.1f} / {c_ours * 1e3:.1f} = **{c_llama / c_ours:.2f}x** | " if c_llama else "n/a | ")
+                   + (f"{lus / 1e3:.1f} / {s_ours * 1e3:.1f} = **{lus * 1e-6 / s_ours:.2f}x** |" if lus else "n/a |"))
             print(row, flush=True)
             gemm_md.append(row)
 
@@ -202,6 +269,7 @@ def main() -> None:
     # bandwidth again at the end; the larger reading is the denominator (a shared machine only lowers it)
     bw_end = {th: read_bandwidth(th) for th in bw}
     bw = {th: max(bw[th], bw_end[th]) for th in bw}
+    bw_cpu = max(bw_cpu, read_bandwidth_cpu())
     rows_md = [row.replace("{frac}", f"{rate / bw[threads]:.2f}") for row, rate in rows_md]
     bw_txt = ", ".join(f"{bw[k] / 1e9:.2f} GB/s with {k} thread{'s' if k > 1 else ''}" for k in sorted(bw))
     body = "\n".join([
@@ -209,31 +277,36 @@ def main() -> None:
         "",
         f"Machine: {machine()}. Date: {today()}, commit {git_rev()}. ISA: `{ck.isa()}` ({ck.isa_detail()}).",
         f"Command: `python tools/bench_gemv.py --threads {threads}`. Load average (1 min) at start / end: "
-        f"{load0:.1f} / {load1:.1f} on {os.cpu_count()} CPUs (other work on the machine shares them).",
+        f"{load0:.1f} / {load1:.1f} on {os.cpu_count()} CPUs: other work shares this machine, so wall-clock "
+        "numbers move with it; the CPU-time columns count only the time the process was running.",
         "",
-        f"Memory read bandwidth (multi-threaded sum over 1 GiB, the larger of a reading at the start and one "
-        f"at the end): {bw_txt}; numpy copy (read + write counted): "
-        f"{cbw / 1e9:.2f} GB/s.",
+        f"Memory read bandwidth (a multi-threaded sum over 1 GiB; the larger of a reading at the start and one at "
+        f"the end): {bw_txt}; one thread per CPU-second: {bw_cpu / 1e9:.2f} GB/s. numpy copy (read + write "
+        f"counted): {cbw / 1e9:.2f} GB/s.",
         "",
-        f"*ours, {threads} thr*: y = W x for one activation row (quantizing x included), cycling through copies "
-        f"of W totalling at least 4x the last-level cache ({llc // 2**20} MiB; at most 2 GiB), best of 3; *frac* = weight "
-        f"bytes/s over the read bandwidth at that thread count. *ours, {tbo_threads} thr, one W* (mean) and "
-        f"*llama.cpp* time the same product the way `test-backend-ops perf` does (one W, repeated, "
-        f"{tbo_threads} thread{'s' if tbo_threads > 1 else ''}: it uses hardware threads / 2; run right before "
-        "and right after ours, the faster of the two kept); *vs llama.cpp* = their time / ours (above 1: ours "
-        "faster).",
+        f"y = W x for one activation row (quantizing x included), cycling through copies of W totalling at least 4x "
+        f"the last-level cache ({llc // 2**20} MiB; at most 2 GiB). *wall, {threads} thr*: weight bytes per second "
+        f"of wall time on {threads} threads, best of 3 batches, and as a fraction of the {threads}-thread read "
+        "bandwidth. *CPU, 1 thr*: weight bytes per CPU-second on one thread (minimum over calls), and as a "
+        "fraction of one thread's read bandwidth per CPU-second. *llama.cpp CPU*: llama.cpp's own `ggml_mul_mat` "
+        "on one thread (tools/ggml_mulmat_cpu.c against the built libraries), minimum process CPU time over 20 "
+        "products, one W, against ours the same way: their ms / our ms (above 1: ours faster). "
+        f"*test-backend-ops*: `test-backend-ops perf` (its thread count, hardware threads / 2 = {tbo_threads}; "
+        "mean wall time per product; run before and after ours, the faster kept) against ours on one W with the "
+        "same thread count, mean wall time: their us / our us.",
         "",
-        f"| type | W rows x cols | MiB | ours, {threads} thr (us) | GB/s | frac of read bw | "
-        f"ours, {tbo_threads} thr, one W (us) | llama.cpp (us) | vs llama.cpp |",
+        f"| type | W rows x cols | MiB | wall, {threads} thr GB/s | frac of read bw | CPU, 1 thr GB/s | frac (CPU) | "
+        "llama.cpp CPU ms / ours | test-backend-ops us / ours |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows_md,
     ] + [f"\nNote: {n}" for n in notes] + ([
         "",
-        f"GEMM (prompt processing): y = x W^T for n = {GEMM_SHAPE[2]} activation rows, {tbo_threads} "
-        f"thread{'s' if tbo_threads > 1 else ''} (llama.cpp's count), one W, mean time, same run:",
+        f"GEMM (prompt processing): y = x W^T for n = {GEMM_SHAPE[2]} activation rows, one thread, one W; CPU "
+        "time minimum over 5 (ours and llama.cpp's ggml_mul_mat) and test-backend-ops' mean wall time against "
+        f"ours on {tbo_threads} thread{'s' if tbo_threads > 1 else ''}:",
         "",
-        "| type | shape | ours (ms) | GFLOP/s | llama.cpp (ms) | vs llama.cpp |",
-        "|---|---|---|---|---|---|",
+        "| type | shape | ours GFLOP/s (CPU) | llama.cpp CPU ms / ours | test-backend-ops ms / ours |",
+        "|---|---|---|---|---|",
         *gemm_md,
     ] if gemm_md else []))
     print()
