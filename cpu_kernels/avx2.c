@@ -204,14 +204,29 @@ static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
 
 /* ---- K types ------------------------------------------------------------------------------------ */
 
+/* The 16 per-16 scales as int16, broadcast to both 128-bit lanes: a = sc[0..7], b = sc[8..15]; chunk k then
+ * needs one in-lane shuffle (words 2k, 2k+1 of a or b) instead of a shuffle and a lane-crossing widening. */
+typedef struct { __m256i a, b; } kscale_t;
+
+static inline kscale_t kscales(__m128i sc8) {
+    const kscale_t ks = {_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8)),
+                         _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8)))};
+    return ks;
+}
+
+/* chunk k's scale vector: sc[2k] in the low 8 int16, sc[2k+1] in the high 8 */
+static inline __m256i kscale(kscale_t ks, int k) {
+    const int w0 = (2 * k) & 7, w1 = (2 * k + 1) & 7;
+    const __m256i ctrl = _mm256_set_m128i(_mm_set1_epi16((short)(((2 * w1 + 1) << 8) | (2 * w1))),
+                                          _mm_set1_epi16((short)(((2 * w0 + 1) << 8) | (2 * w0))));
+    return _mm256_shuffle_epi8(k < 4 ? ks.a : ks.b, ctrl);
+}
+
 /* chunk k (elements 32k..32k+31, unsigned bytes q) times activations, weighted by the per-16 scales
- * sc8[2k] (first 16) and sc8[2k+1] (last 16); added to acc (8 x int32) */
-static inline __m256i kchunk(__m256i acc, __m256i q, const int8_t *xq, __m128i sc8, int k) {
-    const __m128i pick = _mm_set_epi64x((long long)(0x0101010101010101ULL * (uint64_t)(2 * k + 1)),
-                                        (long long)(0x0101010101010101ULL * (uint64_t)(2 * k)));
-    const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
+ * sc[2k] (first 16) and sc[2k+1] (last 16); added to acc (8 x int32) */
+static inline __m256i kchunk(__m256i acc, __m256i q, const int8_t *xq, kscale_t ks, int k) {
     const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(xq + 32 * k)));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, sc));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, kscale(ks, k)));
 }
 
 /* acc (main sums) minus off * sum_j sc[j] * bsums[j], scaled into accf; mins (16 unsigned bytes, or NULL
@@ -245,15 +260,16 @@ static float dot_q2_K(int64_t n, const void *vw, const void *vx) {
     for (int64_t b = 0; b < n / QKK; b++) {
         const __m128i s = _mm_loadu_si128((const __m128i *)w[b].scales);
         const __m128i sc8 = _mm_and_si128(s, _mm_set1_epi8(0xF));
+        const kscale_t ks = kscales(sc8);
         const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF));
         __m256i acc = _mm256_setzero_si256();
         #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
-            acc = kchunk(acc, _mm256_and_si256(v, m3), x[b].qs, sc8, 4 * h + 0);
-            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x[b].qs, sc8, 4 * h + 1);
-            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x[b].qs, sc8, 4 * h + 2);
-            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x[b].qs, sc8, 4 * h + 3);
+            acc = kchunk(acc, _mm256_and_si256(v, m3), x[b].qs, ks, 4 * h + 0);
+            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x[b].qs, ks, 4 * h + 1);
+            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x[b].qs, ks, 4 * h + 2);
+            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x[b].qs, ks, 4 * h + 3);
         }
         accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
         accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
@@ -279,6 +295,7 @@ static float dot_q3_K(int64_t n, const void *vw, const void *vx) {
     __m256 accf = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QKK; b++) {
         const __m128i sc8 = q3k_scales(w[b].scales);
+        const kscale_t ks = kscales(sc8);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
         __m256i acc = _mm256_setzero_si256();
         #pragma GCC unroll 8
@@ -289,7 +306,7 @@ static float dot_q3_K(int64_t n, const void *vw, const void *vx) {
                 const __m128i sh = _mm_cvtsi32_si128(2 * j), hs = _mm_cvtsi32_si128(4 * h + j);
                 const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, sh), m3);
                 const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hm, hs), one), 2);
-                acc = kchunk(acc, _mm256_or_si256(lo, hi), x[b].qs, sc8, 4 * h + j);
+                acc = kchunk(acc, _mm256_or_si256(lo, hi), x[b].qs, ks, 4 * h + j);
             }
         }
         accf = kfinish(accf, acc, &x[b], sc8, 2, h2f(w[b].d));
@@ -305,12 +322,13 @@ static float dot_q4_K(int64_t n, const void *vw, const void *vx) {
         uint32_t sc[2], mn[2];
         awq_q4k_words(w[b].scales, sc, mn);
         const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
+        const kscale_t ks = kscales(sc8);
         __m256i acc = _mm256_setzero_si256();
         #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
-            acc = kchunk(acc, _mm256_and_si256(v, m4), x[b].qs, sc8, 2 * j);
-            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x[b].qs, sc8, 2 * j + 1);
+            acc = kchunk(acc, _mm256_and_si256(v, m4), x[b].qs, ks, 2 * j);
+            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x[b].qs, ks, 2 * j + 1);
         }
         accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
         accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
@@ -326,6 +344,7 @@ static float dot_q5_K(int64_t n, const void *vw, const void *vx) {
         uint32_t sc[2], mn[2];
         awq_q4k_words(w[b].scales, sc, mn);
         const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
+        const kscale_t ks = kscales(sc8);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
         __m256i acc = _mm256_setzero_si256();
         #pragma GCC unroll 8
@@ -335,8 +354,8 @@ static float dot_q5_K(int64_t n, const void *vw, const void *vx) {
             const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one);
             const __m256i q0 = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
             const __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4));
-            acc = kchunk(acc, q0, x[b].qs, sc8, 2 * j);
-            acc = kchunk(acc, q1, x[b].qs, sc8, 2 * j + 1);
+            acc = kchunk(acc, q0, x[b].qs, ks, 2 * j);
+            acc = kchunk(acc, q1, x[b].qs, ks, 2 * j + 1);
         }
         accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
         accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
@@ -350,6 +369,7 @@ static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
     __m256 accf = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QKK; b++) {
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
+        const kscale_t ks = kscales(sc8);
         __m256i acc = _mm256_setzero_si256();
         #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
@@ -360,10 +380,10 @@ static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
             const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4);
             const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4);
             const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4);
-            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0), x[b].qs, sc8, 4 * h + 0);
-            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x[b].qs, sc8, 4 * h + 1);
-            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2), x[b].qs, sc8, 4 * h + 2);
-            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3), x[b].qs, sc8, 4 * h + 3);
+            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0), x[b].qs, ks, 4 * h + 0);
+            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x[b].qs, ks, 4 * h + 1);
+            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2), x[b].qs, ks, 4 * h + 2);
+            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3), x[b].qs, ks, 4 * h + 3);
         }
         accf = kfinish(accf, acc, &x[b], sc8, 5, h2f(w[b].d));
     }
@@ -426,10 +446,8 @@ static void dot4_q8_0(int64_t n, const void *vw, const void *vx, int64_t xs, flo
 }
 
 /* K types: chunk k of the unpacked super-block against the 4 activation rows, scales shared */
-static inline void kchunk4(__m256i acc[4], __m256i q, const act_q8_K *const x_[4], __m128i sc8, int k) {
-    const __m128i pick = _mm_set_epi64x((long long)(0x0101010101010101ULL * (uint64_t)(2 * k + 1)),
-                                        (long long)(0x0101010101010101ULL * (uint64_t)(2 * k)));
-    const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
+static inline void kchunk4(__m256i acc[4], __m256i q, const act_q8_K *const x_[4], kscale_t ks, int k) {
+    const __m256i sc = kscale(ks, k);
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(x_[t]->qs + 32 * k)));
@@ -448,15 +466,16 @@ static void dot4_q2_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
         X4(act_q8_K, vx, xs, b);
         const __m128i s = _mm_loadu_si128((const __m128i *)w[b].scales);
         const __m128i sc8 = _mm_and_si128(s, _mm_set1_epi8(0xF));
+        const kscale_t ks = kscales(sc8);
         const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF));
         KACC_INIT;
         #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
-            kchunk4(acc, _mm256_and_si256(v, m3), x_, sc8, 4 * h + 0);
-            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x_, sc8, 4 * h + 1);
-            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x_, sc8, 4 * h + 2);
-            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x_, sc8, 4 * h + 3);
+            kchunk4(acc, _mm256_and_si256(v, m3), x_, ks, 4 * h + 0);
+            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x_, ks, 4 * h + 1);
+            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x_, ks, 4 * h + 2);
+            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x_, ks, 4 * h + 3);
         }
         const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
         for (int t = 0; t < 4; t++) {
@@ -474,6 +493,7 @@ static void dot4_q3_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
     for (int64_t b = 0; b < n / QKK; b++) {
         X4(act_q8_K, vx, xs, b);
         const __m128i sc8 = q3k_scales(w[b].scales);
+        const kscale_t ks = kscales(sc8);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
         KACC_INIT;
         #pragma GCC unroll 8
@@ -484,7 +504,7 @@ static void dot4_q3_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
                 const __m128i sh = _mm_cvtsi32_si128(2 * j), hs = _mm_cvtsi32_si128(4 * h + j);
                 const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, sh), m3);
                 const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hm, hs), one), 2);
-                kchunk4(acc, _mm256_or_si256(lo, hi), x_, sc8, 4 * h + j);
+                kchunk4(acc, _mm256_or_si256(lo, hi), x_, ks, 4 * h + j);
             }
         }
         const float d = h2f(w[b].d);
@@ -502,12 +522,13 @@ static void dot4_q4_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
         uint32_t sc[2], mn[2];
         awq_q4k_words(w[b].scales, sc, mn);
         const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
+        const kscale_t ks = kscales(sc8);
         KACC_INIT;
         #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
-            kchunk4(acc, _mm256_and_si256(v, m4), x_, sc8, 2 * j);
-            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x_, sc8, 2 * j + 1);
+            kchunk4(acc, _mm256_and_si256(v, m4), x_, ks, 2 * j);
+            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x_, ks, 2 * j + 1);
         }
         const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
         for (int t = 0; t < 4; t++) {
@@ -527,6 +548,7 @@ static void dot4_q5_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
         uint32_t sc[2], mn[2];
         awq_q4k_words(w[b].scales, sc, mn);
         const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
+        const kscale_t ks = kscales(sc8);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
         KACC_INIT;
         #pragma GCC unroll 8
@@ -534,8 +556,8 @@ static void dot4_q5_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
             const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
             const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4)), x_, sc8, 2 * j);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4)), x_, sc8, 2 * j + 1);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4)), x_, ks, 2 * j);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4)), x_, ks, 2 * j + 1);
         }
         const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
         for (int t = 0; t < 4; t++) {
@@ -553,6 +575,7 @@ static void dot4_q6_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
     for (int64_t b = 0; b < n / QKK; b++) {
         X4(act_q8_K, vx, xs, b);
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
+        const kscale_t ks = kscales(sc8);
         KACC_INIT;
         #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
@@ -563,10 +586,10 @@ static void dot4_q6_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
             const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4);
             const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4);
             const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0), x_, sc8, 4 * h + 0);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x_, sc8, 4 * h + 1);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2), x_, sc8, 4 * h + 2);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3), x_, sc8, 4 * h + 3);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0), x_, ks, 4 * h + 0);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x_, ks, 4 * h + 1);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2), x_, ks, 4 * h + 2);
+            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3), x_, ks, 4 * h + 3);
         }
         const float d = h2f(w[b].d);
         for (int t = 0; t < 4; t++) accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, 5, d);
