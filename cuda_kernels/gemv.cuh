@@ -286,8 +286,10 @@ template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         cudaStream_t s) {
     if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 3) return cudaErrorInvalidValue;
-    if (nr <= 0) nr = 4;
-    if (mode <= 0) mode = 1;
+    // defaults from the H200 run of 2026-11-27 (BENCHMARKS.md): at batch 1 the factored arithmetic, 2 rows per
+    // warp for Q4_0 and 4 otherwise; above batch 1 register prefetch with 4 rows per warp
+    if (nr <= 0) nr = (batch == 1 && F::kType == 2) ? 2 : 4;
+    if (mode <= 0) mode = batch == 1 ? 3 : 1;
     if (act == ACT_BF16) return launch_gemv_b<F, ACT_BF16>(w, x, y, rows, cols, batch, nr, mode, s);
     if (act == ACT_F16) return launch_gemv_b<F, ACT_F16>(w, x, y, rows, cols, batch, nr, mode, s);
     return cudaErrorInvalidValue;
