@@ -411,6 +411,7 @@ def main() -> None:
     ap.add_argument("--tests", default="", help="a line about the GPU test run, for the report")
     ap.add_argument("--write-benchmarks", metavar="JSON", help="write BENCHMARKS.md's section from a result file")
     ap.add_argument("--note", default="", help="a closing paragraph for --write-benchmarks")
+    ap.add_argument("--commit", default="", help="the commit the code is at (the device copy's .git may lag)")
     args = ap.parse_args()
 
     if args.write_benchmarks:
@@ -432,7 +433,7 @@ def main() -> None:
     res: dict = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                  "device": device_info(), "tests": args.tests}
     try:
-        res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        res["commit"] = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                        text=True).stdout.strip() or "?"
     except OSError:
         res["commit"] = "?"
