@@ -50,14 +50,14 @@ def cache_root() -> Path:
     return base / "awq_gguf" / "cuda_kernels"
 
 
-def arch_flags() -> list[str]:
+def built_archs() -> list[str]:
+    """Compute capabilities the library is built for ("90" = sm_90), from AWQ_GGUF_CUDA_ARCH."""
     archs = os.environ.get("AWQ_GGUF_CUDA_ARCH", "90").replace(",", ";").split(";")
-    flags = []
-    for a in archs:
-        a = a.strip()
-        if a:
-            flags.append(f"-gencode=arch=compute_{a},code=sm_{a}")
-    return flags
+    return [a.strip() for a in archs if a.strip()]
+
+
+def arch_flags() -> list[str]:
+    return [f"-gencode=arch=compute_{a},code=sm_{a}" for a in built_archs()]
 
 
 def compile_flags() -> list[str]:

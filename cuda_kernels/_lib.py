@@ -28,6 +28,12 @@ def _load() -> tuple[Any, Any]:
         raise RuntimeError(f"torch is not importable: {e}") from None
     if not torch.cuda.is_available():
         raise RuntimeError("torch sees no CUDA device (CPU-only torch build or no GPU)")
+    from ._build import built_archs
+
+    major, minor = torch.cuda.get_device_capability()
+    if f"{major}{minor}" not in built_archs():
+        raise RuntimeError(f"the GPU is sm_{major}{minor}; the kernels are built for "
+                           f"{', '.join('sm_' + a for a in built_archs())} (set AWQ_GGUF_CUDA_ARCH)")
     try:
         import cffi
     except ImportError:

@@ -32,6 +32,14 @@ def test_missing_nvcc_is_a_clear_build_error(monkeypatch, tmp_path):
         _build.build()
 
 
+def test_arch_list(monkeypatch):
+    monkeypatch.setenv("AWQ_GGUF_CUDA_ARCH", "80;90")
+    assert _build.built_archs() == ["80", "90"]
+    assert _build.arch_flags() == ["-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90"]
+    monkeypatch.delenv("AWQ_GGUF_CUDA_ARCH")
+    assert _build.built_archs() == ["90"]
+
+
 def test_cdef_matches_api_header():
     header = (SRC / "api.h").read_text()
     declared = set(re.findall(r"AWQ_API [\w\s\*]+?\b(awq_cuda_\w+)\(", header))
