@@ -37,6 +37,15 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _log_to_stderr(quiet: bool) -> None:
+    """Warnings (and, unless quiet, progress notes) of the library as plain lines on stderr."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("torch", "httpx", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 @app.command()
 @_user_errors
 def convert(
@@ -44,7 +53,19 @@ def convert(
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="output file (default: <model-name>-<TYPE>.gguf here)"),
     type: str = typer.Option("Q4_K_M", "--type", "-t", help="weight type or llama.cpp mix: Q4_0, Q4_K_M, Q8_0, F16, ..."),
     method: str = typer.Option("rtn", "--method", help="rtn (plain rounding) or awq"),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="calibration text for --method awq"),
+    calib: Optional[Path] = typer.Option(
+        None, "--calib", help="calibration text (.txt, or .jsonl with a \"text\" field) for --method awq; "
+        "default: data-free (the model writes its own calibration text, seeded)"),
+    calib_samples: int = typer.Option(128, "--calib-samples", help="calibration sequences"),
+    calib_seqlen: int = typer.Option(512, "--calib-seqlen", help="tokens per calibration sequence"),
+    clip: bool = typer.Option(True, "--clip/--no-clip", help="AWQ's clipping search (never for q and k)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted AWQ search from its last block"),
+    scales: Optional[Path] = typer.Option(
+        None, "--scales", help="use this saved AWQ results folder (e.g. re-apply it to another --type)"),
+    imatrix: Optional[Path] = typer.Option(
+        None, "--imatrix", help="llama.cpp imatrix file (llama-imatrix or awq-gguf imatrix): importance for rtn"),
+    device: str = typer.Option("cpu", "--device", help="where the AWQ search runs: cpu or cuda"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)"),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite OUT if it exists"),
     pure: bool = typer.Option(False, "--pure", help="every weight matrix gets TYPE (no mix rules), as llama-quantize --pure"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
@@ -56,14 +77,48 @@ def convert(
       awq-gguf convert                                   # the demo model (SmolLM2-135M-Instruct) to Q4_K_M
       awq-gguf convert ./Llama-3.2-1B -t Q4_0 -o llama-q4_0.gguf
       awq-gguf convert model.Q8_0.gguf -t Q5_K_M --force  # requantize an existing GGUF
+      awq-gguf convert ./Qwen2.5-1.5B --method awq --calib wiki.txt -t Q4_0
+      awq-gguf convert ./Qwen2.5-1.5B --method awq --calib wiki.txt -t Q4_0 --resume   # after an interruption
+      awq-gguf convert ./m -t Q4_0 --imatrix imatrix.gguf  # rtn with llama.cpp's importance matrix
     """
     from awq_gguf.config import ConvertConfig
     from awq_gguf.convert.pipeline import convert_model
 
-    cfg = ConvertConfig(model=model, out=out, type=type, method=method, calib=calib, force=force, pure=pure,
-                        progress=not quiet)
+    _log_to_stderr(quiet)
+    cfg = ConvertConfig(model=model, out=out, type=type, method=method, calib=calib, calib_samples=calib_samples,
+                        calib_seqlen=calib_seqlen, clip=clip, resume=resume, scales=scales, imatrix=imatrix,
+                        device=device, threads=threads, force=force, pure=pure, progress=not quiet)
     result = convert_model(cfg)
     typer.echo(result.summary())
+
+
+@app.command()
+@_user_errors
+def imatrix(
+    model: Optional[Path] = typer.Argument(None, help="Hugging Face model folder or .gguf file (default: the demo model)"),
+    out: Path = typer.Option(Path("imatrix.gguf"), "-o", "--out", help="imatrix file to write (llama.cpp's GGUF format)"),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="calibration text (.txt or .jsonl); default: data-free"),
+    calib_samples: int = typer.Option(128, "--calib-samples", help="calibration sequences"),
+    calib_seqlen: int = typer.Option(512, "--calib-seqlen", help="tokens per calibration sequence"),
+    force: bool = typer.Option(False, "--force", "-f", help="overwrite OUT if it exists"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Write llama.cpp's importance matrix (imatrix) of MODEL from our calibration pass.
+
+    \b
+    The file is what llama-imatrix writes: use it with llama-quantize --imatrix, or awq-gguf convert --imatrix.
+    Examples:
+      awq-gguf imatrix ./Llama-3.2-1B --calib wiki.txt -o imatrix.gguf
+      llama-quantize --imatrix imatrix.gguf model-f16.gguf model-q4_0.gguf Q4_0
+    """
+    from awq_gguf.awq_scale.imatrix import make_imatrix
+    from awq_gguf.config import ImatrixConfig
+
+    _log_to_stderr(quiet)
+    cfg = ImatrixConfig(model=model, out=out, calib=calib, calib_samples=calib_samples, calib_seqlen=calib_seqlen,
+                        force=force, progress=not quiet)
+    path, n = make_imatrix(cfg)
+    typer.echo(f"wrote {path}: {n} entries")
 
 
 @app.command("eval")

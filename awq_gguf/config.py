@@ -22,7 +22,15 @@ class ConvertConfig:
     out: Path | None = None  # None: <model-name>-<TYPE>.gguf in the current folder
     type: str = "Q4_K_M"  # a llama.cpp file type name (mix) such as Q4_0, Q4_K_M, F16
     method: str = "rtn"
-    calib: Path | None = None
+    calib: Path | None = None  # text or .jsonl; None with --method awq: data-free (self-generated) calibration
+    calib_samples: int = 128
+    calib_seqlen: int = 512
+    clip: bool = True  # AWQ's clipping search
+    resume: bool = False  # continue an interrupted AWQ search
+    scales: Path | None = None  # an AWQ results folder to use (re-apply to this type, or resume)
+    imatrix: Path | None = None  # llama.cpp imatrix file: per-column importance for the rounding
+    device: str = "cpu"  # where the AWQ search runs
+    threads: int | None = None  # torch threads (None: torch's default)
     force: bool = False
     pure: bool = False  # every 2-D weight gets the base type (llama-quantize --pure)
     progress: bool = True
@@ -37,3 +45,34 @@ class ConvertConfig:
             raise ConfigError(f"unknown --method {self.method!r}; choose one of: {', '.join(METHODS)}")
         if self.calib is not None and not self.calib.is_file():
             raise ConfigError(f"calibration file {self.calib} does not exist")
+        if self.calib_samples < 1 or self.calib_seqlen < 2:
+            raise ConfigError(f"--calib-samples must be >= 1 and --calib-seqlen >= 2 (got {self.calib_samples}, "
+                              f"{self.calib_seqlen})")
+        if self.method == "rtn" and (self.calib is not None or self.resume or self.scales is not None):
+            raise ConfigError("--calib, --resume and --scales belong to --method awq")
+        if self.imatrix is not None and not self.imatrix.is_file():
+            raise ConfigError(f"imatrix file {self.imatrix} does not exist")
+        if self.scales is not None and not self.scales.is_dir():
+            raise ConfigError(f"AWQ results folder {self.scales} does not exist")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"unknown --device {self.device!r}; choose cpu or cuda")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class ImatrixConfig:
+    model: Path | None = None  # HF folder or .gguf; None: the demo model
+    out: Path = Path("imatrix.gguf")
+    calib: Path | None = None  # None: data-free calibration, as convert --method awq
+    calib_samples: int = 128
+    calib_seqlen: int = 512
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.calib is not None and not self.calib.is_file():
+            raise ConfigError(f"calibration file {self.calib} does not exist")
+        if self.calib_samples < 1 or self.calib_seqlen < 2:
+            raise ConfigError(f"--calib-samples must be >= 1 and --calib-seqlen >= 2 (got {self.calib_samples}, "
+                              f"{self.calib_seqlen})")

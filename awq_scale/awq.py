@@ -23,6 +23,7 @@ from gguf import GGMLQuantizationType
 from tqdm import tqdm
 
 from awq_gguf.convert.quants import fake_quantize
+from awq_gguf.errors import AwqGgufError
 
 from .block import INPUT_OF, LINEARS, BlockConfig, Params, block_config, block_forward, block_params, embed, rms_norm
 from .clip import NO_CLIP, apply_clip, block_moments, clip_search, scale_moments
@@ -31,6 +32,10 @@ from .groups import ScaleGroup, groups_for
 from .search import FLOAT_TYPES, GroupStats, SearchResult, block_size, search_group
 
 logger = logging.getLogger(__name__)
+
+
+class ActivationError(AwqGgufError):
+    """The calibration forward produced NaN or Inf."""
 
 
 @dataclass(frozen=True)
@@ -235,8 +240,13 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
 
 
 def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch.Tensor,
-             settings: AwqSettings | None = None) -> Iterator[tuple[int, BlockResult]]:
-    """(block index, result) for each block in order; result keys are stems, see BlockResult."""
+             settings: AwqSettings | None = None, start: int = 0) -> Iterator[tuple[int, BlockResult]]:
+    """(block index, result) for each block in order from `start`, then (n_layer, the final statistics).
+
+    Blocks before `start` (finished in an earlier run) are only run forward, to rebuild their outputs. The
+    final result holds the importance of an untied output.weight (empty otherwise). Result keys are stems,
+    see BlockResult.
+    """
     settings = settings or AwqSettings()
     threads = torch.get_num_threads()
     if settings.threads:
@@ -249,20 +259,38 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
         embd = by_name["token_embd.weight"].load_checked()
         h = embed(embd, calib_tokens.long()).to(settings.device)  # [n, L, C] float32
         del embd
-        bar = tqdm(range(source.n_layer), desc="AWQ", unit="block", disable=not settings.progress)
-        for i in bar:
+        bar = tqdm(total=source.n_layer, desc="AWQ", unit="block", disable=not settings.progress)
+        for i in range(source.n_layer):
+            if i < start:
+                p = {k: v.to(h.device) for k, v in block_params(source, i).items()}
+                for s0 in range(0, h.shape[0], settings.chunk_seqs):
+                    h[s0:s0 + settings.chunk_seqs] = block_forward(p, h[s0:s0 + settings.chunk_seqs], cfg)
+                _check_finite(h, i)
+                bar.update(1)
+                continue
             block_types = {stem: types[f"blk.{i}.{stem}.weight"] for stem in LINEARS}
             result = awq_block(block_params(source, i), h, block_types, cfg, arch, settings, i)
+            _check_finite(h, i)
             (bar.write if settings.progress else logger.info)(result.report.line())
+            bar.update(1)
             yield i, result
         bar.close()
+        final: dict[str, torch.Tensor] = {}
         if "output.weight" in by_name and types.get("output.weight") not in (None, *FLOAT_TYPES):
             norm = by_name["output_norm.weight"].load_checked().to(h.device)
             x = rms_norm(h, norm, cfg.eps).reshape(-1, h.shape[-1])
-            yield source.n_layer, BlockResult({}, {"output.weight": x.pow(2).mean(0).cpu()}, {}, {},
-                                              BlockReport(-1, 0.0))
+            final["output.weight"] = x.pow(2).mean(0).cpu()
+        yield source.n_layer, BlockResult({}, final, {}, {}, BlockReport(-1, 0.0))
     finally:
         torch.set_num_threads(threads)
+
+
+def _check_finite(h: torch.Tensor, i: int) -> None:
+    if not bool(torch.isfinite(h).all()):
+        raise ActivationError(
+            f"block {i} produced NaN or Inf activations on the calibration text; the model's weights or "
+            f"hidden states overflow float32 there"
+        )
 
 
 def run_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch.Tensor,

@@ -87,10 +87,11 @@ def rope_table(cfg: BlockConfig, L: int, dtype: torch.dtype, device: torch.devic
     return _ROPE_CACHE[key]
 
 
-def rope(x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
-    """x [n, L, heads, head_dim], positions 0..L-1 -> rotated, same shape."""
+def rope(x: torch.Tensor, cfg: BlockConfig, offset: int = 0) -> torch.Tensor:
+    """x [n, L, heads, head_dim], positions offset..offset+L-1 -> rotated, same shape."""
     n_rot = cfg.n_rot
-    cos, sin = rope_table(cfg, x.shape[1], x.dtype, x.device)
+    cos, sin = rope_table(cfg, offset + x.shape[1], x.dtype, x.device)
+    cos, sin = cos[:, offset:], sin[:, offset:]
     xr, rest = x[..., :n_rot], x[..., n_rot:]
     if cfg.rope_neox:
         a, b = xr[..., : n_rot // 2], xr[..., n_rot // 2 :]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import gguf
@@ -20,6 +21,9 @@ from .mix import ModelShape, file_type_of, plan_types
 from .output_file import AtomicOutput, check_output
 from .quants import get_format, quantize
 from .source import ModelSource, SourceTensor, open_source
+
+
+FLOAT_QTYPES = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.BF16)
 
 
 @dataclass(frozen=True)
@@ -56,15 +60,22 @@ def resolve_model(model: Path | None) -> Path:
 
 def convert_model(cfg: ConvertConfig) -> ConvertResult:
     start = time.perf_counter()
-    if cfg.method != "rtn":
-        raise AwqGgufError(f"--method {cfg.method} is not available in this version; use --method rtn")
+    if cfg.method == "awq" and cfg.imatrix is not None:
+        raise AwqGgufError("--imatrix is for --method rtn (AWQ collects its own statistics, after scaling)")
     if cfg.out is not None:  # fail on the output before any heavy work
         check_output(cfg.out, cfg.force)
     model = resolve_model(cfg.model)
     source = open_source(model)
     try:
         out = cfg.out or default_output(source.name, cfg.type)
-        return _write(source, out, cfg, start, settings={"source": str(model.resolve()), "pure": cfg.pure, **cfg.extra})
+        check_output(out, cfg.force)
+        settings = {"source": str(model.resolve()), "pure": cfg.pure, **cfg.extra}
+        if cfg.method == "awq":
+            settings |= {"calib": str(cfg.calib.resolve()) if cfg.calib else "data-free",
+                         "calib_samples": cfg.calib_samples, "calib_seqlen": cfg.calib_seqlen, "clip": cfg.clip}
+        if cfg.imatrix is not None:
+            settings["imatrix"] = str(cfg.imatrix.resolve())
+        return _write(source, out, cfg, start, settings=settings)
     finally:
         source.close()
 
@@ -77,6 +88,7 @@ def _write(source: ModelSource, out: Path, cfg: ConvertConfig, start: float, set
         has_output=any(t.name == "output.weight" for t in source.tensors),
     )
     types = plan_types([(t.name, t.shape) for t in source.tensors], cfg.type, shape, pure=cfg.pure)
+    weights_for = _weights_source(source, types, cfg)  # AWQ search (or imatrix) before the file is opened
 
     writer = gguf.GGUFWriter(path=None, arch=source.arch.gguf_name)
     source.write_metadata(writer)  # for GGUF inputs this carries general.name etc. over
@@ -108,7 +120,8 @@ def _write(source: ModelSource, out: Path, cfg: ConvertConfig, start: float, set
             writer.write_ti_data_to_file()
             with tqdm(total=n_params, desc="quantize", unit="w", unit_scale=True, disable=not cfg.progress) as bar:
                 for t in source.tensors:
-                    writer.write_tensor_data(_quantize_tensor(t, types[t.name]))
+                    w, importance = weights_for(t)
+                    writer.write_tensor_data(_quantize_tensor(t, w, importance, types[t.name]))
                     bar.update(int(np.prod(t.shape)))
         finally:
             writer.close()
@@ -123,9 +136,43 @@ def _nbytes(t: SourceTensor, qtype: gguf.GGMLQuantizationType) -> int:
     return int(np.prod(_byte_shape(t, qtype)))
 
 
-def _quantize_tensor(t: SourceTensor, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
-    w = t.load_checked()  # float32, t.shape
+WeightsFor = Callable[[SourceTensor], tuple[torch.Tensor, "torch.Tensor | None"]]
+
+
+def _weights_source(source: ModelSource, types: dict, cfg: ConvertConfig) -> WeightsFor:
+    """tensor -> (float32 values to write, per-column importance or None), for the chosen method."""
+    imatrix = None
+    if cfg.imatrix is not None:
+        from awq_gguf.awq_scale.imatrix import read_imatrix
+
+        imatrix = read_imatrix(cfg.imatrix)
+    if cfg.method != "awq":
+        def plain(t: SourceTensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            imp = None if imatrix is None else imatrix.get(t.name)
+            if imp is not None and imp.shape != (t.shape[-1],):
+                raise AwqGgufError(f"the imatrix entry for {t.name} has {imp.numel()} columns; the tensor has "
+                                   f"{t.shape[-1]}: the imatrix was made for another model")
+            return t.load_checked(), imp
+        return plain
+
+    from awq_gguf.awq_scale.awq import AwqSettings
+    from awq_gguf.awq_scale.run import AwqRequest, prepare_awq
+
+    settings = AwqSettings(clip=cfg.clip, threads=cfg.threads, device=cfg.device, progress=cfg.progress)
+    req = AwqRequest(cfg.calib, cfg.calib_samples, cfg.calib_seqlen, settings, cfg.resume, cfg.scales, cfg.type)
+    applier, _ = prepare_awq(source, types, req)
+
+    def awq(t: SourceTensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        w, imp = applier.tensor(t.name)
+        return (t.load_checked() if w is None else w), imp
+    return awq
+
+
+def _quantize_tensor(t: SourceTensor, w: torch.Tensor, importance: torch.Tensor | None,
+                     qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    # w: float32, t.shape
     with torch.no_grad():
-        q = quantize(w.reshape(-1, t.shape[-1]), qtype)  # uint8 [rows, row_bytes]
+        imp = None if importance is None or qtype in FLOAT_QTYPES else importance.float()
+        q = quantize(w.reshape(-1, t.shape[-1]).float().cpu(), qtype, imp)  # uint8 [rows, row_bytes]
     return q.cpu().numpy().reshape(_byte_shape(t, qtype))
 

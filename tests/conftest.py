@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Tests run eager: torch.compile's first compile of each quantizer costs a minute on a cold cache (its own test,
+# tests/convert/quants/test_compiled.py, turns it on). One torch thread: the tensors here are small, and on a
+# shared 2-core machine a second thread mostly waits.
+os.environ.setdefault("AWQ_GGUF_COMPILE", "0")
+torch.set_num_threads(1)
 
 from tiny_models import ARCH_CONFIGS, make_tiny_model  # noqa: E402
 

@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .compiled import maybe_compile
+
 QK = 32  # weights per block
 
 # Elements per row chunk: bounds the temporaries of one search step (about 15 float32 tensors of this size:
@@ -325,17 +327,25 @@ def block_quantizer(
     search_needs_importance: search only when an importance vector is given (Q8_0: the ref is the format's own rule)
     """
 
+    @maybe_compile
+    def searched(x: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # blocks x [n, 32], element weights wt [n, 32] (ones for plain error: one graph for both cases)
+        # -> (*fp16-valued params [n, 1], levels [n, 32])
+        *params, _ = ref_blocks(x)
+        return search(x, wt, *params)
+
     @torch.no_grad()
     def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
         # w: float32 [rows, cols] -> uint8 [rows, cols // 32 * type_size]
         def chunk(wc: torch.Tensor) -> torch.Tensor:  # [r, cols] -> [r, row_bytes]
-            x = wc.reshape(-1, QK)  # [r * cols/32, 32]
-            *params, q = ref_blocks(x)
             if search is None or (search_needs_importance and importance is None):
+                *params, q = ref_blocks(wc.reshape(-1, QK))
                 params = [to_f16(p) for p in params]
             else:
                 wt = element_weights(wc, importance)
-                *params, q = search(x, None if wt is None else wt.reshape(-1, QK), *params)
+                wt = torch.ones_like(wc) if wt is None else wt
+                # fresh contiguous tensors: views of a chunked tensor would add guards (and recompiles)
+                *params, q = searched(wc.reshape(-1, QK).clone(), wt.reshape(-1, QK).clone())
             return pack(*params, q).view(wc.shape[0], -1)
 
         return map_row_chunks(chunk, w, w.shape[1] // QK * type_size, torch.uint8)
