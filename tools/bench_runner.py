@@ -168,7 +168,9 @@ def main() -> None:
             print(speed_rows[-1], flush=True)
 
     backend_desc = ", ".join(sorted(backends))
-    cmd = f"python tools/bench_runner.py --types {args.types} --windows {args.windows} --threads {args.threads}"
+    cmd = (f"python tools/bench_runner.py --types {args.types} --windows {args.windows} --self-windows "
+           f"{args.self_windows} --reps {args.reps} --threads {args.threads}"
+           + (f" --backend {args.backend}" if args.backend else ""))
     lines = [
         "### Local runner vs llama.cpp, demo model",
         "",

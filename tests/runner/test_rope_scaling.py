@@ -1,0 +1,54 @@
+"""RoPE with llama3 frequency factors (rope_freqs.weight) and linear scaling, against llama.cpp on F32 files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from awq_gguf.perplexity import log_softmax
+from awq_gguf.runner.model import Model
+
+llama_cpp = pytest.importorskip("llama_cpp")
+from tiny_models import make_tiny_model  # noqa: E402
+
+# A small rope_theta and original context make the scaled (low) frequencies turn visibly within 48 positions.
+SCALINGS = {
+    "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 16},
+    "linear": {"rope_type": "linear", "factor": 4.0},
+}
+
+
+@pytest.mark.parametrize("kind", list(SCALINGS))
+def test_scaled_rope_matches_llama_cpp(tmp_path, kind):
+    from awq_gguf.config import ConvertConfig
+    from awq_gguf.convert.pipeline import convert_model
+
+    folder = make_tiny_model(tmp_path / "hf", "LlamaForCausalLM")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["rope_theta"] = 100.0
+    cfg["rope_scaling"] = SCALINGS[kind]
+    cfg.pop("rope_parameters", None)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "m.gguf"
+    convert_model(ConvertConfig(model=folder, out=out, type="F32", progress=False))
+
+    toks = list(range(5, 53))
+    llm = llama_cpp.Llama(model_path=str(out), n_ctx=64, n_batch=64, n_ubatch=64, logits_all=True, n_threads=1,
+                          n_threads_batch=1, verbose=False)
+    llm.eval(toks)
+    ref = log_softmax(np.array(llm.scores[: len(toks)], dtype=np.float32))
+    m = Model.load(out, n_ctx=64, backend="torch", emulate_llama_cpp=True, threads=1)
+    if kind == "llama3":
+        assert m.w.rope_freqs is not None and float(m.w.rope_freqs.max()) > 1
+    else:
+        assert m.hp.rope_freq_scale == pytest.approx(0.25)
+    ours = log_softmax(m.forward(toks, m.new_cache(), all_logits=True).numpy())
+    kl = (np.exp(ref) * (ref - ours)).sum(-1).mean()
+    assert kl < 1e-6, kl
+    # The same weights with unscaled RoPE are visibly off: the check above has teeth.
+    m.rope = type(m.rope)(m.hp.n_rot, m.hp.rope_base, 1.0, m.hp.traits.rope_mode, 64, None)
+    plain = log_softmax(m.forward(toks, m.new_cache(), all_logits=True).numpy())
+    assert (np.exp(ref) * (ref - plain)).sum(-1).mean() > 100 * kl
