@@ -6,6 +6,7 @@ Modules, one concept each:
   hparams        the model hyperparameters from the file's metadata
   weights        the model's tensors (quantized matrices stay as mmap'd bytes), shape-checked
   backend        matrix products and row lookups on quantized weights: the one place kernels are chosen
+  act_quant      ggml's 8-bit activation rounding, for the torch backend's llama.cpp-emulation mode (tests)
   rope           RoPE tables and rotation, llama.cpp's NORMAL (adjacent pairs) and NEOX (halves) modes
   kv_cache       the per-layer key/value cache
   model          the transformer forward pass (RMSNorm, GQA attention, SwiGLU)
