@@ -194,6 +194,7 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
         s1 = min(n, s0 + settings.chunk_seqs)
         col.chunk(s0, s1)
         h[s0:s1] = block_forward(p, h[s0:s1], cfg, col)
+    _check_finite(h, index)
 
     # scale search on the original weights, then all scales folded in together (as AutoAWQ)
     report = BlockReport(index, 0.0)
@@ -270,7 +271,6 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
                 continue
             block_types = {stem: types[f"blk.{i}.{stem}.weight"] for stem in LINEARS}
             result = awq_block(block_params(source, i), h, block_types, cfg, arch, settings, i)
-            _check_finite(h, i)
             (bar.write if settings.progress else logger.info)(result.report.line())
             bar.update(1)
             yield i, result
