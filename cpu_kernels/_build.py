@@ -21,8 +21,10 @@ import subprocess
 import sysconfig
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cffi import FFI
+if TYPE_CHECKING:
+    from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 MODULE = "awq_gguf.cpu_kernels._kernels"
@@ -91,17 +93,19 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def make_ffibuilder() -> FFI:
+def make_ffibuilder() -> "FFI":
     """setup.py's entry (cffi calls it): setuptools wants source paths relative to setup.py's folder."""
     return build_ffi(Path(tempfile.mkdtemp(prefix="awq_gguf_isa_")), relative=True)
 
 
-def build_ffi(objdir: Path, relative: bool = False, optional: bool = True) -> FFI:
+def build_ffi(objdir: Path, relative: bool = False, optional: bool = True) -> "FFI":
     """The FFI builder; SIMD objects are compiled into objdir first. optional: setuptools may skip the
     extension when it fails to build (install time); the lazy build wants the error instead."""
 
     def path(name: str) -> str:
         return os.path.relpath(HERE / name) if relative else str(HERE / name)
+
+    from cffi import FFI  # only the build needs cffi's compiler side; hashing the sources does not
 
     objects, macros, notes = compile_isa_objects(objdir)
     macros.append(("AWQ_BUILD_ID", f'"{source_hash()}"'))

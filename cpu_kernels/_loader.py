@@ -47,6 +47,11 @@ def _load_file(path: Path) -> ModuleType:
 def _build_into(cache: Path) -> Path:
     from . import _build
 
+    try:
+        import cffi  # noqa: F401
+    except ImportError as exc:
+        raise KernelBuildError("the CPU kernels need the cffi package (pip install cffi)") from exc
+
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
     ffi = _build.build_ffi(tmp / "obj", optional=False)
@@ -64,6 +69,10 @@ def _build_into(cache: Path) -> Path:
 
 
 def load() -> ModuleType:
+    try:  # every cffi extension imports it; without it neither the installed nor a cached build loads
+        import _cffi_backend  # noqa: F401
+    except ImportError as exc:
+        raise KernelBuildError("the CPU kernels need the cffi package (pip install cffi)") from exc
     want = _sources_hash()
     try:
         mod = importlib.import_module(MODULE)
