@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cpu_kernels"))
 
 from bench_markdown import ROOT, git_rev, machine, today, write_section  # noqa: E402
-from blocks import random_rows  # noqa: E402
+from kernel_blocks import random_rows  # noqa: E402
 
 from awq_gguf import cpu_kernels as ck  # noqa: E402
 

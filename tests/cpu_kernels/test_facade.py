@@ -13,7 +13,7 @@ from gguf import GGMLQuantizationType as T
 
 from awq_gguf import cpu_kernels as ck
 
-from blocks import random_rows
+from kernel_blocks import random_rows
 
 
 def _isa_in_child(value: str) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ from gguf.quants import dequantize as gguf_dequantize
 
 from awq_gguf import cpu_kernels as ck
 
-from blocks import ALL_TYPES, QUANT_TYPES, random_rows, ref_matmul, ref_quantize_act
+from kernel_blocks import ALL_TYPES, QUANT_TYPES, random_rows, ref_matmul, ref_quantize_act
 
 ISAS = ck.available_isas()
 K_TYPES = {T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K}

@@ -10,7 +10,7 @@ from gguf import GGMLQuantizationType as T
 
 from awq_gguf import cpu_kernels as ck
 
-from blocks import random_rows
+from kernel_blocks import random_rows
 
 
 def test_varying_threads_and_concurrent_callers() -> None:
