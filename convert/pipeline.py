@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -21,6 +22,8 @@ from .mix import ModelShape, file_type_of, plan_types
 from .output_file import AtomicOutput, check_output
 from .quants import get_format, quantize
 from .source import ModelSource, SourceTensor, open_source
+
+logger = logging.getLogger(__name__)
 
 
 FLOAT_QTYPES = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.BF16)
@@ -99,7 +102,10 @@ def _write(source: ModelSource, out: Path, cfg: ConvertConfig, start: float, set
     writer.add_file_type(int(file_type_of(cfg.type)))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_string("awq_gguf.version", __version__)
-    writer.add_string("awq_gguf.method", cfg.method)
+    method = _method(cfg, types)
+    if method != cfg.method:
+        logger.info("%s keeps the block weights as floats: no AWQ search needed", cfg.type)
+    writer.add_string("awq_gguf.method", method)
     writer.add_string("awq_gguf.type", cfg.type)
     writer.add_string("awq_gguf.settings", json.dumps(settings, sort_keys=True))
 
@@ -146,15 +152,26 @@ def _weights_source(source: ModelSource, types: dict, cfg: ConvertConfig) -> Wei
         from awq_gguf.awq_scale.imatrix import read_imatrix
 
         imatrix = read_imatrix(cfg.imatrix)
-    if cfg.method != "awq":
-        def plain(t: SourceTensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            imp = None if imatrix is None else imatrix.get(t.name)
-            if imp is not None and imp.shape != (t.shape[-1],):
-                raise AwqGgufError(f"the imatrix entry for {t.name} has {imp.numel()} columns; the tensor has "
-                                   f"{t.shape[-1]}: the imatrix was made for another model")
-            return t.load_checked(), imp
-        return plain
+    if _method(cfg, types) == "awq":
+        return _awq_weights(source, types, cfg)
 
+    def plain(t: SourceTensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        imp = None if imatrix is None else imatrix.get(t.name)
+        if imp is not None and imp.shape != (t.shape[-1],):
+            raise AwqGgufError(f"the imatrix entry for {t.name} has {imp.numel()} columns; the tensor has "
+                               f"{t.shape[-1]}: the imatrix was made for another model")
+        return t.load_checked(), imp
+    return plain
+
+
+def _method(cfg: ConvertConfig, types: dict) -> str:
+    """The method that really runs: AWQ has nothing to do where every block weight stays a float."""
+    if cfg.method == "awq" and all(q in FLOAT_QTYPES for n, q in types.items() if n.startswith("blk.")):
+        return "rtn"
+    return cfg.method
+
+
+def _awq_weights(source: ModelSource, types: dict, cfg: ConvertConfig) -> WeightsFor:
     from awq_gguf.awq_scale.awq import AwqSettings
     from awq_gguf.awq_scale.run import AwqRequest, prepare_awq
 

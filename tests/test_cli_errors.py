@@ -137,3 +137,59 @@ def test_bf16_weights_accepted(cli, tmp_path):
     result = cli("convert", m, "-o", out, "-t", "F32", "-q")
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 0
+
+
+# --- AWQ bad input -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def awq_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWQ_GGUF_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_awq_empty_calibration_text(cli, tiny_model, tmp_path, awq_cache):
+    calib = tmp_path / "empty.txt"
+    calib.write_text("   \n\n")
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "-t", "Q4_0", "--method", "awq",
+                            "--calib", calib, "-q"), out, "empty.txt")
+
+
+def test_awq_too_short_calibration_says_how_many_tokens(cli, tiny_model, tmp_path, awq_cache):
+    calib = tmp_path / "short.txt"
+    calib.write_text("just a few words of text")
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "-t", "Q4_0", "--method", "awq",
+                            "--calib", calib, "--calib-samples", "4", "--calib-seqlen", "64", "-q"),
+                        out, "tokens", "need 256", "--calib-samples")
+
+
+def test_awq_overflowing_activations_name_the_block(cli, tiny_model, tmp_path, awq_cache):
+    m = _copy(tiny_model("LlamaForCausalLM"), tmp_path / "m")
+    tensors = load_file(m / "model.safetensors")
+    w = tensors["model.layers.0.mlp.down_proj.weight"]
+    tensors["model.layers.0.mlp.down_proj.weight"] = w / w.abs().max() * 3e38  # finite, but the sum overflows
+    save_file(tensors, m / "model.safetensors", metadata={"format": "pt"})
+    calib = tmp_path / "c.txt"
+    calib.write_text(" ".join(f"word{i} text" for i in range(500)))
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", m, "-o", out, "-t", "Q4_0", "--method", "awq", "--calib", calib,
+                            "--calib-samples", "2", "--calib-seqlen", "16", "-q"), out, "block 0", "NaN or Inf")
+
+
+def test_awq_results_of_another_model_refused(cli, tiny_model, tmp_path, awq_cache):
+    calib = tmp_path / "c.txt"
+    calib.write_text(" ".join(f"word{i} text" for i in range(500)))
+    args = ("-t", "Q4_0", "--method", "awq", "--calib", calib, "--calib-samples", "2", "--calib-seqlen", "16", "-q")
+    assert cli("convert", tiny_model("LlamaForCausalLM"), "-o", tmp_path / "a.gguf", *args).exit_code == 0
+    (folder,) = (awq_cache / "awq").iterdir()
+    out = tmp_path / "b.gguf"
+    _assert_clean_error(cli("convert", tiny_model("Qwen2ForCausalLM"), "-o", out, *args, "--resume", "--scales", folder),
+                        out, "another model")
+
+
+def test_awq_options_need_awq(cli, tiny_model, tmp_path):
+    out = tmp_path / "o.gguf"
+    _assert_clean_error(cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "--method", "rtn", "--resume"),
+                        out, "--method awq")
