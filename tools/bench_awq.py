@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=40)
     ap.add_argument("--llama-dir", type=Path, default=ROOT / ".llama.cpp")
     ap.add_argument("--state", type=Path, default=Path(tempfile.gettempdir()) / "awq-gguf-bench-awq")
+    ap.add_argument("--skip-awq", action="store_true", help="only the llama.cpp and RTN rows (AWQ runs are long)")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     ap.add_argument("--only-write", action="store_true", help="write the table from the state file, run nothing")
     args = ap.parse_args()
@@ -107,11 +108,13 @@ def main() -> None:
             step(f"{t}|llama.cpp+imatrix", [str(bin_dir / "llama-quantize"), "--imatrix", str(imat), str(f16), str(o), t], o)
             o = st / f"ours-rtn-{t}.gguf"
             step(f"{t}|ours RTN", [awq, "convert", str(model), "-o", str(o), "-t", t, "--method", "rtn", "-q", "--force"], o)
+            if args.skip_awq:
+                continue
             o = st / f"ours-awq-{t}.gguf"
             step(f"{t}|ours AWQ", [awq, "convert", str(model), "-o", str(o), "-t", t, "--method", "awq", "--calib",
                                     str(calib), "--calib-samples", str(N_SAMPLES), "--calib-seqlen", str(SEQLEN),
                                     "-q", "--force"], o)
-        for t in datafree:
+        for t in [] if args.skip_awq else datafree:
             o = st / f"ours-awq-df-{t}.gguf"
             step(f"{t}|ours AWQ data-free", [awq, "convert", str(model), "-o", str(o), "-t", t, "--method", "awq",
                                               "--calib-samples", str(args.datafree_samples), "--calib-seqlen",
