@@ -128,8 +128,10 @@ def main() -> None:
 
 def table(state: dict, types: list[str], args) -> str:
     f16 = state.get("F16", {}).get("ppl")
+    missing = [f"{t} {m}" for t in types for m in METHODS[:4] if "ppl" not in state.get(f"{t}|{m}", {})]
+    partial = f" (PARTIAL: not yet measured: {', '.join(missing)})" if missing else ""
     lines = [
-        "### AWQ quality: llama.cpp (plain and imatrix) vs ours (RTN, AWQ), demo model",
+        f"### AWQ quality: llama.cpp (plain and imatrix) vs ours (RTN, AWQ), demo model{partial}",
         "",
         f"Machine: {machine()}. Date: {today()}. Commit: {git_rev()}. Command: `python tools/bench_awq.py --write`.",
         f"Calibration (every method, the same tokens): the first {N_SAMPLES} windows of {SEQLEN} tokens of "
@@ -145,8 +147,8 @@ def table(state: dict, types: list[str], args) -> str:
         "",
         f"F16 perplexity: {f16:.4f}." if f16 else "F16 perplexity: not measured.",
         "",
-        "| type | method | MiB | PPL | dPPL | AWQ dPPL / this dPPL | convert s | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| type | method | MiB | PPL | dPPL | AWQ dPPL / this dPPL | convert s |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for t in types:
         awq = state.get(f"{t}|ours AWQ", {}).get("ppl")
@@ -157,9 +159,9 @@ def table(state: dict, types: list[str], args) -> str:
             d = e["ppl"] - f16 if f16 else float("nan")
             ratio = f"{(awq - f16) / d:.2f}" if awq and f16 and m != "ours AWQ" and d > 0 else ""
             lines.append(f"| {t} | {m} | {e['mib']:.1f} | {e['ppl']:.4f} | {d:+.4f} | {ratio} | "
-                         f"{e.get('wall_s', '')} | {e.get('rss_mib', '')} |")
+                         f"{e.get('wall_s', '')} |")
     lines += ["", "dPPL = PPL - F16 PPL. Targets (issue 3): AWQ dPPL / llama.cpp+imatrix dPPL < 1.0 (aim 0.7), and "
-              "AWQ dPPL / llama.cpp dPPL <= 0.5. convert s and peak RSS: the whole command (llama.cpp rows: "
+              "AWQ dPPL / llama.cpp dPPL <= 0.5. convert s: the whole command under the load of the day (llama.cpp rows: "
               "llama-quantize alone, from the F16 file; ours: from the HF folder, AWQ search included)."]
     return "\n".join(lines)
 

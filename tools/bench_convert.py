@@ -20,17 +20,25 @@ from bench_markdown import ROOT, git_rev, machine, today, write_section  # noqa:
 
 
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one child process."""
-    # stderr goes to a file, not a pipe: nobody reads a pipe during wait4, and a chatty tool would block on it.
-    with tempfile.TemporaryFile() as err:
+    """(wall seconds, peak RSS MiB) of one child process.
+
+    Peak RSS comes from GNU time (%M) where it exists: wait4's ru_maxrss of a forked child also counts what the
+    parent had resident at the fork, so a parent holding a model would inflate every child's number.
+    """
+    gnu_time = Path("/usr/bin/time")
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile(suffix=".rss") as rss_file:
+        full = [str(gnu_time), "-f", "%M", "-o", rss_file.name, *cmd] if gnu_time.is_file() else cmd
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        # stderr goes to a file, not a pipe: nobody reads a pipe during wait4, and a chatty tool would block on it.
+        proc = subprocess.Popen(full, env=env, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
             err.seek(0)
             raise SystemExit(f"command failed: {' '.join(cmd)}\n{err.read().decode(errors='replace')[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+        text = Path(rss_file.name).read_text().strip().splitlines() if gnu_time.is_file() else []
+        rss_kib = float(text[-1]) if text and text[-1].isdigit() else usage.ru_maxrss
+    return wall, rss_kib / 1024
 
 
 def main() -> None:
