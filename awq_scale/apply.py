@@ -30,7 +30,7 @@ class AwqApplier:
             self._cached = (i, apply_awq(block_params(self.source, i), rec.scales, clip, self.cfg, self.arch))
         return self._cached[1]
 
-    def tensor(self, name: str, original: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def tensor(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(the float tensor to quantize, or None to keep the source's; its importance [cols] or None)."""
         if name.startswith("blk."):
             i_str, stem = name[4:].split(".", 1)

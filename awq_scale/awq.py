@@ -25,7 +25,9 @@ from tqdm import tqdm
 from awq_gguf.convert.quants import fake_quantize
 from awq_gguf.errors import AwqGgufError
 
-from .block import INPUT_OF, LINEARS, BlockConfig, Params, block_config, block_forward, block_params, embed, rms_norm
+from .block import (
+    INPUT_OF, LINEARS, BlockConfig, Params, block_config, block_forward, block_params, embed, forward_in_chunks, rms_norm,
+)
 from .clip import NO_CLIP, apply_clip, block_moments, clip_search, scale_moments
 from .fold import column_scales, fold_scales
 from .groups import ScaleGroup, groups_for
@@ -264,8 +266,7 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
         for i in range(source.n_layer):
             if i < start:
                 p = {k: v.to(h.device) for k, v in block_params(source, i).items()}
-                for s0 in range(0, h.shape[0], settings.chunk_seqs):
-                    h[s0:s0 + settings.chunk_seqs] = block_forward(p, h[s0:s0 + settings.chunk_seqs], cfg)
+                forward_in_chunks(p, h, cfg, settings.chunk_seqs)
                 _check_finite(h, i)
                 bar.update(1)
                 continue

@@ -102,8 +102,10 @@ def rope(x: torch.Tensor, cfg: BlockConfig, offset: int = 0) -> torch.Tensor:
     return torch.cat([out, rest], dim=-1)
 
 
-def attention_heads(p: Params, x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
-    """Normed input x [n, L, C] -> the per-head attention output [n, L, n_head * head_dim] (o's input)."""
+def qkv(p: Params, x: torch.Tensor, cfg: BlockConfig, offset: int = 0
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normed input x [n, L, C] at positions offset.. -> q [n, L, n_head, hd], k and v [n, L, n_head_kv, hd],
+    q and k normed (Qwen3) and rotated."""
     n, L, _ = x.shape
     hd = cfg.head_dim
     q = linear(x, p, "attn_q").view(n, L, cfg.n_head, hd)
@@ -112,7 +114,14 @@ def attention_heads(p: Params, x: torch.Tensor, cfg: BlockConfig) -> torch.Tenso
     if "attn_q_norm.weight" in p:  # Qwen3: RMSNorm over each head, before RoPE
         q = rms_norm(q, p["attn_q_norm.weight"], cfg.eps)
         k = rms_norm(k, p["attn_k_norm.weight"], cfg.eps)
-    q, k = rope(q, cfg), rope(k, cfg)
+    return rope(q, cfg, offset), rope(k, cfg, offset), v
+
+
+def attention_heads(p: Params, x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
+    """Normed input x [n, L, C] -> the per-head attention output [n, L, n_head * head_dim] (o's input)."""
+    n, L, _ = x.shape
+    hd = cfg.head_dim
+    q, k, v = qkv(p, x, cfg)
     # query head h reads kv head h // n_rep
     k = k.repeat_interleave(cfg.n_rep, dim=2)
     v = v.repeat_interleave(cfg.n_rep, dim=2)
@@ -148,6 +157,13 @@ def block_forward(p: Params, h: torch.Tensor, cfg: BlockConfig, capture: Capture
     if capture is not None:
         capture("ffn_in", x)
     return h + ffn(p, x, capture)
+
+
+def forward_in_chunks(p: Params, h: torch.Tensor, cfg: BlockConfig, chunk_seqs: int,
+                      capture: Capture | None = None) -> None:
+    """h [n, L, C] <- block_forward(h), chunk_seqs sequences at a time (bounds the activations' memory)."""
+    for s0 in range(0, h.shape[0], chunk_seqs):
+        h[s0:s0 + chunk_seqs] = block_forward(p, h[s0:s0 + chunk_seqs], cfg, capture)
 
 
 def module_forward(p: Params, inspect: str, x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:

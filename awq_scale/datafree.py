@@ -17,7 +17,7 @@ import math
 import torch
 from tqdm import tqdm
 
-from .block import block_config, block_params, ffn, linear, rms_norm, rope
+from .block import block_config, block_params, ffn, linear, qkv, rms_norm
 
 DATAFREE_VERSION = 1
 TOP_K = 40
@@ -82,14 +82,7 @@ def generate_calibration(source, n_samples: int, seqlen: int, seed: int = 0, dev
         h = embd[ids.to(device)]  # [n, T, C]
         n, T, _ = h.shape
         for i, p in enumerate(blocks):
-            x = rms_norm(h, p["attn_norm.weight"], cfg.eps)
-            q = linear(x, p, "attn_q").view(n, T, cfg.n_head, hd)
-            k = linear(x, p, "attn_k").view(n, T, n_kv, hd)
-            v = linear(x, p, "attn_v").view(n, T, n_kv, hd)
-            if "attn_q_norm.weight" in p:
-                q = rms_norm(q, p["attn_q_norm.weight"], cfg.eps)
-                k = rms_norm(k, p["attn_k_norm.weight"], cfg.eps)
-            q, k = rope(q, cfg, pos), rope(k, cfg, pos)
+            q, k, v = qkv(p, rms_norm(h, p["attn_norm.weight"], cfg.eps), cfg, pos)
             cache_k[i][:, :, pos:pos + T] = k.transpose(1, 2)
             cache_v[i][:, :, pos:pos + T] = v.transpose(1, 2)
             att = torch.nn.functional.scaled_dot_product_attention(

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from awq_gguf.convert.output_file import AtomicOutput
 from awq_gguf.errors import AwqGgufError
 
-from .block import INPUT_OF, LINEARS, block_config, block_forward, block_params, embed, rms_norm
+from .block import INPUT_OF, LINEARS, block_config, block_params, embed, forward_in_chunks, rms_norm
 
 
 class ImatrixError(AwqGgufError):
@@ -45,8 +46,7 @@ def collect_imatrix(source, tokens: torch.Tensor, chunk_seqs: int = 8,
             s = x.reshape(-1, x.shape[-1]).double().pow(2).sum(0)  # [cols]
             acc[name] = acc[name] + s if name in acc else s
 
-        for s0 in range(0, h.shape[0], chunk_seqs):
-            h[s0:s0 + chunk_seqs] = block_forward(p, h[s0:s0 + chunk_seqs], cfg, capture)
+        forward_in_chunks(p, h, cfg, chunk_seqs, capture)
         for stem in LINEARS:
             sums[f"blk.{i}.{stem}.weight"] = acc[INPUT_OF[stem]].float()
     x = rms_norm(h, by_name["output_norm.weight"].load_checked(), cfg.eps).reshape(-1, h.shape[-1])
@@ -55,7 +55,8 @@ def collect_imatrix(source, tokens: torch.Tensor, chunk_seqs: int = 8,
     return sums, int(tokens.numel())
 
 
-def write_imatrix(path: Path, sums: dict[str, torch.Tensor], count: int, dataset: str, chunk_size: int) -> None:
+def write_imatrix(path: Path, sums: dict[str, torch.Tensor], count: int, dataset: str, chunk_size: int,
+                  force: bool = False) -> None:
     """Write llama-imatrix's GGUF format (see the module docstring); `path` is written whole or not at all."""
     writer = gguf.GGUFWriter(path=None, arch="imatrix")
     writer.add_type(gguf.GGUFType.IMATRIX)
@@ -65,15 +66,13 @@ def write_imatrix(path: Path, sums: dict[str, torch.Tensor], count: int, dataset
     for name, s in sums.items():
         writer.add_tensor(f"{name}.in_sum2", s.float().numpy().reshape(1, -1))  # ggml [cols, 1]
         writer.add_tensor(f"{name}.counts", np.full((1, 1), float(count), dtype=np.float32))
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        writer.write_header_to_file(tmp)
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with AtomicOutput(path, force) as tmp:
+        try:
+            writer.write_header_to_file(tmp)
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
 
 
 def read_imatrix(path: Path) -> dict[str, torch.Tensor]:
@@ -122,5 +121,5 @@ def make_imatrix(cfg) -> tuple[Path, int]:
     finally:
         source.close()
     dataset = str(cfg.calib) if cfg.calib is not None else "awq-gguf data-free calibration"
-    write_imatrix(cfg.out, sums, count, dataset, chunk_size=int(tokens.shape[1]))
+    write_imatrix(cfg.out, sums, count, dataset, chunk_size=int(tokens.shape[1]), force=cfg.force)
     return cfg.out, len(sums)

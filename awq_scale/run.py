@@ -76,8 +76,6 @@ def prepare_awq(source, types: dict, req: AwqRequest) -> tuple[AwqApplier, Searc
         if results is None:
             results = SearchResults.create(folder, key, source.n_layer, source.name, req.type_name)
 
-    if req.resume and req.scales is not None and results.complete:
-        logger.info("the AWQ search in %s is already complete", results.folder)
     start = results.finished()
     if start <= source.n_layer:
         if start:

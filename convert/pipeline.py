@@ -71,7 +71,8 @@ def convert_model(cfg: ConvertConfig) -> ConvertResult:
     source = open_source(model)
     try:
         out = cfg.out or default_output(source.name, cfg.type)
-        check_output(out, cfg.force)
+        if cfg.out is None:  # the default name is known only now: fail before any heavy work
+            check_output(out, cfg.force)
         settings = {"source": str(model.resolve()), "pure": cfg.pure, **cfg.extra}
         if cfg.method == "awq":
             settings |= {"calib": str(cfg.calib.resolve()) if cfg.calib else "data-free",
