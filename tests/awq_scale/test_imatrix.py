@@ -57,7 +57,7 @@ def test_file_roundtrip_and_layout(tiny_model, tmp_path):
     assert int(kv["imatrix.chunk_size"].parts[-1][0]) == 20
     back = read_imatrix(path)
     torch.testing.assert_close(back["blk.0.attn_q.weight"], sums["blk.0.attn_q.weight"] / 40)
-    assert not (tmp_path / "imatrix.gguf.tmp").exists()
+    assert not list(tmp_path.glob(".imatrix.gguf.*")), "a temp file was left behind"
 
 
 def test_bad_imatrix_files(tmp_path):
