@@ -51,8 +51,11 @@ class AwqSettings:
     loss_tokens: int = 4096  # tokens the search's loss is measured on (whole sequences for the attention;
     # for the other modules the same number of tokens from every position, so each window's first token, whose
     # activations dwarf the rest, is represented as often as in the whole calibration set)
+    screen_tokens: int = 1024  # every scale candidate is first scored on this many of the loss tokens; the
+    # screen_keep best (and unit scales) are then scored on all loss_tokens. 0: no screening
+    screen_keep: int = 4
     importance: bool = True  # quantize with post-scaling mean x^2 per column (search, clip and final)
-    block_loss: bool = True  # also measure each block's output error, plain rounding vs AWQ (for the log)
+    block_loss: bool = False  # also measure each block's output error, plain rounding vs AWQ (for the log)
     chunk_seqs: int = 8  # sequences per forward step of the capture pass
     seed: int = 0
     threads: int | None = None  # torch threads; None: leave torch's setting
@@ -113,8 +116,10 @@ class _Collector:
     For each input: sum |x| and sum x^2 per column, the sampled tokens (and for attn_in the sampled whole
     sequences), and for the block sizes asked in `moments` the per-block second moments sum x_b x_b^T."""
 
-    def __init__(self, seq_idx: torch.Tensor, tok_idx: torch.Tensor, L: int, moments: dict[str, set[int]]) -> None:
+    def __init__(self, seq_idx: torch.Tensor, tok_idx: torch.Tensor, L: int, moments: dict[str, set[int]],
+                 n_screen_seqs: int = 0, screen_tok: torch.Tensor | None = None) -> None:
         self.seq_idx, self.tok_idx, self.L = seq_idx, tok_idx, L  # sorted sampled sequences / flat token ids
+        self.n_screen_seqs, self.screen_tok = n_screen_seqs, screen_tok  # screening subsample (see _sample)
         self.want_moments = moments
         self.abs_sum: dict[str, torch.Tensor] = {}
         self.sq_sum: dict[str, torch.Tensor] = {}
@@ -143,23 +148,36 @@ class _Collector:
 
     def stats(self, name: str, attention_loss: bool) -> GroupStats:
         x_loss = torch.cat(self.seqs) if attention_loss else torch.cat(self.tokens[name])
-        return GroupStats((self.abs_sum[name] / self.count).float(), (self.sq_sum[name] / self.count).float(), x_loss)
+        x_screen = None
+        if attention_loss and 0 < self.n_screen_seqs < x_loss.shape[0]:
+            x_screen = x_loss[: self.n_screen_seqs]
+        elif not attention_loss and self.screen_tok is not None:
+            x_screen = x_loss[self.screen_tok]
+        return GroupStats((self.abs_sum[name] / self.count).float(), (self.sq_sum[name] / self.count).float(),
+                          x_loss, x_screen)
 
 
 def _accumulate(sums: dict, key, value: torch.Tensor) -> None:
     sums[key] = sums[key] + value if key in sums else value
 
 
-def _sample(n: int, L: int, loss_tokens: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sorted sequence ids for the attention loss, sorted flat token ids for the other losses).
+def _sample(n: int, L: int, loss_tokens: int, gen: torch.Generator, screen_tokens: int = 0
+            ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
+    """(sorted sequence ids for the attention loss, sorted flat token ids for the other losses, the number of
+    those sequences to screen on, a bool mask over the token ids to screen on or None).
 
-    Tokens are stratified by position: k = loss_tokens // L (at least 1) random sequences at each position."""
+    Tokens are stratified by position: k = loss_tokens // L (at least 1) random sequences at each position,
+    in k rounds of one token per position; the screening tokens are the first rounds, so they are stratified
+    too. The screening sequences are the first of the (randomly drawn) loss sequences."""
     n_seq = min(n, max(1, loss_tokens // L))
     seq_idx = torch.randperm(n, generator=gen)[:n_seq].sort().values
     k = min(n, max(1, loss_tokens // L))
     seqs = torch.rand(n, L, generator=gen).argsort(dim=0)[:k]  # [k, L] distinct sequences per position
-    tok_idx = (seqs * L + torch.arange(L)[None, :]).flatten().sort().values
-    return seq_idx, tok_idx
+    tok_idx, order = (seqs * L + torch.arange(L)[None, :]).flatten().sort()
+    k_screen = min(k, max(1, screen_tokens // L)) if screen_tokens else k
+    n_screen = min(n_seq, max(1, screen_tokens // L)) if screen_tokens else n_seq
+    screen = order // L < k_screen if k_screen < k else None  # round of each sorted token < k_screen
+    return seq_idx, tok_idx, (n_screen if n_screen < n_seq else 0), screen
 
 
 def _fake_quantize_block(p: Params, types: dict[str, GGMLQuantizationType],
@@ -181,8 +199,10 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
     dev = h.device
     p = {k: v.to(dev) for k, v in p.items()}
     n, L, _ = h.shape
-    seq_idx, tok_idx = _sample(n, L, settings.loss_tokens, torch.Generator().manual_seed(settings.seed))
+    seq_idx, tok_idx, n_screen, screen_tok = _sample(n, L, settings.loss_tokens,
+                                                     torch.Generator().manual_seed(settings.seed), settings.screen_tokens)
     seq_idx, tok_idx = seq_idx.to(dev), tok_idx.to(dev)
+    screen_tok = None if screen_tok is None else screen_tok.to(dev)
     h_sample = h[seq_idx].clone() if settings.block_loss else None  # [n_seq, L, C]
     clipped = [name for name in LINEARS if settings.clip and name not in NO_CLIP and types[name] not in FLOAT_TYPES
                and p[f"{name}.weight"].shape[1] % block_size(types[name]) == 0]
@@ -191,7 +211,7 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
         moments.setdefault(INPUT_OF[name], set()).add(block_size(types[name]))
 
     # capture pass: statistics and samples of every linear's input; h becomes the float block output
-    col = _Collector(seq_idx, tok_idx, L, moments)
+    col = _Collector(seq_idx, tok_idx, L, moments, n_screen, screen_tok)
     for s0 in range(0, n, settings.chunk_seqs):
         s1 = min(n, s0 + settings.chunk_seqs)
         col.chunk(s0, s1)
@@ -206,7 +226,7 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
         inp = INPUT_OF[group.linears[0]]
         stats = col.stats(inp, attention_loss=inp == "attn_in")
         res = search_group(p, group, types, stats, cfg, settings.n_grid, settings.act_only, settings.duo,
-                           settings.importance)
+                           settings.importance, settings.screen_keep)
         report.groups.append((group, res))
         scales[group.prev] = res.scales
         for name in group.linears:

@@ -7,6 +7,11 @@ each clamped to >= 1e-4 and normalized by sqrt(max(s) * min(s)). x_mean is the m
 over all calibration tokens; w_mean the mean over output rows of |w| / (max |w| of its quantization block).
 Loss: mean squared error of the group's module output (attention, MLP or one linear) against float, with the
 group's linears replaced by fake_quantize(W * s, type, importance / s^2) / s. Unit scales win ties.
+
+Screening (when the stats carry a smaller screening sample): every candidate's loss is first measured on the
+screening sample; the `keep` best of them and unit scales are then measured on the whole loss sample, which
+decides. Every grid point is still quantized and scored; only the expensive forward on many tokens is saved
+for the candidates that cannot win.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class GroupStats:
     x_mean: torch.Tensor  # [n_cols] mean |x| per input column over all calibration tokens
     x_sq: torch.Tensor  # [n_cols] mean x^2 per input column (the quantizer's importance before scaling)
     x_loss: torch.Tensor  # module input sample: [n_seq, L, C] for the attention, [T, cols] otherwise
+    x_screen: torch.Tensor | None = None  # a smaller sample of the same kind, to screen candidates on
 
 
 @dataclass(frozen=True)
@@ -89,27 +95,46 @@ def quantized_params(p: Params, group: ScaleGroup, s: torch.Tensor, types: dict[
 
 def module_loss(p: Params, group: ScaleGroup, x: torch.Tensor, ref: torch.Tensor, cfg: BlockConfig) -> float:
     out = module_forward(p, group.inspect, x, cfg)
-    return float((out - ref).double().pow(2).mean())
+    return float(torch.nn.functional.mse_loss(out, ref))  # float32 (pairwise sums): ample to rank candidates
 
 
 @torch.no_grad()
 def search_group(p: Params, group: ScaleGroup, types: dict[str, GGMLQuantizationType], stats: GroupStats,
                  cfg: BlockConfig, n_grid: int = 20, act_only: bool = True, duo: bool = True,
-                 importance: bool = True) -> SearchResult:
-    """The best scales for `group` of block parameters p (float32), keyed by stem in `types`."""
+                 importance: bool = True, keep: int = 4) -> SearchResult:
+    """The best scales for `group` of block parameters p (float32), keyed by stem in `types`.
+
+    keep: candidates measured on the whole loss sample after screening (when stats.x_screen is given)."""
     n_scale = columns_to_scale_space(group, stats.x_mean, cfg).shape[0]
     unit = torch.ones(n_scale, device=stats.x_mean.device)
     if all(types[name] in FLOAT_TYPES for name in group.linears):  # nothing is quantized: nothing to protect
         return SearchResult(unit, 0.0, 0.0, None, None)
     x_sq = stats.x_sq if importance else None
-    ref = module_forward(p, group.inspect, stats.x_loss, cfg)
-    loss_unit = module_loss(quantized_params(p, group, unit, types, cfg, x_sq), group, stats.x_loss, ref, cfg)
-    best = SearchResult(unit, loss_unit, loss_unit, None, None)
-
     x_mean = columns_to_scale_space(group, stats.x_mean.float(), cfg)
     w_mean = weight_mean(p, group, types, cfg)
-    for r, is_duo, s in candidates(x_mean, w_mean, n_grid, act_only, duo):
-        loss = module_loss(quantized_params(p, group, s, types, cfg, x_sq), group, stats.x_loss, ref, cfg)
+    cands = candidates(x_mean, w_mean, n_grid, act_only, duo)
+    screen = stats.x_screen is not None and keep < len(cands)
+    x1 = stats.x_screen if screen else stats.x_loss
+    ref1 = module_forward(p, group.inspect, x1, cfg)
+
+    scored: list[tuple[float, int, Params]] = []  # (screening loss, candidate index, quantized params), best first
+    for i, (_, _, s) in enumerate(cands):
+        q = quantized_params(p, group, s, types, cfg, x_sq)
+        scored.append((module_loss(q, group, x1, ref1, cfg), i, q))
+        scored.sort(key=lambda t: (t[0], t[1]))
+        if screen and len(scored) > keep:
+            scored.pop()  # only the kept candidates' quantized weights stay in memory
+    q_unit = quantized_params(p, group, unit, types, cfg, x_sq)
+    if screen:
+        ref = module_forward(p, group.inspect, stats.x_loss, cfg)
+        scored = [(module_loss(q, group, stats.x_loss, ref, cfg), i, q) for _, i, q in scored]
+        loss_unit = module_loss(q_unit, group, stats.x_loss, ref, cfg)
+    else:
+        loss_unit = module_loss(q_unit, group, x1, ref1, cfg)
+    best = SearchResult(unit, loss_unit, loss_unit, None, None)
+    for loss, i, _ in sorted(scored, key=lambda t: (t[0], t[1])):
         if loss < best.loss:
+            r, is_duo, s = cands[i]
             best = SearchResult(s, loss_unit, loss, r, is_duo)
+        break
     return best

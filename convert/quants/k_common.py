@@ -29,6 +29,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .compiled import enabled as compiled_enabled, maybe_compile
+
 QK_K = 256  # weights per super-block
 
 # Super-blocks per chunk: bounds the temporaries (a few float32 tensors of chunk*256 elements); on CPU a chunk
@@ -239,23 +241,54 @@ def _const_sums(x: torch.Tensor, w: torch.Tensor | None) -> _Const:
     return _Const(Sw, _rsum(wx).double(), _rsum(wx * x).double())
 
 
-def _level_sums(L: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None, ws: Scratch, need_sl: bool = True):
-    """L [n, S, k] (levels as float32), x, w [n, S, k] -> (sum wL, sum wL^2, sum wLx), float32 [n, S].
+def _grid_sums_fused(x: torch.Tensor, w: torch.Tensor | None, inv: torch.Tensor, off: torch.Tensor | None,
+                     lo: int, hi: int) -> torch.Tensor:
+    # compiled, the [C, n, S, k] levels are never materialized: one loop per candidate block, reductions fused
+    xo = x[None] if off is None else x[None] + off[..., None]
+    L = (xo * inv[..., None]).round().clamp(lo, hi)  # [C, n, S, k]
+    wL = L if w is None else L * w[None]
+    return torch.stack([wL.sum(-1), (wL * L).sum(-1), (wL * x[None]).sum(-1)])
 
-    Uses the scratch buffers "tmp" (and "wL" with weights).
+
+_grid_sums_compiled = maybe_compile(_grid_sums_fused)
+
+
+def _grid_sums(x: torch.Tensor, w: torch.Tensor | None, inv: torch.Tensor, off: torch.Tensor | None, lo: int,
+               hi: int, ws: Scratch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Levels L = clamp(round((x + off) * inv), lo, hi) of C candidates and their sums over each sub-block.
+
+    x, w [n, S, k]; inv, off [C, n, S] (off None: 0) -> (sum wL, sum wL^2, sum wLx), each float32 [C, n, S].
+    Compiled where torch.compile works (one fused pass per candidate); else eager, one candidate at a time
+    through the scratch buffers (matrix-vector sums: much faster than .sum(-1) on CPU).
     """
-    out = torch.empty(3 if need_sl else 2, *L.shape[:-1], dtype=torch.float32, device=L.device)
-    _level_sums_into(L, x, w, ws, out)
-    return (out[0], out[1], out[2]) if need_sl else (None, out[0], out[1])
+    if compiled_enabled():
+        Sl, Sll, Slx = _grid_sums_compiled(x, w, inv, off, lo, hi)
+        return Sl, Sll, Slx
+    out = torch.empty(3, *inv.shape, dtype=torch.float32, device=x.device)
+    for c in range(inv.shape[0]):
+        L = ws.get("L", x.shape)
+        if off is None:
+            torch.mul(x, inv[c][..., None], out=L)
+        else:
+            torch.add(x, off[c][..., None], out=L).mul_(inv[c][..., None])
+        L.round_().clamp_(lo, hi)
+        _level_sums_into(L, x, w, ws, out[:, c])
+    return out[0], out[1], out[2]
+
+
+def _sums_at(x: torch.Tensor, w: torch.Tensor | None, a32: torch.Tensor, b32: torch.Tensor | None, lo: int, hi: int,
+             ws: Scratch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sums (float32 [n, S]) of the levels nearest to x for the values a*L - b (b None: 0); L = 0 where a == 0."""
+    Sl, Sll, Slx = _grid_sums(x, w, _recip(a32)[None], None if b32 is None else b32[None], lo, hi, ws)
+    return Sl[0], Sll[0], Slx[0]
 
 
 def _level_sums_into(L: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None, ws: Scratch, out: torch.Tensor) -> None:
-    """Write (sum wL, sum wL^2, sum wLx) -- or, with out [2, n, S], (sum wL^2, sum wLx) -- into out."""
+    """Write (sum wL, sum wL^2, sum wLx) of levels L [n, S, k] into out [3, n, S]."""
     k = L.shape[-1]
     ones = ws.ones(k)
     wL = L if w is None else torch.mul(L, w, out=ws.get("wL", L.shape))
-    if out.shape[0] == 3:
-        torch.mv(wL.reshape(-1, k), ones, out=out[0].reshape(-1))
+    torch.mv(wL.reshape(-1, k), ones, out=out[0].reshape(-1))
     tmp = torch.mul(wL, L, out=ws.get("tmp", L.shape))
     torch.mv(tmp.reshape(-1, k), ones, out=out[-2].reshape(-1))
     torch.mul(wL, x, out=tmp)
@@ -375,13 +408,8 @@ def quantize_affine(
     # unconstrained least-squares gain; the min <= 0 constraint is applied to the winner only.
     mn = x.amin(-1).clamp(max=0)  # [n, S]
     inv_rng = _recip(x.amax(-1) - mn)
-    xs = x - mn[..., None]
-    sums = torch.empty(3, len(grid), *x.shape[:-1], dtype=torch.float32, device=x.device)  # [3, C, n, S]
-    for ci, r in enumerate(grid):
-        L = torch.mul(xs, ((nmax + r) * inv_rng)[..., None], out=ws.get("L", x.shape))
-        L.round_().clamp_(0, nmax)
-        _level_sums_into(L, x, w, ws, sums[:, ci])
-    Sl, Sll, Slx = sums
+    inv = torch.stack([(nmax + r) * inv_rng for r in grid])  # [C, n, S]
+    Sl, Sll, Slx = _grid_sums(x, w, inv, (-mn)[None].expand_as(inv), 0, nmax, ws)  # each [C, n, S]
     # gain over the best constant: cov(L, x)^2 / var(L); (near-)constant levels gain nothing
     var = Sll - Sl * Sl / c32.Sw
     cov = Slx - Sl * (c32.Sx / c32.Sw)
@@ -392,16 +420,14 @@ def quantize_affine(
     a, b = _affine_lsq(c32, Sl, Sll, Slx)
     g = _affine_gain(a, b, c32, Sl, Sll, Slx)
     for _ in range(n_lloyd):
-        L = _affine_requant(x, a, -b, nmax, ws)
-        Sl, Sll, Slx = _level_sums(L, x, w, ws)
+        Sl, Sll, Slx = _sums_at(x, w, a, -b, 0, nmax, ws)
         a2, b2 = _affine_lsq(c32, Sl, Sll, Slx)
         g2 = _affine_gain(a2, b2, c32, Sl, Sll, Slx)
         better = g2 > g
         g = torch.maximum(g, g2)
         a, b = _blend(better, a2, a), _blend(better, b2, b)
     # sensitivities at the chosen levels
-    L = _affine_requant(x, a, -b, nmax, ws)
-    Sl, Sll, Slx = _level_sums(L, x, w, ws)
+    Sl, Sll, Slx = _sums_at(x, w, a, -b, 0, nmax, ws)
 
     # ---- stage 2: 2nd-level quantization of scales and mins (float64 for the scales and exact errors)
     d, sc = _quantize_levels(a.double(), Sll.double(), 0, smax, scale_deltas)
@@ -412,8 +438,7 @@ def quantize_affine(
     for it in range(n_refine + 1):
         a32 = d.float()[:, None] * sc.float()  # exactly the decoder's d*sc in float32
         b32 = dmin.float()[:, None] * mq.float()
-        L = _affine_requant(x, a32, b32, nmax, ws)
-        Sl, Sll, Slx = _f64(*_level_sums(L, x, w, ws))
+        Sl, Sll, Slx = _f64(*_sums_at(x, w, a32, b32, 0, nmax, ws))
         esub = c.Sxx - _affine_gain(a32.double(), -b32.double(), c, Sl, Sll, Slx)  # [n, S]
         err = esub.sum(1)
         if best_err is None:
@@ -458,13 +483,7 @@ def quantize_affine(
         mq2 = (mq[None] + mv[:, 1, None, None]).clamp_(0, mmax)
         a32 = d32[None] * sc2.float()
         b32 = dmin32[None] * mq2.float()
-        ia = _recip(a32)
-        sums = torch.empty(3, *a32.shape, dtype=torch.float32, device=x.device)  # [3, M, n, S]
-        for mi in range(len(_MOVES_2D)):
-            L = torch.add(x, b32[mi][..., None], out=ws.get("L", x.shape))
-            L.mul_(ia[mi][..., None]).round_().clamp_(0, nmax)
-            _level_sums_into(L, x, w, ws, sums[:, mi])
-        Sl, Sll, Slx = sums.double()
+        Sl, Sll, Slx = _f64(*_grid_sums(x, w, _recip(a32), b32, 0, nmax, ws))  # each [M, n, S]
         e2 = c.Sxx - _affine_gain(a32.double(), -b32.double(), c, Sl, Sll, Slx)
         # the current state first: it stays on ties
         esub, sc, mq = _pick(-torch.cat([esub[None], e2]), torch.cat([sc[None], sc2]), torch.cat([mq[None], mq2]))
@@ -546,24 +565,17 @@ def quantize_symmetric(
     idx = x.abs().argmax(dim=-1, keepdim=True)
     inv_ext = _recip(x.gather(-1, idx).squeeze(-1))  # 1 / signed extreme [n, S]
     targets = [-(nlo + r) for r in grid] + [nlo - 1 + r for r in grid]
-    sums = torch.empty(2, len(targets), *x.shape[:-1], dtype=torch.float32, device=x.device)  # [2, C, n, S]
-    for ti, t in enumerate(targets):
-        L = torch.mul(x, (t * inv_ext)[..., None], out=ws.get("L", x.shape))
-        L.round_().clamp_(-nlo, nlo - 1)
-        _level_sums_into(L, x, w, ws, sums[:, ti])
-    Sll, Slx = sums
+    _, Sll, Slx = _grid_sums(x, w, torch.stack([t * inv_ext for t in targets]), None, -nlo, nlo - 1, ws)  # [C, n, S]
     # float32 noise: a later candidate must win by more than tol to replace an earlier one
     _, Sll, Slx = _pick(Slx * Slx * _recip(Sll), Sll, Slx, tol=1e-6 * c.Sxx.float())
     a, g = _sym_fit(Sll, Slx)
     for _ in range(n_lloyd):
-        L = _sym_requant(x, a, nlo, ws)
-        _, Sll, Slx = _level_sums(L, x, w, ws, need_sl=False)
+        _, Sll, Slx = _sums_at(x, w, a, None, -nlo, nlo - 1, ws)
         a2, g2 = _sym_fit(Sll, Slx)
         better = g2 > g
         g = torch.maximum(g, g2)
         a = _blend(better, a2, a)
-    L = _sym_requant(x, a, nlo, ws)
-    _, Sll, Slx = _level_sums(L, x, w, ws, need_sl=False)
+    _, Sll, Slx = _sums_at(x, w, a, None, -nlo, nlo - 1, ws)
 
     # ---- stage 2: 2nd-level quantization of the scales (float64 for the scales and exact errors)
     d, sc = _quantize_levels(a.double(), Sll.double(), slo, shi, scale_deltas)
@@ -572,8 +584,7 @@ def quantize_symmetric(
     best_err = None
     for it in range(n_refine + 1):
         a32 = d.float()[:, None] * sc.float()
-        L = _sym_requant(x, a32, nlo, ws)
-        _, Sll, Slx = _f64(*_level_sums(L, x, w, ws, need_sl=False))
+        _, Sll, Slx = _f64(*_sums_at(x, w, a32, None, -nlo, nlo - 1, ws))
         a64 = a32.double()
         esub = c.Sxx - 2 * a64 * Slx + a64 * a64 * Sll  # [n, S]
         err = esub.sum(1)
@@ -603,13 +614,7 @@ def quantize_symmetric(
     for _ in range(n_polish):
         sc2 = (sc[None] + mv).clamp_(slo, shi)  # [2, n, S]
         a32 = d32[None] * sc2.float()
-        ia = _recip(a32)
-        sums = torch.empty(2, *a32.shape, dtype=torch.float32, device=x.device)  # [2, 2, n, S]
-        for mi in range(2):
-            L = torch.mul(x, ia[mi][..., None], out=ws.get("L", x.shape))
-            L.round_().clamp_(-nlo, nlo - 1)
-            _level_sums_into(L, x, w, ws, sums[:, mi])
-        Sll, Slx = sums.double()
+        _, Sll, Slx = _f64(*_grid_sums(x, w, _recip(a32), None, -nlo, nlo - 1, ws))  # each [2, n, S]
         a64 = a32.double()
         e2 = c.Sxx - 2 * a64 * Slx + a64 * a64 * Sll
         esub, sc = _pick(-torch.cat([esub[None], e2]), torch.cat([sc[None], sc2]))

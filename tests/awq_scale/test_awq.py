@@ -12,7 +12,7 @@ from awq_gguf.convert.source import open_source
 
 from awq_helpers import block_types, model_types, tiny_block
 
-FAST = dict(n_grid=3, clip_grid=10, max_shrink=0.2, loss_tokens=64, progress=False)
+FAST = dict(n_grid=3, clip_grid=10, max_shrink=0.2, loss_tokens=64, block_loss=True, progress=False)
 
 
 def _inject_outliers(p: dict[str, torch.Tensor], channels: list[int], factor: float) -> dict[str, torch.Tensor]:
@@ -109,8 +109,15 @@ def test_result_replays_from_scales_and_clips(tiny_model):
 def test_token_sample_is_stratified_by_position():
     from awq_gguf.awq_scale.awq import _sample
 
-    seq_idx, tok_idx = _sample(n=16, L=32, loss_tokens=128, gen=torch.Generator().manual_seed(0))
+    seq_idx, tok_idx, n_screen, screen = _sample(n=16, L=32, loss_tokens=128, gen=torch.Generator().manual_seed(0),
+                                                 screen_tokens=64)
     assert seq_idx.tolist() == sorted(set(seq_idx.tolist())) and len(seq_idx) == 4
-    assert len(set(tok_idx.tolist())) == 128
+    assert tok_idx.tolist() == sorted(set(tok_idx.tolist())) and len(tok_idx) == 128
     per_position = torch.bincount(tok_idx % 32, minlength=32)
     assert (per_position == 4).all()  # every position, the first included, as often as the others
+    # the screening subsample: half the tokens, still every position equally often; 2 of the 4 sequences
+    assert n_screen == 2 and screen is not None and int(screen.sum()) == 64
+    assert (torch.bincount(tok_idx[screen] % 32, minlength=32) == 2).all()
+    # no screening: nothing to mark
+    _, tok2, n2, screen2 = _sample(n=16, L=32, loss_tokens=128, gen=torch.Generator().manual_seed(0))
+    assert torch.equal(tok2, tok_idx) and n2 == 0 and screen2 is None

@@ -78,3 +78,27 @@ def test_gqa_search_scales_live_on_v_rows(tiny_model):
     res = search_group(p, vo, types, group_stats(capture(p, h, cfg), vo), cfg, n_grid=4)
     assert res.scales.shape == (cfg.n_head_kv * cfg.head_dim,)
     assert column_scales(vo, res.scales, cfg).shape == (cfg.n_head * cfg.head_dim,)
+
+
+def test_screening_keeps_the_winner_and_scores_it_on_the_whole_sample(tiny_model):
+    from dataclasses import replace
+
+    from awq_gguf.awq_scale.search import module_loss, quantized_params
+
+    source, cfg, p, h = tiny_block(tiny_model("LlamaForCausalLM"), n=4, L=32)
+    types = block_types(source, "Q4_0")
+    store = capture(p, h, cfg)
+    for group in groups_for("llama"):
+        stats = group_stats(store, group)
+        plain = search_group(p, group, types, stats, cfg, n_grid=4)
+        # screening on the whole sample itself, keeping only the best: the same winner
+        same = search_group(p, group, types, replace(stats, x_screen=stats.x_loss), cfg, n_grid=4, keep=1)
+        assert torch.equal(same.scales, plain.scales) and same.loss == plain.loss, group
+        # screening on half the sample: the decision and the reported loss come from the whole sample
+        half = stats.x_loss[: stats.x_loss.shape[0] // 2]
+        res = search_group(p, group, types, replace(stats, x_screen=half), cfg, n_grid=4, keep=2)
+        assert res.loss_unit == plain.loss_unit and res.loss <= res.loss_unit
+        ref = module_forward(p, group.inspect, stats.x_loss, cfg)
+        q = quantized_params(p, group, res.scales, types, cfg, stats.x_sq)
+        assert res.loss == module_loss(q, group, stats.x_loss, ref, cfg)
+        assert res.loss >= plain.loss  # the unscreened search saw every candidate on the whole sample
