@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-ABI_VERSION = 2  # api.h's AWQ_CUDA_ABI
+ABI_VERSION = 3  # api.h's AWQ_CUDA_ABI
 
 # api.h's declarations, as cffi's C parser takes them (no preprocessor).
 CDEF = """
 int awq_cuda_abi_version(void);
 int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void* p2, const void* x, int act, float* y,
-                  int rows, int cols, int batch, int nr, int mode, void* stream);
+                  int rows, int cols, int batch, int nr, int mode, void* ws, long long ws_bytes, void* stream);
 int awq_cuda_dequant(int qtype, const void* p0, const void* p1, const void* p2, void* out, int out_type, int rows,
                      int cols, void* stream);
 const char* awq_cuda_error_string(int code);

@@ -27,16 +27,16 @@ int awq::sm_count() {
 extern "C" AWQ_API int awq_cuda_abi_version(void) { return AWQ_CUDA_ABI; }
 
 extern "C" AWQ_API int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void* p2, const void* x, int act,
-                             float* y, int rows, int cols, int batch, int nr, int mode,
-                                     void* stream) {
+                                     float* y, int rows, int cols, int batch, int nr, int mode, void* ws,
+                                     long long ws_bytes, void* stream) {
     const awq::Planes w = planes(p0, p1, p2);
     const cudaStream_t s = static_cast<cudaStream_t>(stream);
     cudaError_t e;
     switch (qtype) {
-        case 2: e = awq_gemv_q4_0(w, x, act, y, rows, cols, batch, nr, mode, s); break;
-        case 8: e = awq_gemv_q8_0(w, x, act, y, rows, cols, batch, nr, mode, s); break;
-        case 12: e = awq_gemv_q4_k(w, x, act, y, rows, cols, batch, nr, mode, s); break;
-        case 14: e = awq_gemv_q6_k(w, x, act, y, rows, cols, batch, nr, mode, s); break;
+        case 2: e = awq_gemv_q4_0(w, x, act, y, rows, cols, batch, nr, mode, ws, ws_bytes, s); break;
+        case 8: e = awq_gemv_q8_0(w, x, act, y, rows, cols, batch, nr, mode, ws, ws_bytes, s); break;
+        case 12: e = awq_gemv_q4_k(w, x, act, y, rows, cols, batch, nr, mode, ws, ws_bytes, s); break;
+        case 14: e = awq_gemv_q6_k(w, x, act, y, rows, cols, batch, nr, mode, ws, ws_bytes, s); break;
         default: return AWQ_ERR_TYPE;
     }
     return static_cast<int>(e);

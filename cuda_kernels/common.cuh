@@ -132,6 +132,29 @@ __device__ __forceinline__ void load_x8(const uint16_t* p, float* xf) {
     }
 }
 
+// ---- int8-activation path (gemv.cuh, modes 4 and 5) ----
+
+// d = sum of the 4 byte products of a and b, plus c: a unsigned (SIGNED_A false) or signed bytes, b signed.
+template <bool SIGNED_A>
+__device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c) {
+    int d;
+    if (SIGNED_A) {
+        asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    } else {
+        asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    }
+    return d;
+}
+
+// 8 int8 activations (8 aligned bytes), read through L1: every warp of a block reads the same x.
+__device__ __forceinline__ uint2 ld_x8(const int8_t* p) { return __ldg(reinterpret_cast<const uint2*>(p)); }
+
+// Programmatic dependent launch (sm_90): the producer lets the dependent grid start early; the dependent waits
+// for the producer's completion (and its memory) before its first read of the producer's output. Both are
+// no-ops for a grid launched without the attribute.
+__device__ __forceinline__ void griddep_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void griddep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
 // 8 floats -> 8 consecutive outputs of type OUT (16 or 32 aligned bytes).
 template <int OUT>
 __device__ __forceinline__ void store8(void* dst, const float* v) {

@@ -12,6 +12,14 @@
 //   2 "async": a ring of kStages shared-memory stages per warp filled with cp.async (each lane copies and later
 //              reads only its own slot, so no barrier): kStages - 1 steps in flight without holding registers.
 //   3 "fact":  as 1, and at batch 1 the factored arithmetic of compute_chunk (Q4_0, Q4_K, Q6_K; else as 1).
+//   4 "q8":    int8 activations, as llama.cpp's mmvq: a first kernel rounds x to int8 per 32 values
+//              (d = max|x| / 127, q = round-half-even(x * 127 / max|x|)) into the caller's workspace; the GEMV
+//              multiplies the weights' small integers with them by dp4a (4 products per instruction), exact
+//              integer dot products per 8-weight piece, float32 scales and accumulation. About 0.6 integer
+//              instructions per weight instead of 3.5-5, but x is rounded (relative ~5e-3, as llama.cpp's CUDA
+//              and CPU paths and this project's CPU kernels do).
+//   5 "q8 pdl": 4 with programmatic dependent launch: the GEMV grid starts while the rounding kernel runs,
+//              issues its first weight loads, then waits for the rounded x (griddepcontrol).
 #pragma once
 
 #include "common.cuh"
@@ -19,6 +27,8 @@
 namespace awq {
 
 constexpr int kGemvWarps = 4;
+constexpr int kDefaultQ8Mode = 4;  // the default with a workspace (see launch_gemv)
+constexpr int kDefaultQ8Nr = 4;
 
 // One chunk c (32 weights) of NR rows into acc, for `batch` activation rows.
 // FACT (batch 1, formats with kFactored): the scale is factored out of each 8-weight piece,
@@ -280,19 +290,255 @@ cudaError_t launch_gemv_b(Planes w, const void* x, float* y, int rows, int cols,
     return launch_gemv_nr<F, ACT, 16>(w, x, y, rows, cols, batch, nr, mode, s);
 }
 
-// The entry each format's .cu instantiates. nr <= 0 picks the default rows-per-warp, mode <= 0 the default way
-// of keeping bytes in flight (1 regs, 2 async).
+// ---------------------------------------------------------------------------------------------------------
+// Int8 activations (modes 4, 5).
+
+// The workspace: xq int8 [batch][cols], then xd float32 [batch][cols / 32].
+inline size_t q8_workspace_bytes(int batch, int cols) {
+    return static_cast<size_t>(batch) * cols + static_cast<size_t>(batch) * (cols / 32) * 4;
+}
+
+// x (n8 groups of 8 consecutive values; 4 groups = one 32-block, never across rows since cols % 32 == 0) ->
+// xq, xd. Four lanes per block: max|x| by two shuffles. A block holding NaN gets d = NaN; Inf gives d = Inf,
+// q = 0, so its products are NaN too. Rounding as the tests' float32 reference: p = x * (127 / max) rounded,
+// then round-half-even to an integer by adding 1.5 * 2^23 (whose low byte is then q mod 256).
+template <int ACT>
+__global__ void __launch_bounds__(256) quant_x_kernel(const uint16_t* __restrict__ x, int8_t* __restrict__ xq,
+                                                      float* __restrict__ xd, int n8) {
+    griddep_launch_dependents();
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int ic = i < n8 ? i : n8 - 1;  // every lane takes part in the shuffles
+    float f[8];
+    load_x8<ACT>(reinterpret_cast<const uint16_t*>(x) + static_cast<size_t>(ic) * 8, f);
+    float m = 0.0f;
+    int bad = 0;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+        m = fmaxf(m, fabsf(f[k]));
+        bad |= f[k] != f[k];
+    }
+    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
+    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, 1);
+    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, 2);
+    const float inv = m > 0.0f ? 127.0f / m : 0.0f;
+    uint32_t b[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) b[k] = __float_as_uint(__fadd_rn(__fmul_rn(f[k], inv), 12582912.0f));
+    const uint32_t lo = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
+    const uint32_t hi = __byte_perm(__byte_perm(b[4], b[5], 0x0040), __byte_perm(b[6], b[7], 0x0040), 0x5410);
+    if (i < n8) {
+        *reinterpret_cast<uint2*>(xq + static_cast<size_t>(i) * 8) = make_uint2(lo, hi);
+        if ((i & 3) == 0) xd[i >> 2] = bad ? __int_as_float(0x7FC00000) : m / 127.0f;
+    }
+}
+
+// One chunk c of NR rows into acc with int8 activations: per piece two dp4a per row and batch row; per group of
+// kQ8Group pieces one float combination dx * (A * dot - C * sum(xq)) (the sum is shared by the NR rows).
+template <class F, int BMAX, int NR>
+__device__ __forceinline__ void compute_chunk_q8(const typename F::Raw (&raw)[NR], int c, const int8_t* __restrict__ xq,
+                                                 const float* __restrict__ xd, int cols, int batch,
+                                                 float (&acc)[NR][BMAX]) {
+    constexpr int G = F::kQ8Group, NG = 4 / G;
+    typename F::Prep8 pre[NR];
+    uint32_t wv[NR][4][2];
+#pragma unroll
+    for (int r = 0; r < NR; ++r) {
+        F::prep8(pre[r], raw[r]);
+#pragma unroll
+        for (int P = 0; P < 4; ++P) F::q8_piece(raw[r], P, wv[r][P][0], wv[r][P][1]);
+    }
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+        if (b < batch) {
+            const int8_t* xb = xq + static_cast<size_t>(b) * cols;
+            const float* db = xd + static_cast<size_t>(b) * (cols >> 5);
+            uint2 xv[4];
+#pragma unroll
+            for (int P = 0; P < 4; ++P) xv[P] = ld_x8(xb + F::col(c, P));
+#pragma unroll
+            for (int g = 0; g < NG; ++g) {
+                const float dx = __ldg(db + (F::col(c, g * G) >> 5));
+                float sx = 0.0f;
+                if (F::kQ8Sum) {
+                    int s = 0;
+#pragma unroll
+                    for (int p = 0; p < G; ++p)
+                        s = dp4a<true>(xv[g * G + p].x, 0x01010101u, dp4a<true>(xv[g * G + p].y, 0x01010101u, s));
+                    sx = static_cast<float>(s);
+                }
+#pragma unroll
+                for (int r = 0; r < NR; ++r) {
+                    int lo = 0, hi = 0;
+#pragma unroll
+                    for (int p = 0; p < G; ++p) {
+                        const int P = g * G + p;
+                        if (F::q8_hi(P)) {
+                            hi = dp4a<F::kQ8Signed>(wv[r][P][0], xv[P].x, dp4a<F::kQ8Signed>(wv[r][P][1], xv[P].y, hi));
+                        } else {
+                            lo = dp4a<F::kQ8Signed>(wv[r][P][0], xv[P].x, dp4a<F::kQ8Signed>(wv[r][P][1], xv[P].y, lo));
+                        }
+                    }
+                    const int dot = lo + (hi >> 4);  // hi holds 16 x the high nibbles' products, exactly
+                    float t = F::q8_a(pre[r], g) * static_cast<float>(dot);
+                    if (F::kQ8Sum) t = fmaf(-F::q8_c(pre[r], g), sx, t);
+                    acc[r][b] = fmaf(dx, t, acc[r][b]);
+                }
+            }
+        }
+    }
+}
+
+// The walk of gemv_kernel (persistent warps, next step prefetched) on int8 activations. The first step's
+// weights are requested before waiting for the rounding kernel (mode 5 overlaps the two grids).
+template <class F, int BMAX, int NR>
+__global__ void __launch_bounds__(32 * kGemvWarps)
+    gemv_q8_kernel(Planes w, const int8_t* __restrict__ xq, const float* __restrict__ xd, float* __restrict__ y,
+                   int rows, int cols, int batch) {
+    constexpr int U = NR >= 4 ? 1 : 4 / NR;
+    const int lane = threadIdx.x & 31;
+    const int nch = cols >> 5;
+    const int steps = (nch + 32 * U - 1) / (32 * U);
+    const int groups = (rows + NR - 1) / NR;
+    const int warp0 = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    const int nwarps = gridDim.x * kGemvWarps;
+    if (warp0 >= groups) {
+        griddep_wait();
+        return;
+    }
+    const long long total = static_cast<long long>((groups - 1 - warp0) / nwarps + 1) * steps;
+
+    typename F::Raw cur[U][NR], nxt[U][NR];
+    auto load_step = [&](typename F::Raw(&raw)[U][NR], int g, int s) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int c = lane + 32 * (s * U + u);
+            if (c < nch) {
+#pragma unroll
+                for (int r = 0; r < NR; ++r) F::load(raw[u][r], w, min(g * NR + r, rows - 1), c, nch);
+            }
+        }
+    };
+
+    float acc[NR][BMAX];
+#pragma unroll
+    for (int r = 0; r < NR; ++r)
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.0f;
+
+    int g = warp0, s = 0;
+    load_step(cur, g, s);
+    griddep_wait();
+    for (long long it = 0; it < total; ++it) {
+        int gn = g, sn = s + 1;
+        if (sn == steps) {
+            sn = 0;
+            gn += nwarps;
+        }
+        if (it + 1 < total) load_step(nxt, gn, sn);
+
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int c = lane + 32 * (s * U + u);
+            if (c < nch) compute_chunk_q8<F, BMAX, NR>(cur[u], c, xq, xd, cols, batch, acc);
+        }
+        if (s == steps - 1) reduce_store<BMAX, NR>(acc, y, g * NR, rows, batch, lane);
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+            for (int r = 0; r < NR; ++r) cur[u][r] = nxt[u][r];
+        g = gn;
+        s = sn;
+    }
+}
+
+template <class F, int BMAX, int NR>
+cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, bool pdl,
+                             void* ws, cudaStream_t s) {
+    int8_t* xq = static_cast<int8_t*>(ws);
+    float* xd = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + static_cast<size_t>(batch) * cols);
+    const int n8 = batch * (cols / 8);
+    const unsigned qblocks = static_cast<unsigned>((n8 + 255) / 256);
+    if (act == ACT_BF16)
+        quant_x_kernel<ACT_BF16><<<qblocks, 256, 0, s>>>(static_cast<const uint16_t*>(x), xq, xd, n8);
+    else
+        quant_x_kernel<ACT_F16><<<qblocks, 256, 0, s>>>(static_cast<const uint16_t*>(x), xq, xd, n8);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+
+    static int per_sm = 0;
+    const int threads = 32 * kGemvWarps;
+    if (per_sm == 0) {
+        int n = 0;
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_q8_kernel<F, BMAX, NR>, threads, 0);
+        if (e != cudaSuccess) return e;
+        per_sm = n > 0 ? n : 1;
+    }
+    const int groups = (rows + NR - 1) / NR;
+    const int needed = (groups + kGemvWarps - 1) / kGemvWarps;
+    const int resident = per_sm * sm_count();
+    const unsigned grid = static_cast<unsigned>(needed < resident ? needed : resident);
+    const int8_t* cxq = xq;
+    const float* cxd = xd;
+    if (pdl) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(grid);
+        cfg.blockDim = dim3(threads);
+        cfg.dynamicSmemBytes = 0;
+        cfg.stream = s;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        return cudaLaunchKernelEx(&cfg, gemv_q8_kernel<F, BMAX, NR>, w, cxq, cxd, y, rows, cols, batch);
+    }
+    gemv_q8_kernel<F, BMAX, NR><<<grid, threads, 0, s>>>(w, cxq, cxd, y, rows, cols, batch);
+    return cudaGetLastError();
+}
+
+template <class F, int BMAX>
+cudaError_t launch_gemv_q8_nr(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
+                              bool pdl, void* ws, cudaStream_t s) {
+    switch (nr) {
+        case 1: return launch_gemv_q8_t<F, BMAX, 1>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 2: return launch_gemv_q8_t<F, BMAX, 2>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 4: return launch_gemv_q8_t<F, BMAX, 4>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+template <class F>
+cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
+                           bool pdl, void* ws, cudaStream_t s) {
+    if (batch <= 1) return launch_gemv_q8_nr<F, 1>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
+    if (batch <= 2) return launch_gemv_q8_nr<F, 2>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
+    if (batch <= 4) return launch_gemv_q8_nr<F, 4>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
+    if (batch <= 8) return launch_gemv_q8_nr<F, 8>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
+    return launch_gemv_q8_nr<F, 16>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
+}
+
+// The entry each format's .cu instantiates. nr <= 0 picks the default rows-per-warp, mode <= 0 the default
+// variant: with a workspace (ws, ws_bytes >= q8_workspace_bytes) the int8-activation path, else the float one.
 template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
-                        cudaStream_t s) {
-    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 3) return cudaErrorInvalidValue;
+                        void* ws, long long ws_bytes, cudaStream_t s) {
+    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 5) return cudaErrorInvalidValue;
+    if (act != ACT_BF16 && act != ACT_F16) return cudaErrorInvalidValue;
+    const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
+                         ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
+    if (mode <= 0 && have_ws) mode = kDefaultQ8Mode;
+    if (mode >= 4) {
+        if (!have_ws) return cudaErrorInvalidValue;
+        if (nr <= 0) nr = kDefaultQ8Nr;
+        return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode == 5, ws, s);
+    }
     // defaults from the H200 run of 2026-11-27 (BENCHMARKS.md): at batch 1 the factored arithmetic, 2 rows per
     // warp for Q4_0 and 4 otherwise; above batch 1 register prefetch with 4 rows per warp
     if (nr <= 0) nr = (batch == 1 && F::kType == 2) ? 2 : 4;
     if (mode <= 0) mode = batch == 1 ? 3 : 1;
     if (act == ACT_BF16) return launch_gemv_b<F, ACT_BF16>(w, x, y, rows, cols, batch, nr, mode, s);
-    if (act == ACT_F16) return launch_gemv_b<F, ACT_F16>(w, x, y, rows, cols, batch, nr, mode, s);
-    return cudaErrorInvalidValue;
+    return launch_gemv_b<F, ACT_F16>(w, x, y, rows, cols, batch, nr, mode, s);
 }
 
 }  // namespace awq

@@ -7,7 +7,7 @@
 
 #define AWQ_DECLARE_FORMAT(name)                                                                              \
     cudaError_t awq_gemv_##name(awq::Planes w, const void* x, int act, float* y, int rows, int cols, int batch, \
-                                int nr, int mode, cudaStream_t s);                                                      \
+                                int nr, int mode, void* ws, long long ws_bytes, cudaStream_t s);                      \
     cudaError_t awq_dequant_##name(awq::Planes w, void* out, int out_type, int rows, int cols, cudaStream_t s);
 
 AWQ_DECLARE_FORMAT(q4_0)

@@ -114,12 +114,39 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
         raise ValueError(f"{name} must be contiguous")
 
 
+# gemv modes (gemv.cuh): 1 register prefetch, 2 cp.async ring, 3 = 1 with the factored batch-1 arithmetic (float32
+# activations inside, exact to ~1e-6); 4 int8 activations (x rounded per 32 values as llama.cpp's q8 blocks, dp4a),
+# 5 = 4 with programmatic dependent launch. DEFAULT_MODE is what mode=0 runs.
+FLOAT_MODES = (1, 2, 3)
+Q8_MODES = (4, 5)
+DEFAULT_MODE = 4
+
+
+def workspace_bytes(batch: int, cols: int) -> int:
+    """Device scratch the int8-activation modes need: x rounded to int8 [batch, cols] + float32 scales per 32."""
+    return batch * cols + batch * (cols // 32) * 4
+
+
+def round_activations_q8(x: torch.Tensor) -> torch.Tensor:
+    """The activations modes 4/5 multiply with, as float32: per 32 values d = max|x| / 127 and
+    q = round-half-even(x * (127 / max|x|)) in float32, x_hat = q * d (NaN blocks stay NaN)."""
+    xf = x.float().reshape(*x.shape[:-1], x.shape[-1] // 32, 32)
+    amax = xf.abs().amax(-1, keepdim=True)
+    c127 = torch.full_like(amax, 127.0)  # tensor / tensor: an IEEE division (torch multiplies by 1/scalar)
+    inv = torch.where(amax > 0, c127 / amax, torch.zeros_like(amax))
+    q = torch.round(xf * inv)
+    return (q * (amax / c127)).reshape(x.shape)
+
+
 def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: int = 0, mode: int = 0
          ) -> torch.Tensor:
     """x fp16/bf16 [batch, cols] (batch 1..16, or [cols]) -> float32 [batch, rows] (or [rows]) = x @ W^T.
 
-    out: optional float32 [batch, rows] to write into. For benchmarking: nr = rows per warp (1, 2 or 4),
-    mode = 1 (register prefetch), 2 (cp.async ring) or 3 (1 with the factored batch-1 arithmetic); 0 = the
+    The default (DEFAULT_MODE = 4) rounds x to int8 per 32 values first, as llama.cpp's CUDA and CPU GEMV do and
+    this project's CPU kernels do (relative error ~5e-3 on Gaussian activations; round_activations_q8 gives the
+    x it uses); modes 1-3 keep x in float32 (~1e-6). out: optional float32 [batch, rows] to write into. For
+    benchmarking: nr = rows per warp (1, 2 or 4), mode = 1 (register prefetch), 2 (cp.async ring), 3 (1 with the
+    factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch); 0 = the
     default of each."""
     ffi, lib = load()
     squeeze = x.dim() == 1
@@ -137,8 +164,10 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
         raise ValueError("x must be 16-byte aligned (a fresh or .contiguous() tensor is)")
     if nr not in (0, 1, 2, 4):
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
-    if mode not in (0, 1, 2, 3):
-        raise ValueError(f"mode must be 0, 1, 2 or 3, got {mode}")
+    if mode not in (0, *FLOAT_MODES, *Q8_MODES):
+        raise ValueError(f"mode must be 0..5, got {mode}")
+    if mode == 0:
+        mode = DEFAULT_MODE
     if out is None:
         out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
     else:
@@ -146,10 +175,15 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
         if out.dtype != torch.float32 or tuple(out.shape) != (batch, w.rows):
             raise ValueError(f"out must be float32 [{batch}, {w.rows}], got {out.dtype} {tuple(out.shape)}")
     p0, p1, p2 = _pointers(ffi, w)
+    ws, ws_ptr, ws_bytes = None, ffi.NULL, 0
+    if mode in Q8_MODES:
+        ws_bytes = workspace_bytes(batch, w.cols)
+        ws = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device)  # the caching allocator: 512-byte aligned
+        ws_ptr = ffi.cast("void*", ws.data_ptr())
     with torch.cuda.device(x.device):
         code = lib.awq_cuda_gemv(int(w.qtype), p0, p1, p2, ffi.cast("const void*", x.data_ptr()), _ACT[x.dtype],
                                  ffi.cast("float*", out.data_ptr()), w.rows, w.cols, batch, nr,
-                                 mode, _stream(ffi, x.device))
+                                 mode, ws_ptr, ws_bytes, _stream(ffi, x.device))
     _check(code, f"gemv {w.qtype.name} [{w.rows}, {w.cols}] batch {batch}")
     return out.squeeze(0) if squeeze else out
 

@@ -59,6 +59,29 @@ struct FmtQ4_0 {
     static __device__ __forceinline__ float scale_a(const Prep& p, int) { return p.A; }
     static __device__ __forceinline__ float scale_c(const Prep& p, int) { return p.C; }
 
+    // int8-activation path (gemv.cuh, modes 4/5): piece P's 8 weights as two words of bytes for dp4a; when
+    // q8_hi(P) the bytes hold 16 q (high nibbles masked in place, no shift). A group of kQ8Group pieces shares
+    // (A, C) and one 32-activation block: its sum is dx * (A * dot - C * sum(xq)).
+    static constexpr int kQ8Group = 4;
+    static constexpr bool kQ8Signed = false;
+    static constexpr bool kQ8Sum = true;
+    struct Prep8 {
+        float A, C;
+    };
+    static __device__ __forceinline__ void prep8(Prep8& p, const Raw& r) {
+        const float d = half_bits(r.d);
+        p.A = d;  // d (q - 8) = d q - 8 d
+        p.C = 8.0f * d;
+    }
+    static constexpr __device__ bool q8_hi(int P) { return (P >> 1) != 0; }
+    static __device__ __forceinline__ void q8_piece(const Raw& r, int P, uint32_t& w0, uint32_t& w1) {
+        const uint32_t m = (P >> 1) ? 0xF0F0F0F0u : 0x0F0F0F0Fu;
+        w0 = ((P & 1) ? r.q.z : r.q.x) & m;
+        w1 = ((P & 1) ? r.q.w : r.q.y) & m;
+    }
+    static __device__ __forceinline__ float q8_a(const Prep8& p, int) { return p.A; }
+    static __device__ __forceinline__ float q8_c(const Prep8& p, int) { return p.C; }
+
     static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
 
     // cp.async ring slot of one row-step of a warp: 32 lanes x (16 quant bytes, the 4-byte word holding d)

@@ -86,6 +86,35 @@ struct FmtQ4_K {
     static __device__ __forceinline__ float scale_a(const Prep& p, int P) { return (P >> 1) ? p.A1 : p.A0; }
     static __device__ __forceinline__ float scale_c(const Prep& p, int P) { return (P >> 1) ? p.C1 : p.C0; }
 
+    // int8-activation path (gemv.cuh, modes 4/5): piece P's 8 weights as two words of bytes for dp4a; when
+    // q8_hi(P) the bytes hold 16 q (high nibbles masked in place, no shift). A group of kQ8Group pieces shares
+    // (A, C) and one 32-activation block: its sum is dx * (A * dot - C * sum(xq)).
+    static constexpr int kQ8Group = 2;  // pieces 0, 1: sub-block 2g (low nibbles); 2, 3: 2g + 1 (high)
+    static constexpr bool kQ8Signed = false;
+    static constexpr bool kQ8Sum = true;
+    struct Prep8 {
+        float A0, C0, A1, C1;
+    };
+    static __device__ __forceinline__ void prep8(Prep8& p, const Raw& r) {
+        const float d = half_bits(r.h.x), dmin = half_bits(r.h.x >> 16);
+        const int j = (r.t >> 1) * 2;
+        float sc, m;
+        scale_min(j, r.h.y, r.h.z, r.h.w, sc, m);
+        p.A0 = d * sc;  // d sc q - dmin m
+        p.C0 = dmin * m;
+        scale_min(j + 1, r.h.y, r.h.z, r.h.w, sc, m);
+        p.A1 = d * sc;
+        p.C1 = dmin * m;
+    }
+    static constexpr __device__ bool q8_hi(int P) { return (P >> 1) != 0; }
+    static __device__ __forceinline__ void q8_piece(const Raw& r, int P, uint32_t& w0, uint32_t& w1) {
+        const uint32_t m = (P >> 1) ? 0xF0F0F0F0u : 0x0F0F0F0Fu;
+        w0 = ((P & 1) ? r.q.z : r.q.x) & m;
+        w1 = ((P & 1) ? r.q.w : r.q.y) & m;
+    }
+    static __device__ __forceinline__ float q8_a(const Prep8& p, int g) { return g ? p.A1 : p.A0; }
+    static __device__ __forceinline__ float q8_c(const Prep8& p, int g) { return g ? p.C1 : p.C0; }
+
     static __device__ __forceinline__ int col(int c, int P) {
         const int t = c & 7;
         return 256 * (c >> 3) + 64 * (t >> 1) + 16 * (t & 1) + 8 * (P & 1) + 32 * (P >> 1);

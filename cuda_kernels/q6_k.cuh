@@ -83,6 +83,38 @@ struct FmtQ6_K {
     static __device__ __forceinline__ float scale_a(const Prep& p, int P) { return p.A[P]; }
     static __device__ __forceinline__ float scale_c(const Prep& p, int P) { return p.C[P]; }
 
+    // int8-activation path (gemv.cuh, modes 4/5): piece P's 8 weights as two words of bytes for dp4a; when
+    // q8_hi(P) the bytes hold 16 q (high nibbles masked in place, no shift). A group of kQ8Group pieces shares
+    // (A, C) and one 32-activation block: its sum is dx * (A * dot - C * sum(xq)).
+    static constexpr int kQ8Group = 1;  // every piece has its own scale and activation block
+    static constexpr bool kQ8Signed = false;
+    static constexpr bool kQ8Sum = true;
+    struct Prep8 {
+        float A[4], C[4];
+    };
+    static __device__ __forceinline__ void prep8(Prep8& p, const Raw& r) {
+        const float d = half_bits(r.d);
+        const int n = r.t >> 2, is = (r.t & 3) >> 1;
+        const uint32_t lo = n ? r.sc.z : r.sc.x;
+        const uint32_t hi = n ? r.sc.w : r.sc.y;
+#pragma unroll
+        for (int P = 0; P < 4; ++P) {
+            const uint32_t word = (P >> 1) ? hi : lo;
+            const int sh = 8 * (is + 2 * (P & 1));
+            const float ds = d * static_cast<float>(static_cast<int8_t>((word >> sh) & 0xFFu));
+            p.A[P] = ds;  // d sc (q - 32)
+            p.C[P] = 32.0f * ds;
+        }
+    }
+    static constexpr __device__ bool q8_hi(int) { return false; }
+    static __device__ __forceinline__ void q8_piece(const Raw& r, int P, uint32_t& w0, uint32_t& w1) {
+        const uint2 ql = (P & 1) ? r.qb : r.qa;
+        w0 = bytes(ql.x, r.qh.x, P) & 0x3F3F3F3Fu;  // q, without bytes()' 0x80
+        w1 = bytes(ql.y, r.qh.y, P) & 0x3F3F3F3Fu;
+    }
+    static __device__ __forceinline__ float q8_a(const Prep8& p, int g) { return p.A[g]; }
+    static __device__ __forceinline__ float q8_c(const Prep8& p, int g) { return p.C[g]; }
+
     static __device__ __forceinline__ int col(int c, int P) {
         const int t = c & 7;
         return 256 * (c >> 3) + 128 * (t >> 2) + 8 * (t & 3) + 32 * P;

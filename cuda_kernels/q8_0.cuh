@@ -47,6 +47,25 @@ struct FmtQ8_0 {
     static __device__ __forceinline__ float scale_a(const Prep& p, int) { return p.A; }
     static __device__ __forceinline__ float scale_c(const Prep& p, int) { return p.C; }
 
+    // int8-activation path (gemv.cuh, modes 4/5): piece P's 8 weights as two words of bytes for dp4a; when
+    // q8_hi(P) the bytes hold 16 q (high nibbles masked in place, no shift). A group of kQ8Group pieces shares
+    // (A, C) and one 32-activation block: its sum is dx * (A * dot - C * sum(xq)).
+    static constexpr int kQ8Group = 4;
+    static constexpr bool kQ8Signed = true;
+    static constexpr bool kQ8Sum = false;
+    struct Prep8 {
+        float A;
+    };
+    static __device__ __forceinline__ void prep8(Prep8& p, const Raw& r) { p.A = half_bits(r.d); }
+    static constexpr __device__ bool q8_hi(int) { return false; }
+    static __device__ __forceinline__ void q8_piece(const Raw& r, int P, uint32_t& w0, uint32_t& w1) {
+        const uint4& q = (P >> 1) ? r.q1 : r.q0;
+        w0 = (P & 1) ? q.z : q.x;
+        w1 = (P & 1) ? q.w : q.y;
+    }
+    static __device__ __forceinline__ float q8_a(const Prep8& p, int) { return p.A; }
+    static __device__ __forceinline__ float q8_c(const Prep8&, int) { return 0.0f; }
+
     static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
 
     // cp.async ring slot: 32 lanes x (two 16-byte halves of the quants, the 4-byte word holding d)
