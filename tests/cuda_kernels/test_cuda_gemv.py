@@ -100,7 +100,7 @@ def test_gemv_variants_agree(ck, seed, qt, nr, mode):
         w, ref_w = weight(ck, qt, rows, cols, seed)
         for batch in (1, 4, 7, 16):
             x = fresh_x(batch, cols, torch.float16, seed + nr)
-            if cols >= 64:
+            if cols >= 64 and mode >= 4:
                 x[0, 32:64] = 0  # an all-zero activation block (q8: d = 0)
             out = torch.full((batch, rows), float("nan"), device="cuda")
             ck.gemv(x, w, out=out, nr=nr, mode=mode)
