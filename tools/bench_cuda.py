@@ -181,7 +181,7 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
 
 def bench_accuracy() -> list[dict]:
     """Relative error vs float64 of the float path (mode 3) and the int8-activation path (mode 4), per type, on
-    random weights (1024 x 4096, quantized by convert.quants) and fp16 activations: Gaussian, and Gaussian with
+    random weights (256 x 4096, quantized by convert.quants) and fp16 activations: Gaussian, and Gaussian with
     16 outlier channels x30 (AWQ's setting)."""
     import torch
     from gguf import GGMLQuantizationType
@@ -191,7 +191,7 @@ def bench_accuracy() -> list[dict]:
     from awq_gguf.convert.quants import quantize
 
     g = torch.Generator().manual_seed(3)
-    rows, cols = 1024, 4096
+    rows, cols = 256, 4096
     out = []
     for name in TYPE_NAMES:
         qt = GGMLQuantizationType[name]
@@ -419,7 +419,7 @@ def markdown(res: dict) -> str:
         lines.append("")
     if res.get("accuracy"):
         lines += ["Accuracy of the two activation paths: relative error ||y - y64|| / ||y64|| against float64 "
-                  "(dequantized weights times the fp16 x), random 1024x4096 weights quantized by convert.quants; "
+                  "(dequantized weights times the fp16 x), random 256x4096 weights quantized by convert.quants; "
                   "float path = mode 3 (batch 1), q8 path = mode 4 (batch 8).", "",
                   "| type | activations | float path | q8 path |", "|---|---|---:|---:|"]
         for r in res["accuracy"]:
