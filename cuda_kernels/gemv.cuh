@@ -20,6 +20,7 @@
 //              and CPU paths and this project's CPU kernels do).
 //   5 "q8 pdl": 4 with programmatic dependent launch: the GEMV grid starts while the rounding kernel runs,
 //              issues its first weight loads, then waits for the rounded x (griddepcontrol).
+//   6 "q8 deep": 5 with twice the weights in flight per warp (8 row-chunks per step instead of 4).
 #pragma once
 
 #include "common.cuh"
@@ -391,11 +392,11 @@ __device__ __forceinline__ void compute_chunk_q8(const typename F::Raw (&raw)[NR
 
 // The walk of gemv_kernel (persistent warps, next step prefetched) on int8 activations. The first step's
 // weights are requested before waiting for the rounding kernel (mode 5 overlaps the two grids).
-template <class F, int BMAX, int NR>
+template <class F, int BMAX, int NR, int DEPTH>
 __global__ void __launch_bounds__(32 * kGemvWarps)
     gemv_q8_kernel(Planes w, const int8_t* __restrict__ xq, const float* __restrict__ xd, float* __restrict__ y,
                    int rows, int cols, int batch) {
-    constexpr int U = NR >= 4 ? 1 : 4 / NR;
+    constexpr int U = NR >= DEPTH ? 1 : DEPTH / NR;  // chunks per lane per step: DEPTH row-chunks in flight
     const int lane = threadIdx.x & 31;
     const int nch = cols >> 5;
     const int steps = (nch + 32 * U - 1) / (32 * U);
@@ -452,7 +453,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
     }
 }
 
-template <class F, int BMAX, int NR>
+template <class F, int BMAX, int NR, int DEPTH>
 cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, bool pdl,
                              void* ws, cudaStream_t s) {
     int8_t* xq = static_cast<int8_t*>(ws);
@@ -470,7 +471,7 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
     const int threads = 32 * kGemvWarps;
     if (per_sm == 0) {
         int n = 0;
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_q8_kernel<F, BMAX, NR>, threads, 0);
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_q8_kernel<F, BMAX, NR, DEPTH>, threads, 0);
         if (e != cudaSuccess) return e;
         per_sm = n > 0 ? n : 1;
     }
@@ -491,31 +492,39 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
         attr[0].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = attr;
         cfg.numAttrs = 1;
-        return cudaLaunchKernelEx(&cfg, gemv_q8_kernel<F, BMAX, NR>, w, cxq, cxd, y, rows, cols, batch);
+        return cudaLaunchKernelEx(&cfg, gemv_q8_kernel<F, BMAX, NR, DEPTH>, w, cxq, cxd, y, rows, cols, batch);
     }
-    gemv_q8_kernel<F, BMAX, NR><<<grid, threads, 0, s>>>(w, cxq, cxd, y, rows, cols, batch);
+    gemv_q8_kernel<F, BMAX, NR, DEPTH><<<grid, threads, 0, s>>>(w, cxq, cxd, y, rows, cols, batch);
     return cudaGetLastError();
 }
 
 template <class F, int BMAX>
 cudaError_t launch_gemv_q8_nr(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
-                              bool pdl, void* ws, cudaStream_t s) {
+                              bool pdl, bool deep, void* ws, cudaStream_t s) {
+    if (deep) {
+        switch (nr) {
+            case 1: return launch_gemv_q8_t<F, BMAX, 1, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+            case 2: return launch_gemv_q8_t<F, BMAX, 2, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+            case 4: return launch_gemv_q8_t<F, BMAX, 4, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+            default: return cudaErrorInvalidValue;
+        }
+    }
     switch (nr) {
-        case 1: return launch_gemv_q8_t<F, BMAX, 1>(w, x, act, y, rows, cols, batch, pdl, ws, s);
-        case 2: return launch_gemv_q8_t<F, BMAX, 2>(w, x, act, y, rows, cols, batch, pdl, ws, s);
-        case 4: return launch_gemv_q8_t<F, BMAX, 4>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 1: return launch_gemv_q8_t<F, BMAX, 1, 4>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 2: return launch_gemv_q8_t<F, BMAX, 2, 4>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 4: return launch_gemv_q8_t<F, BMAX, 4, 4>(w, x, act, y, rows, cols, batch, pdl, ws, s);
         default: return cudaErrorInvalidValue;
     }
 }
 
 template <class F>
 cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
-                           bool pdl, void* ws, cudaStream_t s) {
-    if (batch <= 1) return launch_gemv_q8_nr<F, 1>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
-    if (batch <= 2) return launch_gemv_q8_nr<F, 2>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
-    if (batch <= 4) return launch_gemv_q8_nr<F, 4>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
-    if (batch <= 8) return launch_gemv_q8_nr<F, 8>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
-    return launch_gemv_q8_nr<F, 16>(w, x, act, y, rows, cols, batch, nr, pdl, ws, s);
+                           bool pdl, bool deep, void* ws, cudaStream_t s) {
+    if (batch <= 1) return launch_gemv_q8_nr<F, 1>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
+    if (batch <= 2) return launch_gemv_q8_nr<F, 2>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
+    if (batch <= 4) return launch_gemv_q8_nr<F, 4>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
+    if (batch <= 8) return launch_gemv_q8_nr<F, 8>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
+    return launch_gemv_q8_nr<F, 16>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
 }
 
 // The entry each format's .cu instantiates. nr <= 0 picks the default rows-per-warp, mode <= 0 the default
@@ -523,7 +532,7 @@ cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows,
 template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         void* ws, long long ws_bytes, cudaStream_t s) {
-    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 5) return cudaErrorInvalidValue;
+    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 6) return cudaErrorInvalidValue;
     if (act != ACT_BF16 && act != ACT_F16) return cudaErrorInvalidValue;
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
@@ -531,7 +540,7 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
     if (mode >= 4) {
         if (!have_ws) return cudaErrorInvalidValue;
         if (nr <= 0) nr = kDefaultQ8Nr;
-        return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode == 5, ws, s);
+        return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode >= 5, mode == 6, ws, s);
     }
     // defaults from the H200 run of 2026-11-27 (BENCHMARKS.md): at batch 1 the factored arithmetic, 2 rows per
     // warp for Q4_0 and 4 otherwise; above batch 1 register prefetch with 4 rows per warp

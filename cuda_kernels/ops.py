@@ -116,9 +116,10 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 
 # gemv modes (gemv.cuh): 1 register prefetch, 2 cp.async ring, 3 = 1 with the factored batch-1 arithmetic (float32
 # activations inside, exact to ~1e-6); 4 int8 activations (x rounded per 32 values as llama.cpp's q8 blocks, dp4a),
-# 5 = 4 with programmatic dependent launch. DEFAULT_MODE is what mode=0 runs.
+# 5 = 4 with programmatic dependent launch, 6 = 5 with twice the weights in flight per warp. DEFAULT_MODE is
+# what mode=0 runs.
 FLOAT_MODES = (1, 2, 3)
-Q8_MODES = (4, 5)
+Q8_MODES = (4, 5, 6)
 DEFAULT_MODE = 4
 
 
@@ -146,7 +147,8 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     this project's CPU kernels do (relative error ~5e-3 on Gaussian activations; round_activations_q8 gives the
     x it uses); modes 1-3 keep x in float32 (~1e-6). out: optional float32 [batch, rows] to write into. For
     benchmarking: nr = rows per warp (1, 2 or 4), mode = 1 (register prefetch), 2 (cp.async ring), 3 (1 with the
-    factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch); 0 = the
+    factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch), 6 (5 with twice the
+    weights in flight); 0 = the
     default of each."""
     ffi, lib = load()
     squeeze = x.dim() == 1
@@ -165,7 +167,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     if nr not in (0, 1, 2, 4):
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
     if mode not in (0, *FLOAT_MODES, *Q8_MODES):
-        raise ValueError(f"mode must be 0..5, got {mode}")
+        raise ValueError(f"mode must be 0..6, got {mode}")
     if mode == 0:
         mode = DEFAULT_MODE
     if out is None:

@@ -94,7 +94,7 @@ def test_gemv_matches_float64(ck, seed, qt, dtype):
 
 @pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
 @pytest.mark.parametrize("nr", [1, 2, 4])
-@pytest.mark.parametrize("mode", [1, 2, 3, 4, 5], ids=["regs", "async", "fact", "q8", "q8pdl"])
+@pytest.mark.parametrize("mode", [1, 2, 3, 4, 5, 6], ids=["regs", "async", "fact", "q8", "q8pdl", "q8deep"])
 def test_gemv_variants_agree(ck, seed, qt, nr, mode):
     for rows, cols in shapes(qt):
         w, ref_w = weight(ck, qt, rows, cols, seed)
@@ -121,7 +121,7 @@ def test_q8_activation_rounding_cost_and_nan(ck, seed, qt):
     for dtype in (torch.float16, torch.bfloat16):
         x = fresh_x(3, cols, dtype, seed + 11)
         ref = x.double() @ ref_w.T
-        for mode in (4, 5):
+        for mode in (4, 5, 6):
             err = rel_err(ck.gemv(x, w, mode=mode), ref)
             exact = rel_err(ck.gemv(x, w, mode=3), ref)
             assert exact < 2e-5 and err < 1.5e-2, f"{qt.name} mode {mode}: rel err {err:.2e} vs float x (seed {seed})"
