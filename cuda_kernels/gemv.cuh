@@ -28,8 +28,6 @@
 namespace awq {
 
 constexpr int kGemvWarps = 4;
-constexpr int kDefaultQ8Mode = 4;  // the default with a workspace (see launch_gemv)
-constexpr int kDefaultQ8Nr = 4;
 
 // One chunk c (32 weights) of NR rows into acc, for `batch` activation rows.
 // FACT (batch 1, formats with kFactored): the scale is factored out of each 8-weight piece,
@@ -536,10 +534,16 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
     if (act != ACT_BF16 && act != ACT_F16) return cudaErrorInvalidValue;
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
-    if (mode <= 0 && have_ws) mode = kDefaultQ8Mode;
+    if (mode <= 0 && have_ws) {
+        // the measured best (H200, 2026-11-27, BENCHMARKS.md): q8 with PDL; deep prefetch at batch 1 for Q4_0
+        // and Q6_K and at batch 9-16 for Q8_0; 2 rows per warp for Q4_K at batch 1, else 4
+        const bool deep = batch == 1 ? (F::kType == 2 || F::kType == 14) : (batch > 8 && F::kType == 8);
+        mode = deep ? 6 : 5;
+        if (nr <= 0) nr = (batch == 1 && F::kType == 12) ? 2 : 4;
+    }
     if (mode >= 4) {
         if (!have_ws) return cudaErrorInvalidValue;
-        if (nr <= 0) nr = kDefaultQ8Nr;
+        if (nr <= 0) nr = 4;
         return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode >= 5, mode == 6, ws, s);
     }
     // defaults from the H200 run of 2026-11-27 (BENCHMARKS.md): at batch 1 the factored arithmetic, 2 rows per

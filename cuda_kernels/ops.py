@@ -116,11 +116,12 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 
 # gemv modes (gemv.cuh): 1 register prefetch, 2 cp.async ring, 3 = 1 with the factored batch-1 arithmetic (float32
 # activations inside, exact to ~1e-6); 4 int8 activations (x rounded per 32 values as llama.cpp's q8 blocks, dp4a),
-# 5 = 4 with programmatic dependent launch, 6 = 5 with twice the weights in flight per warp. DEFAULT_MODE is
-# what mode=0 runs.
+# 5 = 4 with programmatic dependent launch, 6 = 5 with twice the weights in flight per warp. mode=0 lets the
+# library pick per type and batch among the q8 modes (5 or 6, gemv.cuh's launch_gemv); DEFAULT_MODE says which
+# family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
 Q8_MODES = (4, 5, 6)
-DEFAULT_MODE = 4
+DEFAULT_MODE = 5
 
 
 def workspace_bytes(batch: int, cols: int) -> int:
@@ -143,9 +144,9 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
          ) -> torch.Tensor:
     """x fp16/bf16 [batch, cols] (batch 1..16, or [cols]) -> float32 [batch, rows] (or [rows]) = x @ W^T.
 
-    The default (DEFAULT_MODE = 4) rounds x to int8 per 32 values first, as llama.cpp's CUDA and CPU GEMV do and
-    this project's CPU kernels do (relative error ~5e-3 on Gaussian activations; round_activations_q8 gives the
-    x it uses); modes 1-3 keep x in float32 (~1e-6). out: optional float32 [batch, rows] to write into. For
+    The default (mode 0, the q8 family: DEFAULT_MODE) rounds x to int8 per 32 values first, as llama.cpp's CUDA
+    and CPU GEMV and this project's CPU kernels do (relative error ~5e-3 on Gaussian activations, ~1e-2 with
+    outlier channels; round_activations_q8 gives the x it uses); modes 1-3 keep x in float32 (~1e-6). out: optional float32 [batch, rows] to write into. For
     benchmarking: nr = rows per warp (1, 2 or 4), mode = 1 (register prefetch), 2 (cp.async ring), 3 (1 with the
     factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch), 6 (5 with twice the
     weights in flight); 0 = the
@@ -168,8 +169,6 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
     if mode not in (0, *FLOAT_MODES, *Q8_MODES):
         raise ValueError(f"mode must be 0..6, got {mode}")
-    if mode == 0:
-        mode = DEFAULT_MODE
     if out is None:
         out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
     else:
@@ -178,7 +177,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
             raise ValueError(f"out must be float32 [{batch}, {w.rows}], got {out.dtype} {tuple(out.shape)}")
     p0, p1, p2 = _pointers(ffi, w)
     ws, ws_ptr, ws_bytes = None, ffi.NULL, 0
-    if mode in Q8_MODES:
+    if mode in Q8_MODES or (mode == 0 and DEFAULT_MODE in Q8_MODES):
         ws_bytes = workspace_bytes(batch, w.cols)
         ws = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device)  # the caching allocator: 512-byte aligned
         ws_ptr = ffi.cast("void*", ws.data_ptr())
