@@ -8,9 +8,10 @@
  * qtype: GGML type id (2 = Q4_0, 8 = Q8_0, 12 = Q4_K, 14 = Q6_K); p0, p1, p2: the format's planes (see the
  * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations. nr: rows per warp (1, 2,
  * 4; 0 = default); mode: 1 = register prefetch, 2 = cp.async ring, 3 = 1 + factored batch-1 math, 4 = int8
- * activations (dp4a), 5 = 4 with programmatic dependent launch, 6 = 5 with deeper prefetch (0 = default: 4 with a workspace, else 3 at
+ * activations (dp4a), 5 = 4 with programmatic dependent launch, 6-9 = 5 with deeper prefetch / split columns / a register cap
+ * (0 = default: 4 with a workspace, else 3 at
  * batch 1 and 1 above); see gemv.cuh. ws: 16-byte aligned device workspace of ws_bytes >= batch * cols * (1 + 4 / 32)
- * bytes, needed by modes 4-6 (may be NULL otherwise). out_type: 0 = fp16,
+ * bytes, needed by modes 4-9 (may be NULL otherwise). out_type: 0 = fp16,
  * 1 = bf16, 2 = float32. x: [batch, cols], y: float32 [batch, rows], both contiguous, x 16-byte aligned.
  */
 #ifndef AWQ_GGUF_CUDA_API_H

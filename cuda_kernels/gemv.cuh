@@ -21,6 +21,10 @@
 //   5 "q8 pdl": 4 with programmatic dependent launch: the GEMV grid starts while the rounding kernel runs,
 //              issues its first weight loads, then waits for the rounded x (griddepcontrol).
 //   6 "q8 deep": 5 with twice the weights in flight per warp (8 row-chunks per step instead of 4).
+//   7 "q8 split": 5 with the 4 warps of a block splitting each row group's columns (4x the warps in flight
+//              for matrices of few rows), partial sums added through shared memory.
+//   8 "q8 cap":  5 compiled for 8 resident blocks per SM (at most 64 registers: 2x the warps).
+//   9 "q8 split cap": 7 and 8 together.
 #pragma once
 
 #include "common.cuh"
@@ -389,26 +393,35 @@ __device__ __forceinline__ void compute_chunk_q8(const typename F::Raw (&raw)[NR
 }
 
 // The walk of gemv_kernel (persistent warps, next step prefetched) on int8 activations. The first step's
-// weights are requested before waiting for the rounding kernel (mode 5 overlaps the two grids).
-template <class F, int BMAX, int NR, int DEPTH>
-__global__ void __launch_bounds__(32 * kGemvWarps)
+// weights are requested before waiting for the rounding kernel (PDL overlaps the two grids).
+// DEPTH: row-chunks per lane in flight (U = DEPTH / NR chunks per step). KS: warps sharing one row group
+// (1: each warp owns its row groups; 4: the block's 4 warps split the group's steps, warp k taking steps k,
+// k + 4, ..., and add their sums through shared memory: 4x the warps for matrices of few rows). MINB: blocks per
+// SM asked of the register allocator (1: no cap; 8: at most 64 registers, 2x the resident warps).
+template <class F, int BMAX, int NR, int DEPTH, int KS, int MINB>
+__global__ void __launch_bounds__(32 * kGemvWarps, MINB)
     gemv_q8_kernel(Planes w, const int8_t* __restrict__ xq, const float* __restrict__ xd, float* __restrict__ y,
                    int rows, int cols, int batch) {
-    constexpr int U = NR >= DEPTH ? 1 : DEPTH / NR;  // chunks per lane per step: DEPTH row-chunks in flight
+    static_assert(KS == 1 || KS == kGemvWarps, "KS: 1 or the block's warps");
+    constexpr int U = NR >= DEPTH ? 1 : DEPTH / NR;
+    __shared__ float red[KS == 1 ? 1 : 2][KS][NR][BMAX];
     const int lane = threadIdx.x & 31;
+    const int wid = threadIdx.x >> 5;
     const int nch = cols >> 5;
     const int steps = (nch + 32 * U - 1) / (32 * U);
+    const int lsteps = (steps + KS - 1) / KS;  // this warp's steps per row group
     const int groups = (rows + NR - 1) / NR;
-    const int warp0 = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
-    const int nwarps = gridDim.x * kGemvWarps;
-    if (warp0 >= groups) {
+    const int warp0 = KS == 1 ? blockIdx.x * kGemvWarps + wid : blockIdx.x;  // first row group
+    const int nwarps = KS == 1 ? gridDim.x * kGemvWarps : gridDim.x;         // row-group stride
+    if (warp0 >= groups) {  // block-uniform when KS > 1
         griddep_wait();
         return;
     }
-    const long long total = static_cast<long long>((groups - 1 - warp0) / nwarps + 1) * steps;
+    const long long total = static_cast<long long>((groups - 1 - warp0) / nwarps + 1) * lsteps;
 
     typename F::Raw cur[U][NR], nxt[U][NR];
-    auto load_step = [&](typename F::Raw(&raw)[U][NR], int g, int s) {
+    auto load_step = [&](typename F::Raw(&raw)[U][NR], int g, int ls) {
+        const int s = ls * KS + (KS == 1 ? 0 : wid);
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int c = lane + 32 * (s * U + u);
@@ -425,33 +438,63 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 #pragma unroll
         for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.0f;
 
-    int g = warp0, s = 0;
-    load_step(cur, g, s);
+    int g = warp0, ls = 0, parity = 0;
+    load_step(cur, g, ls);
     griddep_wait();
     for (long long it = 0; it < total; ++it) {
-        int gn = g, sn = s + 1;
-        if (sn == steps) {
-            sn = 0;
+        int gn = g, lsn = ls + 1;
+        if (lsn == lsteps) {
+            lsn = 0;
             gn += nwarps;
         }
-        if (it + 1 < total) load_step(nxt, gn, sn);
+        if (it + 1 < total) load_step(nxt, gn, lsn);
 
+        const int s = ls * KS + (KS == 1 ? 0 : wid);
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int c = lane + 32 * (s * U + u);
             if (c < nch) compute_chunk_q8<F, BMAX, NR>(cur[u], c, xq, xd, cols, batch, acc);
         }
-        if (s == steps - 1) reduce_store<BMAX, NR>(acc, y, g * NR, rows, batch, lane);
+        if (ls == lsteps - 1) {
+            if constexpr (KS == 1) {
+                reduce_store<BMAX, NR>(acc, y, g * NR, rows, batch, lane);
+            } else {
+                // warp sums into red[parity][wid], one barrier, warp 0 adds the KS partial sums and stores; the
+                // other buffer takes the next group, so no second barrier is needed
+#pragma unroll
+                for (int r = 0; r < NR; ++r) {
+#pragma unroll
+                    for (int b = 0; b < BMAX; ++b) {
+                        float v = acc[r][b];
+#pragma unroll
+                        for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+                        if (lane == 0) red[parity][wid][r][b] = v;
+                        acc[r][b] = 0.0f;
+                    }
+                }
+                __syncthreads();
+                if (wid == 0) {
+                    for (int i = lane; i < NR * BMAX; i += 32) {
+                        const int r = i / BMAX, b = i % BMAX;
+                        float v = 0.0f;
+#pragma unroll
+                        for (int k = 0; k < KS; ++k) v += red[parity][k][r][b];
+                        if (b < batch && g * NR + r < rows) y[static_cast<size_t>(b) * rows + g * NR + r] = v;
+                    }
+                }
+                parity ^= 1;
+            }
+        }
 #pragma unroll
         for (int u = 0; u < U; ++u)
 #pragma unroll
             for (int r = 0; r < NR; ++r) cur[u][r] = nxt[u][r];
         g = gn;
-        s = sn;
+        ls = lsn;
     }
 }
 
-template <class F, int BMAX, int NR, int DEPTH>
+template <class F, int BMAX, int NR, int DEPTH, int KS, int MINB>
 cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, bool pdl,
                              void* ws, cudaStream_t s) {
     int8_t* xq = static_cast<int8_t*>(ws);
@@ -465,16 +508,17 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
 
+    auto kernel = gemv_q8_kernel<F, BMAX, NR, DEPTH, KS, MINB>;
     static int per_sm = 0;
     const int threads = 32 * kGemvWarps;
     if (per_sm == 0) {
         int n = 0;
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_q8_kernel<F, BMAX, NR, DEPTH>, threads, 0);
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, 0);
         if (e != cudaSuccess) return e;
         per_sm = n > 0 ? n : 1;
     }
     const int groups = (rows + NR - 1) / NR;
-    const int needed = (groups + kGemvWarps - 1) / kGemvWarps;
+    const int needed = KS == 1 ? (groups + kGemvWarps - 1) / kGemvWarps : groups;
     const int resident = per_sm * sm_count();
     const unsigned grid = static_cast<unsigned>(needed < resident ? needed : resident);
     const int8_t* cxq = xq;
@@ -490,39 +534,45 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
         attr[0].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = attr;
         cfg.numAttrs = 1;
-        return cudaLaunchKernelEx(&cfg, gemv_q8_kernel<F, BMAX, NR, DEPTH>, w, cxq, cxd, y, rows, cols, batch);
+        return cudaLaunchKernelEx(&cfg, kernel, w, cxq, cxd, y, rows, cols, batch);
     }
-    gemv_q8_kernel<F, BMAX, NR, DEPTH><<<grid, threads, 0, s>>>(w, cxq, cxd, y, rows, cols, batch);
+    kernel<<<grid, threads, 0, s>>>(w, cxq, cxd, y, rows, cols, batch);
     return cudaGetLastError();
+}
+
+// mode -> (DEPTH, KS, MINB): 4, 5: (4, 1, 1); 6: (8, 1, 1); 7: (4, 4, 1); 8: (4, 1, 8); 9: (4, 4, 8)
+template <class F, int BMAX, int NR>
+cudaError_t launch_gemv_q8_mode(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int mode,
+                                void* ws, cudaStream_t s) {
+    const bool pdl = mode >= 5;
+    switch (mode) {
+        case 6: return launch_gemv_q8_t<F, BMAX, NR, 8, 1, 1>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 7: return launch_gemv_q8_t<F, BMAX, NR, 4, kGemvWarps, 1>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 8: return launch_gemv_q8_t<F, BMAX, NR, 4, 1, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 9: return launch_gemv_q8_t<F, BMAX, NR, 4, kGemvWarps, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        default: return launch_gemv_q8_t<F, BMAX, NR, 4, 1, 1>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+    }
 }
 
 template <class F, int BMAX>
 cudaError_t launch_gemv_q8_nr(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
-                              bool pdl, bool deep, void* ws, cudaStream_t s) {
-    if (deep) {
-        switch (nr) {
-            case 1: return launch_gemv_q8_t<F, BMAX, 1, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
-            case 2: return launch_gemv_q8_t<F, BMAX, 2, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
-            case 4: return launch_gemv_q8_t<F, BMAX, 4, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
-            default: return cudaErrorInvalidValue;
-        }
-    }
+                              int mode, void* ws, cudaStream_t s) {
     switch (nr) {
-        case 1: return launch_gemv_q8_t<F, BMAX, 1, 4>(w, x, act, y, rows, cols, batch, pdl, ws, s);
-        case 2: return launch_gemv_q8_t<F, BMAX, 2, 4>(w, x, act, y, rows, cols, batch, pdl, ws, s);
-        case 4: return launch_gemv_q8_t<F, BMAX, 4, 4>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 1: return launch_gemv_q8_mode<F, BMAX, 1>(w, x, act, y, rows, cols, batch, mode, ws, s);
+        case 2: return launch_gemv_q8_mode<F, BMAX, 2>(w, x, act, y, rows, cols, batch, mode, ws, s);
+        case 4: return launch_gemv_q8_mode<F, BMAX, 4>(w, x, act, y, rows, cols, batch, mode, ws, s);
         default: return cudaErrorInvalidValue;
     }
 }
 
 template <class F>
 cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
-                           bool pdl, bool deep, void* ws, cudaStream_t s) {
-    if (batch <= 1) return launch_gemv_q8_nr<F, 1>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
-    if (batch <= 2) return launch_gemv_q8_nr<F, 2>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
-    if (batch <= 4) return launch_gemv_q8_nr<F, 4>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
-    if (batch <= 8) return launch_gemv_q8_nr<F, 8>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
-    return launch_gemv_q8_nr<F, 16>(w, x, act, y, rows, cols, batch, nr, pdl, deep, ws, s);
+                           int mode, void* ws, cudaStream_t s) {
+    if (batch <= 1) return launch_gemv_q8_nr<F, 1>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
+    if (batch <= 2) return launch_gemv_q8_nr<F, 2>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
+    if (batch <= 4) return launch_gemv_q8_nr<F, 4>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
+    if (batch <= 8) return launch_gemv_q8_nr<F, 8>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
+    return launch_gemv_q8_nr<F, 16>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
 }
 
 // The entry each format's .cu instantiates. nr <= 0 picks the default rows-per-warp, mode <= 0 the default
@@ -530,7 +580,7 @@ cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows,
 template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         void* ws, long long ws_bytes, cudaStream_t s) {
-    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 6) return cudaErrorInvalidValue;
+    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 9) return cudaErrorInvalidValue;
     if (act != ACT_BF16 && act != ACT_F16) return cudaErrorInvalidValue;
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
@@ -544,7 +594,7 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
     if (mode >= 4) {
         if (!have_ws) return cudaErrorInvalidValue;
         if (nr <= 0) nr = 4;
-        return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode >= 5, mode == 6, ws, s);
+        return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
     }
     // defaults from the H200 run of 2026-11-27 (BENCHMARKS.md): at batch 1 the factored arithmetic, 2 rows per
     // warp for Q4_0 and 4 otherwise; above batch 1 register prefetch with 4 rows per warp

@@ -116,11 +116,13 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 
 # gemv modes (gemv.cuh): 1 register prefetch, 2 cp.async ring, 3 = 1 with the factored batch-1 arithmetic (float32
 # activations inside, exact to ~1e-6); 4 int8 activations (x rounded per 32 values as llama.cpp's q8 blocks, dp4a),
-# 5 = 4 with programmatic dependent launch, 6 = 5 with twice the weights in flight per warp. mode=0 lets the
+# 5 = 4 with programmatic dependent launch, 6 = 5 with twice the weights in flight per warp, 7 = 5 with a
+# block's 4 warps splitting each row group's columns, 8 = 5 capped at 64 registers (2x the resident warps),
+# 9 = 7 + 8 (gemv.cuh). mode=0 lets the
 # library pick per type and batch among the q8 modes (5 or 6, gemv.cuh's launch_gemv); DEFAULT_MODE says which
 # family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
-Q8_MODES = (4, 5, 6)
+Q8_MODES = (4, 5, 6, 7, 8, 9)
 DEFAULT_MODE = 5
 
 
@@ -149,7 +151,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     outlier channels; round_activations_q8 gives the x it uses); modes 1-3 keep x in float32 (~1e-6). out: optional float32 [batch, rows] to write into. For
     benchmarking: nr = rows per warp (1, 2 or 4), mode = 1 (register prefetch), 2 (cp.async ring), 3 (1 with the
     factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch), 6 (5 with twice the
-    weights in flight); 0 = the
+    weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8); 0 = the
     default of each."""
     ffi, lib = load()
     squeeze = x.dim() == 1
@@ -168,7 +170,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     if nr not in (0, 1, 2, 4):
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
     if mode not in (0, *FLOAT_MODES, *Q8_MODES):
-        raise ValueError(f"mode must be 0..6, got {mode}")
+        raise ValueError(f"mode must be 0..9, got {mode}")
     if out is None:
         out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
     else:
