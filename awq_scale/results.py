@@ -27,8 +27,11 @@ from .awq import AwqSettings, BlockResult
 
 FORMAT_VERSION = 1
 # settings that change the search's result (threads, device and progress do not)
-_RESULT_SETTINGS = ("n_grid", "act_only", "duo", "clip", "max_shrink", "clip_grid", "loss_tokens", "importance",
-                    "seed")
+_RESULT_SETTINGS = ("n_grid", "act_only", "duo", "clip", "max_shrink", "clip_grid", "loss_tokens", "screen_tokens",
+                    "screen_keep", "importance", "seed")
+# bumped whenever the search itself changes (candidates, screening, quantizer numerics): results saved by an
+# older search then get another key, and are searched again instead of silently reused
+SEARCH_VERSION = 2
 
 
 class ResultsError(AwqGgufError):
@@ -67,7 +70,7 @@ class SearchKey:
     def of(source, calib: str, types: dict, settings: AwqSettings) -> "SearchKey":
         s = asdict(settings)
         return SearchKey(model_fingerprint(source), calib, types_fingerprint(types),
-                         {k: s[k] for k in _RESULT_SETTINGS})
+                         {"search_version": SEARCH_VERSION, **{k: s[k] for k in _RESULT_SETTINGS}})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]

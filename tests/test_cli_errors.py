@@ -67,7 +67,7 @@ def test_truncated_safetensors(cli, tiny_model, tmp_path):
 
 def test_truncated_gguf(cli, tiny_model, tmp_path):
     good = tmp_path / "good.gguf"
-    assert cli("convert", tiny_model("LlamaForCausalLM"), "-o", good, "-t", "F16", "-q").exit_code == 0
+    assert cli("convert", tiny_model("LlamaForCausalLM"), "-o", good, "-t", "F16", "-q", "--method", "rtn").exit_code == 0
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     out = tmp_path / "o.gguf"
@@ -89,10 +89,10 @@ def test_unknown_type(cli, tiny_model, tmp_path):
 def test_output_exists_without_force(cli, tiny_model, tmp_path):
     out = tmp_path / "o.gguf"
     out.write_bytes(b"keep me")
-    result = cli("convert", tiny_model("LlamaForCausalLM"), "-o", out)
+    result = cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "--method", "rtn")
     assert result.exit_code == 2 and "--force" in result.stderr
     assert out.read_bytes() == b"keep me"
-    assert cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "--force", "-q", "-t", "Q8_0").exit_code == 0
+    assert cli("convert", tiny_model("LlamaForCausalLM"), "-o", out, "--force", "-q", "-t", "Q8_0", "--method", "rtn").exit_code == 0
     assert out.read_bytes()[:4] == b"GGUF"
 
 
@@ -111,7 +111,7 @@ def test_nan_or_inf_weight_names_the_tensor(cli, tiny_model, tmp_path, bad_value
     tensors["model.layers.1.mlp.up_proj.weight"][3, 7] = bad_value
     save_file(tensors, m / "model.safetensors", metadata={"format": "pt"})
     out = tmp_path / "o.gguf"
-    _assert_clean_error(cli("convert", m, "-o", out, "-t", "Q4_0"), out, "model.layers.1.mlp.up_proj.weight", "NaN/Inf")
+    _assert_clean_error(cli("convert", m, "-o", out, "-t", "Q4_0", "--method", "rtn"), out, "model.layers.1.mlp.up_proj.weight", "NaN/Inf")
 
 
 def test_bad_method(cli, tiny_model, tmp_path):
@@ -134,7 +134,7 @@ def test_bf16_weights_accepted(cli, tmp_path):
 
     m = make_tiny_model(tmp_path / "bf16", "Qwen2ForCausalLM", dtype=torch.bfloat16)
     out = tmp_path / "o.gguf"
-    result = cli("convert", m, "-o", out, "-t", "F32", "-q")
+    result = cli("convert", m, "-o", out, "-t", "F32", "-q", "--method", "rtn")
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 0
 

@@ -32,7 +32,7 @@ def wiki_text() -> str:
 @pytest.fixture(scope="module")
 def f16(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "demo-F16.gguf"
-    convert_model(ConvertConfig(model=None, out=out, type="F16", progress=False))
+    convert_model(ConvertConfig(method="rtn", model=None, out=out, type="F16", progress=False))
     return out
 
 
@@ -46,7 +46,7 @@ def test_f16_agrees_with_transformers(f16, wiki_text):
 
 def test_default_type_and_name(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    result = cli("convert", "-q")
+    result = cli("convert", "-q", "--method", "rtn")
     assert result.exit_code == 0, result.output
     out = tmp_path / "SmolLM2-135M-Instruct-Q4_K_M.gguf"
     assert out.is_file() and "Q4_K_M" in result.stdout and "bits per weight" in result.stdout
@@ -60,7 +60,7 @@ def test_default_type_and_name(tmp_path, monkeypatch, cli):
 
 @pytest.mark.parametrize("type_", ["Q8_0", "Q4_0"])
 def test_quantized_perplexity_is_sane(f16, wiki_text, tmp_path, type_):
-    out = convert_model(ConvertConfig(model=f16, out=tmp_path / f"{type_}.gguf", type=type_, progress=False)).out
+    out = convert_model(ConvertConfig(method="rtn", model=f16, out=tmp_path / f"{type_}.gguf", type=type_, progress=False)).out
     base = perplexity(f16, wiki_text, ctx=512, chunks=4, progress=False).ppl
     ppl = perplexity(out, wiki_text, ctx=512, chunks=4, progress=False).ppl
     assert base < ppl < base * {"Q8_0": 1.01, "Q4_0": 1.5}[type_]

@@ -22,7 +22,7 @@ ARCHS = list(ARCHITECTURES)
 
 
 def _convert(model: Path, out: Path, type_: str) -> Path:
-    convert_model(ConvertConfig(model=model, out=out, type=type_, progress=False))
+    convert_model(ConvertConfig(method="rtn", model=model, out=out, type=type_, progress=False))
     return out
 
 

@@ -41,6 +41,12 @@ class BlockFormat:
     def type_size(self) -> int:
         return GGML_QUANT_SIZES[self.qtype][1]
 
+    @property
+    def fake(self) -> QuantizeFn | None:
+        """(w, importance) -> float32 values of the quantized weights, bit-equal to dequantize(quantize(..)) but
+        faster (no byte packing), where the format's quantizer provides it."""
+        return getattr(self.quantize, "fake", None)
+
     def row_bytes(self, cols: int) -> int:
         return cols // self.block_size * self.type_size
 
@@ -104,4 +110,10 @@ def dequantize(q: torch.Tensor, qtype: GGMLQuantizationType) -> torch.Tensor:
 
 def fake_quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None) -> torch.Tensor:
     """The float values the GGUF file will hold for `w`: what the AWQ search scores."""
-    return dequantize(quantize(w, qtype, importance), qtype)
+    fake = get_format(qtype).fake
+    if fake is None:
+        return dequantize(quantize(w, qtype, importance), qtype)
+    check_shape(w, qtype)
+    if importance is not None and importance.shape != (w.shape[1],):
+        raise QuantShapeError(f"importance has shape {tuple(importance.shape)}, expected ({w.shape[1]},)")
+    return fake(w.float().contiguous(), importance)

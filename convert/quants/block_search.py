@@ -334,20 +334,36 @@ def block_quantizer(
         *params, _ = ref_blocks(x)
         return search(x, wt, *params)
 
+    def blocks(wc: torch.Tensor, importance: torch.Tensor | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        # rows [r, cols] -> (fp16-valued params, each [r * nb, 1]; levels [r * nb, 32])
+        if search is None or (search_needs_importance and importance is None):
+            *params, q = ref_blocks(wc.reshape(-1, QK))
+            return [to_f16(p) for p in params], q
+        wt = element_weights(wc, importance)
+        wt = torch.ones_like(wc) if wt is None else wt
+        # fresh contiguous tensors: views of a chunked tensor would add guards (and recompiles)
+        *params, q = searched(wc.reshape(-1, QK).clone(), wt.reshape(-1, QK).clone())
+        return params, q
+
     @torch.no_grad()
     def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
         # w: float32 [rows, cols] -> uint8 [rows, cols // 32 * type_size]
         def chunk(wc: torch.Tensor) -> torch.Tensor:  # [r, cols] -> [r, row_bytes]
-            if search is None or (search_needs_importance and importance is None):
-                *params, q = ref_blocks(wc.reshape(-1, QK))
-                params = [to_f16(p) for p in params]
-            else:
-                wt = element_weights(wc, importance)
-                wt = torch.ones_like(wc) if wt is None else wt
-                # fresh contiguous tensors: views of a chunked tensor would add guards (and recompiles)
-                *params, q = searched(wc.reshape(-1, QK).clone(), wt.reshape(-1, QK).clone())
+            params, q = blocks(wc, importance)
             return pack(*params, q).view(wc.shape[0], -1)
 
         return map_row_chunks(chunk, w, w.shape[1] // QK * type_size, torch.uint8)
 
+    @torch.no_grad()
+    def fake(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
+        # w: float32 [rows, cols] -> the float32 values the bytes of quantize(w) decode to, bit for bit (d*q, or
+        # d*q + m: a product then a sum, as every dequantizer here), without packing and unpacking them
+        def chunk(wc: torch.Tensor) -> torch.Tensor:  # [r, cols] -> [r, cols]
+            params, q = blocks(wc, importance)
+            v = params[0] * q if len(params) == 1 else params[0] * q + params[1]
+            return v.view(wc.shape[0], -1)
+
+        return map_row_chunks(chunk, w, w.shape[1], torch.float32)
+
+    quantize.fake = fake  # type: ignore[attr-defined]
     return quantize

@@ -123,7 +123,7 @@ def test_gguf_source_tokenizes_as_the_hf_folder(tiny_model, tmp_path):
 
     folder = tiny_model("LlamaForCausalLM")
     out = tmp_path / "m.gguf"
-    convert_model(ConvertConfig(model=folder, out=out, type="F32", progress=False))
+    convert_model(ConvertConfig(method="rtn", model=folder, out=out, type="F32", progress=False))
     path = tmp_path / "c.txt"
     path.write_text(CORPUS * 2)
     hf = calibration_tokens(path, open_source(folder), 3, 24)

@@ -126,6 +126,23 @@ def test_results_with_other_settings_are_refused(tiny_model, calib):
         prepare_awq(source, types, other)
 
 
+@pytest.mark.parametrize("change", [{"screen_tokens": 16}, {"screen_keep": 2}, "search_version"])
+def test_results_of_another_search_are_not_reused(tiny_model, calib, monkeypatch, change):
+    from awq_gguf.awq_scale import results as results_mod
+
+    source = open_source(tiny_model("LlamaForCausalLM"))
+    types = model_types(source, "Q4_0")
+    _, first = prepare_awq(source, types, _request(calib))
+    settings = FAST
+    if change == "search_version":  # what an older awq-gguf saved
+        monkeypatch.setattr(results_mod, "SEARCH_VERSION", results_mod.SEARCH_VERSION + 1)
+    else:
+        settings = AwqSettings(**{**FAST.__dict__, **change})
+    ran = _count_blocks(monkeypatch)
+    _, second = prepare_awq(source, types, AwqRequest(calib, 3, 24, settings, type_name="Q4_0"))
+    assert second.folder != first.folder and ran == list(range(source.n_layer))  # searched again, elsewhere
+
+
 def test_results_reapplied_to_another_type(tiny_model, calib, monkeypatch, caplog):
     source = open_source(tiny_model("LlamaForCausalLM"))
     _, results = prepare_awq(source, model_types(source, "Q4_0"), _request(calib))

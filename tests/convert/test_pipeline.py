@@ -20,7 +20,7 @@ ARCHS = list(ARCHITECTURES)
 
 
 def _convert(model: Path, out: Path, type_: str, **kw) -> Path:
-    convert_model(ConvertConfig(model=model, out=out, type=type_, progress=False, **kw))
+    convert_model(ConvertConfig(method="rtn", model=model, out=out, type=type_, progress=False, **kw))
     return out
 
 
@@ -163,7 +163,7 @@ def test_sharded_checkpoint(tiny_model, tmp_path):
 def test_default_output_name(tiny_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = tiny_model("LlamaForCausalLM")
-    result = convert_model(ConvertConfig(model=folder, type="q8_0", progress=False))
+    result = convert_model(ConvertConfig(method="rtn", model=folder, type="q8_0", progress=False))
     assert result.out == tmp_path / f"{folder.name}-Q8_0.gguf"
     assert result.out.is_file()
     assert result.bpw == pytest.approx(8.5, abs=0.3)

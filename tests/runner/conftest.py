@@ -55,7 +55,7 @@ def tiny_gguf(tiny_model, tmp_path_factory: pytest.TempPathFactory):
             if type_ in GGUF_PY_TYPES:
                 requantize_with_gguf_py(get(arch, "F32"), out, type_)
             else:
-                convert_model(ConvertConfig(model=tiny_model(arch), out=out, type=type_, progress=False))
+                convert_model(ConvertConfig(method="rtn", model=tiny_model(arch), out=out, type=type_, progress=False))
             built[key] = out
         return built[key]
 

@@ -33,7 +33,7 @@ def test_scaled_rope_matches_llama_cpp(tmp_path, kind):
     cfg.pop("rope_parameters", None)
     (folder / "config.json").write_text(json.dumps(cfg))
     out = tmp_path / "m.gguf"
-    convert_model(ConvertConfig(model=folder, out=out, type="F32", progress=False))
+    convert_model(ConvertConfig(method="rtn", model=folder, out=out, type="F32", progress=False))
 
     toks = list(range(5, 53))
     llm = llama_cpp.Llama(model_path=str(out), n_ctx=64, n_batch=64, n_ubatch=64, logits_all=True, n_threads=1,

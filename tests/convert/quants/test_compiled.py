@@ -8,7 +8,7 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as QT
 
-from awq_gguf.convert.quants import compiled, dequantize, quantize
+from awq_gguf.convert.quants import compiled, dequantize, fake_quantize, quantize
 
 
 def _weighted_error(w: torch.Tensor, q: torch.Tensor, qtype: QT, imp: torch.Tensor | None) -> float:
@@ -31,3 +31,5 @@ def test_compiled_matches_eager(monkeypatch: pytest.MonkeyPatch, qtype: QT, with
     assert (fused == eager).float().mean() > 0.98
     e_fused, e_eager = _weighted_error(w, fused, qtype, imp), _weighted_error(w, eager, qtype, imp)
     assert e_fused == pytest.approx(e_eager, rel=1e-3)
+    # the AWQ search's fake quantization is the same values (packing skipped where the format allows it)
+    assert torch.equal(fake_quantize(w, qtype, imp), dequantize(fused, qtype))
