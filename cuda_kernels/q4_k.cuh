@@ -95,16 +95,20 @@ struct FmtQ4_K {
     struct Prep8 {
         float A0, C0, A1, C1;
     };
+    // get_scale_min_k4 of sub-blocks j = 2 (t / 2) and j + 1 for 4 sub-blocks at once, bytewise: scales 0..3 are
+    // the low 6 bits of bytes 0..3 (mins: 4..7); scales 4..7 are the low nibbles of bytes 8..11 with the top 2
+    // bits of bytes 0..3 above them (mins: high nibbles, bytes 4..7). ~10 integer instructions instead of ~30.
     static __device__ __forceinline__ void prep8(Prep8& p, const Raw& r) {
         const float d = half_bits(r.h.x), dmin = half_bits(r.h.x >> 16);
-        const int j = (r.t >> 1) * 2;
-        float sc, m;
-        scale_min(j, r.h.y, r.h.z, r.h.w, sc, m);
-        p.A0 = d * sc;  // d sc q - dmin m
-        p.C0 = dmin * m;
-        scale_min(j + 1, r.h.y, r.h.z, r.h.w, sc, m);
-        p.A1 = d * sc;
-        p.C1 = dmin * m;
+        const uint32_t s0 = r.h.y, s1 = r.h.z, s2 = r.h.w;
+        const bool upper = r.t >= 4;  // j >= 4
+        const uint32_t scw = upper ? ((s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u)) : (s0 & 0x3F3F3F3Fu);
+        const uint32_t mw = upper ? (((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u)) : (s1 & 0x3F3F3F3Fu);
+        const int sh = ((r.t >> 1) & 1) * 16;  // byte j % 4 = 0 or 2
+        p.A0 = d * static_cast<float>((scw >> sh) & 0xFFu);  // d sc q - dmin m
+        p.C0 = dmin * static_cast<float>((mw >> sh) & 0xFFu);
+        p.A1 = d * static_cast<float>((scw >> (sh + 8)) & 0xFFu);
+        p.C1 = dmin * static_cast<float>((mw >> (sh + 8)) & 0xFFu);
     }
     static constexpr __device__ bool q8_hi(int P) { return (P >> 1) != 0; }
     static __device__ __forceinline__ void q8_piece(const Raw& r, int P, uint32_t& w0, uint32_t& w1) {
