@@ -585,11 +585,11 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
     if (mode <= 0 && have_ws) {
-        // the measured best (H200, 2026-11-27, runs at 5a7fb43 and 04cefdd, BENCHMARKS.md): q8 with PDL; at
-        // batch 1 deep prefetch for Q4_0 and 2 rows per warp for Q4_K; above batch 1 the block's warps split
-        // each row group's columns (mode 7); else 4 rows per warp
+        // the measured best (H200, 2026-11-27, runs at 5a7fb43, 04cefdd and 2ea92c0, BENCHMARKS.md): q8 with PDL,
+        // 4 rows per warp; at batch 1 deep prefetch for Q4_0; above batch 1 the block's warps split each row
+        // group's columns (mode 7)
         mode = batch == 1 ? (F::kType == 2 ? 6 : 5) : 7;
-        if (nr <= 0) nr = (batch == 1 && F::kType == 12) ? 2 : 4;
+        if (nr <= 0) nr = 4;
     }
     if (mode >= 4) {
         if (!have_ws) return cudaErrorInvalidValue;
