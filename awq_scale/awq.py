@@ -51,7 +51,7 @@ class AwqSettings:
     loss_tokens: int = 4096  # tokens the search's loss is measured on (whole sequences for the attention;
     # for the other modules the same number of tokens from every position, so each window's first token, whose
     # activations dwarf the rest, is represented as often as in the whole calibration set)
-    screen_tokens: int = 1024  # every scale candidate is first scored on this many of the loss tokens; the
+    screen_tokens: int = 512  # every scale candidate is first scored on this many of the loss tokens; the
     # screen_keep best (and unit scales) are then scored on all loss_tokens. 0: no screening
     screen_keep: int = 4
     importance: bool = True  # quantize with post-scaling mean x^2 per column (search, clip and final)
