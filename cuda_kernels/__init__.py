@@ -8,7 +8,9 @@ _lib.py); importing this package never builds or fails. `available()` says wheth
   w = QuantMatrix.from_gguf(raw, GGMLQuantizationType.Q4_K, rows, cols)   # file bytes -> GPU layout
   y = gemv(x_fp16, w)    # float32 [batch, rows]
 
-Weight types: Q4_0, Q8_0, Q4_K, Q6_K. Activations: float16 or bfloat16. Accumulation is float32.
+Weight types: Q4_0, Q8_0, Q4_K, Q6_K. Activations: float16 or bfloat16. Accumulation is float32. By default gemv
+rounds the activations to int8 per 32 values (llama.cpp's q8 blocks, ~5e-3 relative) and multiplies with dp4a;
+`gemv(..., mode=3)` keeps them in float32 (~1e-6). See ops.gemv and NOTES.md.
 """
 
 from __future__ import annotations
