@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 MODULE = "awq_gguf.cpu_kernels._kernels"
-BASE_SOURCES = ["scalar.c", "pool.c", "matmul.c", "dispatch.c"]
-HEADERS = ["kernels.h", "scalar.h", "api.h", "pool.h"]
+BASE_SOURCES = ["scalar.c", "pool.c", "matmul.c", "layer.c", "dispatch.c"]
+HEADERS = ["kernels.h", "scalar.h", "api.h", "pool.h", "drivers.h"]
 COMMON_FLAGS = ["-O3", "-std=gnu11", "-fPIC", "-fno-strict-aliasing"]
 
 

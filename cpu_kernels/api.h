@@ -27,6 +27,39 @@ int awq_matmul(int qtype, const void *w, int64_t rows, int64_t row_bytes, int64_
 int awq_get_rows(int qtype, const void *w, int64_t rows, int64_t row_bytes, int64_t cols,
                  const int64_t *ids, int64_t n_ids, float *out, int nthreads);
 
+/* ---- decode step: one token through whole transformer layers (layer.c) ---------------------------
+ * One weight matrix as stored in the file: rows of row_bytes bytes, each `cols` elements of ggml type qtype. */
+typedef struct {
+    const void *w;
+    int64_t rows, row_bytes, cols;
+    int qtype;
+} awq_mat_t;
+
+/* Shapes and model-wide tables shared by every layer. rope_cos/rope_sin: [rope_rows, head_dim / 2], the angle
+ * table row `pos` is used. rope_neox: 0 rotates adjacent pairs (x[2i], x[2i+1]) (llama), 1 halves (x[i],
+ * x[i + head_dim/2]) (qwen2/3). */
+typedef struct {
+    int64_t n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx, rope_rows;
+    float eps;
+    int rope_neox;
+    const float *rope_cos, *rope_sin;
+} awq_decode_cfg_t;
+
+/* One layer: norms [n_embd]; optional (NULL) biases [n_head * head_dim] / [n_head_kv * head_dim] and per-head
+ * q/k norms [head_dim]; the seven matrices; its KV cache, float32 [n_head_kv, n_ctx, head_dim] each. */
+typedef struct {
+    const float *attn_norm, *ffn_norm;
+    const float *bq, *bk, *bv;
+    const float *q_norm, *k_norm;
+    awq_mat_t wq, wk, wv, wo, gate, up, down;
+    float *k_cache, *v_cache;
+} awq_layer_t;
+
+/* x[n_embd] (in/out) through layers[0 .. n_layers-1] at position pos (0 <= pos < n_ctx, pos < rope_rows):
+ * keys/values of pos are written into each layer's cache, attention reads positions 0..pos. */
+int awq_decode_layers(const awq_decode_cfg_t *cfg, const awq_layer_t *layers, int n_layers, int64_t pos,
+                      float *x, int nthreads);
+
 /* memory read bandwidth probe: sums bytes/8 64-bit words of p over nthreads threads (returns the sum) */
 uint64_t awq_stream_read(const void *p, int64_t bytes, int nthreads);
 #endif

@@ -6,6 +6,7 @@
 #include "api.h"
 #include "kernels.h"
 #include "pool.h"
+#include "drivers.h"
 
 /* elements and bytes of one weight block; 0 for types we do not handle */
 static void type_block(int t, int64_t *elems, int64_t *bytes) {
@@ -34,6 +35,8 @@ static int check(int t, int64_t cols, int64_t row_bytes) {
     if (cols <= 0 || cols % e || (row_bytes >= 0 && row_bytes != cols / e * b)) return -2;
     return 0;
 }
+
+int awq_check_weights(int t, int64_t cols, int64_t row_bytes) { return check(t, cols, row_bytes); }
 
 int awq_quantize_act(int t, int64_t cols, const float *x, void *xq) {
     int rc = check(t, cols, -1);

@@ -16,12 +16,13 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from awq_gguf.runner.backend import Backend, select_backend
 from awq_gguf.runner.errors import RunnerError
 from awq_gguf.runner.gguf_file import GgufFile, open_checked
-from awq_gguf.runner.hparams import HParams, read_hparams
+from awq_gguf.runner.hparams import HParams, RopeMode, read_hparams
 from awq_gguf.runner.kv_cache import KVCache
 from awq_gguf.runner.rope import Rope
 from awq_gguf.runner.weights import ModelWeights, load_weights, vocab_size
@@ -79,6 +80,8 @@ class Model:
         if int(ids.min()) < 0 or int(ids.max()) >= self.hp.n_vocab:
             raise RunnerError(f"token id out of range 0..{self.hp.n_vocab - 1}")
         cache.check_room(ids.numel())
+        if ids.numel() == 1 and self.fused_decode_ready():
+            return self._decode_fused(int(ids[0]), cache)
         outs = []
         for start in range(0, ids.numel(), UBATCH):
             chunk = ids[start : start + UBATCH]
@@ -92,6 +95,61 @@ class Model:
 
     threads: int = 1
     small_ops_single_thread: bool = False
+    # One-token steps through cpu_kernels' fused decode (every layer in one C call; see fused_decode_ready).
+    # None: decided on first use; AWQ_GGUF_FUSED_DECODE=0 (or setting it False) keeps the torch path.
+    fused_decode: bool | None = None
+    _stack = None
+    _stack_cache = None
+
+    def fused_decode_ready(self) -> bool:
+        """Whether one-token forwards run through the C decode step: the kernels backend (not the torch or the
+        llama.cpp-emulation backend), and every layer matrix of a type the kernels take."""
+        if self.fused_decode is None:
+            self.fused_decode = os.environ.get("AWQ_GGUF_FUSED_DECODE", "1") != "0" and self._fused_possible()
+        if self.fused_decode and self._stack is None:
+            self._stack = self._build_stack()
+        return bool(self.fused_decode)
+
+    def _fused_possible(self) -> bool:
+        from awq_gguf.runner.backend import KernelBackend
+
+        if not isinstance(self.backend, KernelBackend) or self.f16_attention:
+            return False
+        from awq_gguf import cpu_kernels as ck
+
+        ok = set(ck.SUPPORTED)
+        return all(m.qtype in ok for m in self.w.matrices()[:-1])
+
+    def _build_stack(self):
+        from awq_gguf import cpu_kernels as ck
+
+        hp = self.hp
+        cfg = ck.DecodeConfig(hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, self.n_ctx, hp.rms_eps,
+                              hp.traits.rope_mode == RopeMode.NEOX, self.rope.cos.numpy(), self.rope.sin.numpy())
+
+        def vec(t):
+            return None if t is None else t.numpy()
+
+        layers = [
+            ck.DecodeLayer(cfg, attn_norm=vec(lw.attn_norm), ffn_norm=vec(lw.ffn_norm),
+                           wq=(lw.wq.raw, lw.wq.qtype), wk=(lw.wk.raw, lw.wk.qtype), wv=(lw.wv.raw, lw.wv.qtype),
+                           wo=(lw.wo.raw, lw.wo.qtype), w_gate=(lw.w_gate.raw, lw.w_gate.qtype),
+                           w_up=(lw.w_up.raw, lw.w_up.qtype), w_down=(lw.w_down.raw, lw.w_down.qtype),
+                           bq=vec(lw.bq), bk=vec(lw.bk), bv=vec(lw.bv), q_norm=vec(lw.q_norm), k_norm=vec(lw.k_norm))
+            for lw in self.w.layers
+        ]
+        return ck.DecodeStack(cfg, layers)
+
+    def _decode_fused(self, token: int, cache: KVCache) -> torch.Tensor:
+        """One token at position cache.n_past: embedding, every layer in one C call, output norm and matrix."""
+        if self._stack_cache is not cache:
+            self._stack.bind_cache([(k.numpy(), v.numpy()) for k, v in zip(cache.k, cache.v)])
+            self._stack_cache = cache
+        x = np.array(self.backend.get_rows(self.w.token_embd, torch.tensor([token])).numpy()[0], dtype=np.float32)
+        self._stack.step(x, cache.n_past, self.threads)
+        cache.n_past += 1
+        h = rms_norm(torch.from_numpy(x)[None], self.w.output_norm, self.hp.rms_eps)
+        return self.backend.matmul(self.w.output, h)
 
     def _hidden(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         hp, be = self.hp, self.backend
