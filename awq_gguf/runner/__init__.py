@@ -9,7 +9,8 @@ Modules, one concept each:
   act_quant      ggml's 8-bit activation rounding, for the torch backend's llama.cpp-emulation mode (tests)
   rope           RoPE tables and rotation, llama.cpp's NORMAL (adjacent pairs) and NEOX (halves) modes
   kv_cache       the per-layer key/value cache
-  model          the transformer forward pass (RMSNorm, GQA attention, SwiGLU)
+  model          the transformer forward pass (RMSNorm, GQA attention, SwiGLU); one-token steps on the kernels
+                 backend run every layer in one C call (awq_gguf.cpu_kernels.DecodeStack)
   tokenizer      the file's own vocabulary, through llama.cpp (llama-cpp-python, vocab_only)
   generate       sampling and streaming generation
   evaluate       perplexity with the runner, windowed as awq_gguf.perplexity does
