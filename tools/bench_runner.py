@@ -1,7 +1,7 @@
 """The local runner against llama.cpp (llama-cpp-python) on the demo model: logits agreement and speed.
 
-Usage: python tools/bench_runner.py [--types Q4_0,Q4_K_M,Q8_0] [--windows 8] [--threads N] [--reps 2]
-                                    [--keep DIR] [--write]
+Usage: python tools/bench_runner.py [--types Q4_0,Q4_K_M,Q8_0] [--windows 8] [--threads N[,M...]] [--reps 2]
+                                    [--keep DIR] [--speed-only] [--write]
 Needs: python tools/fetch_text.py (data/wiki.eval.txt).
 Steps, all in one run: the demo GGUF (SmolLM2-135M-Instruct, Q4_1) converted by `awq-gguf convert -t TYPE`
 (plain rounding; --keep DIR reuses conversions from an earlier run); per file:
@@ -9,7 +9,9 @@ Steps, all in one run: the demo GGUF (SmolLM2-135M-Instruct, Q4_1) converted by 
             both engines on the same tokens: top-1 agreement and mean KL(llama.cpp || runner) over every
             position, and both perplexities over the scored second halves (llama-perplexity's method);
   speed     pp512 and tg128 tokens/s of both engines, same process, same threads, alternating repetitions
-            (awq_gguf.runner.bench, as `awq-gguf bench`).
+            (awq_gguf.runner.bench, as `awq-gguf bench`), once per thread count in --threads.
+--speed-only skips the logits (and the F32 conversion); with --write it replaces only the speed table (the
+runner-speed block inside the runner section), keeping the accuracy table of the last full run.
 """
 
 from __future__ import annotations
@@ -84,6 +86,27 @@ def accuracy(path: Path, text: str, windows: int, threads: int, backend: str | N
     }
 
 
+def speed(path: Path, type_: str, thread_list: list[int], reps: int, backend: str | None, backends: set) -> list[str]:
+    """One table row per thread count: both engines, same process, same threads (awq_gguf.runner.bench)."""
+    from awq_gguf.runner.bench import bench
+
+    rows = []
+    for threads in thread_list:
+        load_before = load_average()
+        r = bench(path, reps=reps, threads=threads, backend=backend,
+                  progress=lambda m: print("  " + m, flush=True)).as_dict()
+        ours, theirs = r["runner"], r["llama.cpp"]
+        backends.add(ours["backend"])
+        rows.append(
+            f"| {type_} | {threads} | {r['weight_bytes'] / 2**20:.1f} | {ours['pp']:.1f} | {theirs['pp']:.1f} | "
+            f"{r['ratio']['pp']:.2f}x | {ours['tg']:.1f} | {theirs['tg']:.1f} | {r['ratio']['tg']:.2f}x | "
+            f"{ours['tg_bytes_per_s'] / 1e9:.2f} | {theirs['tg_bytes_per_s'] / 1e9:.2f} | "
+            f"{load_before.split(' / ')[0]} -> {load_average().split(' / ')[0]} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def llama_self_kl(path: Path, text: str, windows: int, threads: int) -> dict:
     """llama.cpp against itself: each window as one 512-token batch vs fed one token at a time (its GEMV path).
     Same file, same engine, only the order of float operations differs: the noise floor for any other engine."""
@@ -112,20 +135,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--types", default="Q4_0,Q4_K_M,Q8_0")
     ap.add_argument("--windows", type=int, default=8, help="windows of 512 tokens compared per file")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", default=str(os.cpu_count() or 1),
+                    help="thread count, or a comma-separated list (speed is measured for each; logits use the first)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--backend", default=None, help="runner backend: auto (default), torch, kernels")
     ap.add_argument("--text", type=Path, default=ROOT / "data/wiki.eval.txt")
     ap.add_argument("--keep", type=Path, default=None, help="folder to keep (and reuse) the converted files")
     ap.add_argument("--self-windows", type=int, default=2, help="windows for llama.cpp's batch-vs-sequential check")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--speed-only", action="store_true", help="speed only (no logits): writes only the speed table")
     ap.add_argument("--write", action="store_true", help="write the BENCHMARKS.md section")
     args = ap.parse_args()
+    thread_list = [int(t) for t in str(args.threads).split(",")]
+    if args.speed_only and args.skip_speed:
+        ap.error("--speed-only and --skip-speed exclude each other")
 
     from awq_gguf.perplexity import read_text
     from awq_gguf.runner.bench import bench
 
-    text = read_text(args.text)
+    text = "" if args.speed_only else read_text(args.text)
     acc_rows, speed_rows, backends = [], [], set()
     with tempfile.TemporaryDirectory(prefix="awq-gguf-bench-") as tmp:
         folder = args.keep or Path(tmp)
@@ -139,14 +167,17 @@ def main() -> None:
                                check=True)
             return path
 
-        f32 = converted("F32")
+        f32 = None if args.speed_only else converted("F32")
         for type_ in args.types.split(","):
             path = converted(type_)
+            if args.speed_only:
+                speed_rows += speed(path, type_, thread_list, args.reps, args.backend, backends)
+                continue
             print(f"{type_}: logits vs llama.cpp over {args.windows} x 512 tokens", flush=True)
             start = time.perf_counter()
-            a = accuracy(path, text, args.windows, args.threads, args.backend, f32)
+            a = accuracy(path, text, args.windows, thread_list[0], args.backend, f32)
             backends.add(a["backend"])
-            s = llama_self_kl(path, text, args.self_windows, args.threads) if args.self_windows else None
+            s = llama_self_kl(path, text, args.self_windows, thread_list[0]) if args.self_windows else None
             self_cols = f"{s['top1'] * 100:.2f}% | {s['kl']:.2e}" if s else "- | -"
             acc_rows.append(
                 f"| {type_} | {a['positions']} | {a['top1'] * 100:.2f}% | {a['kl']:.2e} | {a['kl_p99']:.2e} | "
@@ -156,21 +187,35 @@ def main() -> None:
             print(acc_rows[-1], f"({time.perf_counter() - start:.0f} s)", flush=True)
             if args.skip_speed:
                 continue
-            load_before = load_average()
-            r = bench(path, reps=args.reps, threads=args.threads, backend=args.backend,
-                      progress=lambda m: print("  " + m, flush=True)).as_dict()
-            ours, theirs = r["runner"], r["llama.cpp"]
-            speed_rows.append(
-                f"| {type_} | {r['weight_bytes'] / 2**20:.1f} | {ours['pp']:.1f} | {theirs['pp']:.1f} | "
-                f"{r['ratio']['pp']:.2f}x | {ours['tg']:.1f} | {theirs['tg']:.1f} | {r['ratio']['tg']:.2f}x | "
-                f"{ours['tg_bytes_per_s'] / 1e9:.2f} | {theirs['tg_bytes_per_s'] / 1e9:.2f} | {load_before} |"
-            )
-            print(speed_rows[-1], flush=True)
+            speed_rows += speed(path, type_, thread_list, args.reps, args.backend, backends)
 
     backend_desc = ", ".join(sorted(backends))
     cmd = (f"python tools/bench_runner.py --types {args.types} --windows {args.windows} --self-windows "
            f"{args.self_windows} --reps {args.reps} --threads {args.threads}"
            + (f" --backend {args.backend}" if args.backend else ""))
+    speed_lines = []
+    if speed_rows:
+        speed_cmd = (f"python tools/bench_runner.py --types {args.types} --reps {args.reps} --threads {args.threads}"
+                     + (f" --backend {args.backend}" if args.backend else "") + (" --keep DIR" if args.keep else "")
+                     + " --speed-only --write")
+        speed_lines = [
+            f"Speed ({today()}, commit {git_rev()}, {machine()}; runner {backend_desc}; `{speed_cmd}`): pp512 / "
+            f"tg128 tokens/s as llama-bench measures them (random tokens, empty cache), mean of {args.reps} "
+            "alternating repetitions, the same thread count for both engines. GB/s: the file's bytes of every "
+            "matrix one generation step multiplies by, times tg tokens/s. Last column: the 1-minute load average "
+            "before and after the row (other work on the machine moves these numbers).",
+            "",
+            "| type | threads | weight MiB | pp512 runner | pp512 llama.cpp | pp ratio | tg128 runner | "
+            "tg128 llama.cpp | tg ratio | runner GB/s | llama.cpp GB/s | load (1 min) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            *speed_rows,
+        ]
+    if args.speed_only:
+        body = "\n".join(speed_lines)
+        print(body)
+        if args.write:
+            write_section("runner-speed", body)
+        return
     lines = [
         "### Local runner vs llama.cpp, demo model",
         "",
@@ -192,19 +237,8 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *acc_rows,
     ]
-    if speed_rows:
-        lines += [
-            "",
-            f"Speed: pp512 / tg128 tokens/s as llama-bench measures them (random tokens, empty cache), mean of "
-            f"{args.reps} alternating repetitions, {args.threads} threads each. GB/s: the file's bytes of every "
-            "matrix one generation step multiplies by, times tg tokens/s. The machine is shared with other "
-            "work: its load average (1/5/15 min) before each row is in the last column.",
-            "",
-            "| type | weight MiB | pp512 runner | pp512 llama.cpp | pp ratio | tg128 runner | tg128 llama.cpp | "
-            "tg ratio | runner GB/s | llama.cpp GB/s | load avg |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-            *speed_rows,
-        ]
+    if speed_lines:
+        lines += ["", "<!-- runner-speed:begin -->", *speed_lines, "<!-- runner-speed:end -->"]
     body = "\n".join(lines)
     print(body)
     if args.write:
