@@ -111,28 +111,47 @@ static void quantize_q8_K(int64_t n, const float *x, void *vy) {
 
 /* ---- 32-element types -------------------------------------------------------------------------- */
 
-static float dot_q4_0(int64_t n, const void *vw, const void *vx) {
-    const blk_q4_0 *w = vw; const act_q8_32 *x = vx;
+static inline __m256i q5_32(const uint8_t *qs, const uint8_t *qh4) {
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    return _mm256_or_si256(nibbles32(qs), bits32_x10(qh));
+}
+
+/* Q4_0 / Q5_0 (kind 0 / 2) against one activation row: the offset (8 / 16) subtracted from the unpacked
+ * weights and the sign trick (|w| u8 x sign-adjusted x s8) instead of a block-sum correction, which took a
+ * scalar int->float conversion and a scalar dependency chain per block. */
+static inline __attribute__((always_inline)) __m256i w32s(const uint8_t *blk, int kind) {
+    if (kind == 0) return _mm256_sub_epi8(nibbles32(((const blk_q4_0 *)(const void *)blk)->qs), _mm256_set1_epi8(8));
+    const blk_q5_0 *k = (const void *)blk;
+    return _mm256_sub_epi8(q5_32(k->qs, k->qh), _mm256_set1_epi8(16));
+}
+
+static inline __attribute__((always_inline)) float dot_32s(int64_t n, const void *vw, const void *vx, int kind) {
+    const uint8_t *w = vw; const act_q8_32 *x = vx;
+    const size_t bs = kind == 0 ? sizeof(blk_q4_0) : sizeof(blk_q5_0);
     const int64_t nb = n / QK32;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float bias = 0.0f;
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
-        const float d0 = h2f(w[b].d) * x[b].d, d1 = h2f(w[b + 1].d) * x[b + 1].d;
-        const __m256i p0 = dot_us(nibbles32(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        const __m256i p1 = dot_us(nibbles32(w[b + 1].qs), _mm256_loadu_si256((const __m256i *)x[b + 1].qs));
+        const __m256i s0 = w32s(w + b * bs, kind), s1 = w32s(w + (b + 1) * bs, kind);
+        const __m256i p0 = dot_us(_mm256_sign_epi8(s0, s0),
+                                  _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[b].qs), s0));
+        const __m256i p1 = dot_us(_mm256_sign_epi8(s1, s1),
+                                  _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[b + 1].qs), s1));
+        const float d0 = h2f(awq_rd16(w + b * bs)) * x[b].d, d1 = h2f(awq_rd16(w + (b + 1) * bs)) * x[b + 1].d;
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1);
-        bias += d0 * (float)x[b].s + d1 * (float)x[b + 1].s;
     }
     for (; b < nb; b++) {
-        const float d0 = h2f(w[b].d) * x[b].d;
-        const __m256i p0 = dot_us(nibbles32(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0);
-        bias += d0 * (float)x[b].s;
+        const __m256i s0 = w32s(w + b * bs, kind);
+        const __m256i p0 = dot_us(_mm256_sign_epi8(s0, s0),
+                                  _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[b].qs), s0));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(awq_rd16(w + b * bs)) * x[b].d), _mm256_cvtepi32_ps(p0), acc0);
     }
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) - 8.0f * bias;
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
+
+static float dot_q4_0(int64_t n, const void *vw, const void *vx) { return dot_32s(n, vw, vx, 0); }
 
 static float dot_q4_1(int64_t n, const void *vw, const void *vx) {
     const blk_q4_1 *w = vw; const act_q8_32 *x = vx;
@@ -146,24 +165,7 @@ static float dot_q4_1(int64_t n, const void *vw, const void *vx) {
     return hsum_ps(acc) + bias;
 }
 
-static inline __m256i q5_32(const uint8_t *qs, const uint8_t *qh4) {
-    uint32_t qh;
-    memcpy(&qh, qh4, 4);
-    return _mm256_or_si256(nibbles32(qs), bits32_x10(qh));
-}
-
-static float dot_q5_0(int64_t n, const void *vw, const void *vx) {
-    const blk_q5_0 *w = vw; const act_q8_32 *x = vx;
-    __m256 acc = _mm256_setzero_ps();
-    float bias = 0.0f;
-    for (int64_t b = 0; b < n / QK32; b++) {
-        const float d = h2f(w[b].d) * x[b].d;
-        const __m256i p = dot_us(q5_32(w[b].qs, w[b].qh), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
-        bias += d * (float)x[b].s;
-    }
-    return hsum_ps(acc) - 16.0f * bias;
-}
+static float dot_q5_0(int64_t n, const void *vw, const void *vx) { return dot_32s(n, vw, vx, 2); }
 
 static float dot_q5_1(int64_t n, const void *vw, const void *vx) {
     const blk_q5_1 *w = vw; const act_q8_32 *x = vx;
