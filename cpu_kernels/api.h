@@ -59,6 +59,9 @@ typedef struct {
  * keys/values of pos are written into each layer's cache, attention reads positions 0..pos. */
 int awq_decode_layers(const awq_decode_cfg_t *cfg, const awq_layer_t *layers, int n_layers, int64_t pos,
                       float *x, int nthreads);
+/* the model's head for one token: logits[out->rows] = (rms_norm(x) * norm) out^T; x[n_embd] is not modified */
+int awq_decode_head(const awq_decode_cfg_t *cfg, const float *norm, const awq_mat_t *out, const float *x,
+                    float *logits, int nthreads);
 
 /* memory read bandwidth probe: sums bytes/8 64-bit words of p over nthreads threads (returns the sum) */
 uint64_t awq_stream_read(const void *p, int64_t bytes, int nthreads);

@@ -5,6 +5,8 @@
     stack = ck.DecodeStack(cfg, [layer, ...])
     stack.bind_cache([(k0, v0), (k1, v1), ...])   # float32 [n_head_kv, n_ctx, head_dim] per layer, written in place
     stack.step(x, pos)                             # x float32 [n_embd], updated in place
+    stack.set_embedding((raw, qtype)); stack.set_head(output_norm, (raw, qtype))
+    logits = stack.token(token_id, pos)            # embedding row, every layer, final norm and output matrix
 
 Everything is checked here, once: matrices against the shapes the config implies (rows, cols, row bytes of
 their type), vectors' lengths, dtypes, contiguity and alignment, the caches' shapes and writability, the RoPE
@@ -166,6 +168,60 @@ class DecodeStack:
         for i, lay in enumerate(self.layers):
             lay._fill(ffi, self._c[i])
         self._bound: list | None = None
+        self.x = np.zeros(cfg.n_embd, np.float32)  # token()'s hidden state
+        self._x_ptr = ffi.from_buffer("float[]", self.x)
+        self._ids = np.zeros(1, np.int64)
+        self._ids_ptr = ffi.from_buffer("int64_t[]", self._ids)
+        self._embd = None
+        self._head = None
+
+    def _matrix(self, m: Any, cols: int, name: str) -> tuple:
+        if not isinstance(m, tuple) or len(m) != 2:
+            raise KernelTypeError(f"{name} must be a (uint8 array, qtype) pair")
+        t = ops._qtype(m[1])  # noqa: SLF001
+        raw, cols_w = ops._weights(m[0], t, name)  # noqa: SLF001
+        if cols_w != cols:
+            raise KernelShapeError(f"{name} must have rows of {cols} elements, got {cols_w} ({t.name}, {raw.shape[1]} B)")
+        if raw.shape[0] < 1:
+            raise KernelShapeError(f"{name} has no rows")
+        return raw, t, self._ffi.from_buffer("char[]", raw)
+
+    def set_embedding(self, token_embd: tuple) -> None:
+        """(uint8 [n_vocab, row_bytes], qtype), rows of n_embd elements: token() reads its row `token`."""
+        self._embd = self._matrix(token_embd, self.cfg.n_embd, "token_embd")
+
+    def set_head(self, norm: np.ndarray, output: tuple) -> None:
+        """The final norm [n_embd] and output matrix (uint8 [n_vocab, row_bytes], qtype): token()'s logits."""
+        norm = _vec(norm, self.cfg.n_embd, "output_norm")
+        raw, t, ptr = self._matrix(output, self.cfg.n_embd, "output")
+        m = self._ffi.new("awq_mat_t *")
+        m.w, m.rows, m.row_bytes, m.cols, m.qtype = ptr, raw.shape[0], raw.shape[1], self.cfg.n_embd, int(t)
+        self._head = (norm, self._ffi.from_buffer("float[]", norm), raw, ptr, m)
+
+    def token(self, token: int, pos: int, threads: int | None = None) -> np.ndarray:
+        """Logits float32 [n_vocab] of `token` at position pos: its embedding row, every layer (the caches get
+        pos's keys/values), the final norm and the output matrix; three C calls, checked once here."""
+        if self._bound is None or self._embd is None or self._head is None:
+            raise KernelShapeError("bind_cache(), set_embedding() and set_head() first")
+        raw, t, ptr = self._embd
+        if isinstance(token, bool) or not isinstance(token, (int, np.integer)) or not 0 <= token < raw.shape[0]:
+            raise KernelShapeError(f"token must be an int in [0, {raw.shape[0]}), got {token!r}")
+        if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)) or not 0 <= pos < self.cfg.n_ctx:
+            raise KernelShapeError(f"pos must be an int in [0, {self.cfg.n_ctx}), got {pos!r}")
+        nt = ops._threads(threads)  # noqa: SLF001
+        lib = self.lib
+        self._ids[0] = token
+        rc = lib.awq_get_rows(int(t), ptr, raw.shape[0], raw.shape[1], self.cfg.n_embd, self._ids_ptr, 1,
+                              self._x_ptr, 1)
+        ops._check_rc(rc, "token embedding")  # noqa: SLF001
+        if self.layers:
+            rc = lib.awq_decode_layers(self.cfg._c, self._c, len(self.layers), int(pos), self._x_ptr, nt)
+            ops._check_rc(rc, f"decode_layers pos {pos}")  # noqa: SLF001
+        _, norm_ptr, out_raw, _, m = self._head
+        logits = np.empty(out_raw.shape[0], np.float32)
+        rc = lib.awq_decode_head(self.cfg._c, norm_ptr, m, self._x_ptr, self._ffi.from_buffer("float[]", logits), nt)
+        ops._check_rc(rc, "decode_head")  # noqa: SLF001
+        return logits
 
     def bind_cache(self, caches: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
         """Per layer (k, v): float32 [n_head_kv, n_ctx, head_dim], C-contiguous, writable (written in place)."""

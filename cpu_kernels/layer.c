@@ -284,3 +284,25 @@ int awq_decode_layers(const awq_decode_cfg_t *c, const awq_layer_t *layers, int 
     free(mem);
     return 0;
 }
+
+int awq_decode_head(const awq_decode_cfg_t *c, const float *norm, const awq_mat_t *out, const float *x,
+                    float *logits, int nthreads) {
+    if (!c || !norm || !out || !x || !logits || c->n_embd <= 0 || !(c->eps >= 0.0f)) return -2;
+    if (out->rows <= 0) return -2;
+    const int rc = check_mat(out, out->rows, c->n_embd);
+    if (rc) return rc;
+    const int64_t b = act_bytes(c->n_embd);
+    uint8_t *mem = malloc((size_t)(c->n_embd * 4 + 2 * b + 3 * 64));
+    if (!mem) return -3;
+    uint8_t *p = mem;
+#define TAKE(n) (void *)(p = (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63), p += (n), p - (n))
+    float *h = TAKE(c->n_embd * 4);
+    act_t a = {h, c->n_embd, TAKE(b), TAKE(b), 0, 0};
+#undef TAKE
+    rms_norm(x, norm, c->n_embd, c->eps, h);
+    const awq_mat_t *m[1] = {out};
+    float *y[1] = {logits};
+    gemv(awq_current(), &a, 1, m, y, nthreads);
+    free(mem);
+    return 0;
+}

@@ -71,9 +71,18 @@ class Model:
     def new_cache(self) -> KVCache:
         return KVCache(self.hp.n_layer, self.hp.n_head_kv, self.n_ctx, self.hp.head_dim)
 
-    @torch.inference_mode()
     def forward(self, tokens: Sequence[int], cache: KVCache, all_logits: bool = False) -> torch.Tensor:
         """Run `tokens` after what `cache` holds; logits float32 [len(tokens) if all_logits else 1, n_vocab]."""
+        if isinstance(tokens, (list, tuple)) and len(tokens) == 1 and self.fused_decode_ready():
+            token = int(tokens[0])
+            if not 0 <= token < self.hp.n_vocab:
+                raise RunnerError(f"token id out of range 0..{self.hp.n_vocab - 1}")
+            cache.check_room(1)
+            return self._decode_fused(token, cache)
+        return self._forward(tokens, cache, all_logits)
+
+    @torch.inference_mode()
+    def _forward(self, tokens: Sequence[int], cache: KVCache, all_logits: bool) -> torch.Tensor:
         ids = torch.as_tensor(list(tokens), dtype=torch.int64)
         if ids.ndim != 1 or ids.numel() == 0:
             raise RunnerError("forward needs at least one token")
@@ -138,13 +147,25 @@ class Model:
                            bq=vec(lw.bq), bk=vec(lw.bk), bv=vec(lw.bv), q_norm=vec(lw.q_norm), k_norm=vec(lw.k_norm))
             for lw in self.w.layers
         ]
-        return ck.DecodeStack(cfg, layers)
+        stack = ck.DecodeStack(cfg, layers)
+        ok = set(ck.SUPPORTED)
+        self._fused_ends = self.w.token_embd.qtype in ok and self.w.output.qtype in ok
+        if self._fused_ends:  # embedding row and head in C too: three C calls per token
+            stack.set_embedding((self.w.token_embd.raw, self.w.token_embd.qtype))
+            stack.set_head(self.w.output_norm.numpy(), (self.w.output.raw, self.w.output.qtype))
+        return stack
+
+    _fused_ends = False
 
     def _decode_fused(self, token: int, cache: KVCache) -> torch.Tensor:
         """One token at position cache.n_past: embedding, every layer in one C call, output norm and matrix."""
         if self._stack_cache is not cache:
             self._stack.bind_cache([(k.numpy(), v.numpy()) for k, v in zip(cache.k, cache.v)])
             self._stack_cache = cache
+        if self._fused_ends:
+            logits = self._stack.token(token, cache.n_past, self.threads)
+            cache.n_past += 1
+            return torch.from_numpy(logits)[None]
         x = np.array(self.backend.get_rows(self.w.token_embd, torch.tensor([token])).numpy()[0], dtype=np.float32)
         self._stack.step(x, cache.n_past, self.threads)
         cache.n_past += 1

@@ -286,3 +286,57 @@ def test_c_refuses_bad_sizes(spec: Spec) -> None:
     lay.k_cache = cache
     assert np.all(x == 0) and np.isnan(spec.k_cache).all()  # nothing ran
     assert lib.awq_decode_layers(cfg, stack._c, 1, 0, px, 1) == 0
+
+
+def test_token_embedding_layers_head(isa) -> None:
+    """token(): embedding row + layers + head in C equals get_rows + step + a float64 norm and matmul."""
+    spec = Spec(8, 96, 3, 1, 32, 160, ALL32)
+    stack = spec.build()
+    rng = np.random.default_rng(1)
+    embd = random_rows(rng, T.Q8_0, 11, 96)
+    out_w = random_rows(rng, T.Q4_0, 37, 96)
+    norm = rng.uniform(0.8, 1.2, 96).astype(np.float32)
+    stack.set_embedding((embd, T.Q8_0))
+    stack.set_head(norm, (out_w, T.Q4_0))
+    ref_stack = spec.build()  # a second stack on fresh caches for the step-by-step reference
+    for pos, tok in enumerate([3, 10, 0]):
+        logits = stack.token(tok, pos)
+        x = ck.get_rows(embd, T.Q8_0, [tok])[0].copy()
+        ref_stack.step(x, pos)
+        np.testing.assert_array_equal(stack.x, x)
+        h = spec._rms(x.astype(np.float64), norm).astype(np.float32)
+        q, d = ref_quantize_act(h[None], 32)
+        hq = (q.reshape(1, -1, 32).astype(np.float64) * d[:, :, None]).reshape(-1)
+        ref = ref_weights(out_w, T.Q4_0).astype(np.float64) @ hq
+        assert logits.shape == (37,) and np.isfinite(logits).all()
+        np.testing.assert_allclose(logits, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_token_bad_input(spec: Spec) -> None:
+    stack = spec.build()
+    with pytest.raises(ck.KernelShapeError, match="set_embedding"):
+        stack.token(0, 0)
+    rng = np.random.default_rng(2)
+    with pytest.raises(ck.KernelShapeError, match="token_embd"):
+        stack.set_embedding((random_rows(rng, T.Q8_0, 5, 32), T.Q8_0))  # rows of 32, n_embd 64
+    with pytest.raises(ck.KernelShapeError, match="output_norm"):
+        stack.set_head(np.ones(32, np.float32), (random_rows(rng, T.Q8_0, 5, 64), T.Q8_0))
+    stack.set_embedding((random_rows(rng, T.Q8_0, 5, 64), T.Q8_0))
+    stack.set_head(np.ones(64, np.float32), (random_rows(rng, T.Q8_0, 7, 64), T.Q8_0))
+    for bad in (5, -1, True, 1.0):
+        with pytest.raises(ck.KernelShapeError, match="token"):
+            stack.token(bad, 0)
+    with pytest.raises(ck.KernelShapeError, match="pos"):
+        stack.token(1, 4)
+    assert stack.token(4, 0).shape == (7,)  # (pos 0: the only cache row written so far)
+    # C checks the head again: a matrix whose rows do not hold n_embd elements is refused
+    m = stack._head[4]
+    logits = np.zeros(7, np.float32)
+    args = (stack.cfg._c, stack._head[1], m, stack._x_ptr, stack._ffi.from_buffer("float[]", logits), 1)
+    m.cols = 32
+    assert stack.lib.awq_decode_head(*args) == -2
+    m.cols, m.row_bytes = 64, 10
+    assert stack.lib.awq_decode_head(*args) == -2
+    m.row_bytes = 68
+    assert np.all(logits == 0)
+    assert stack.lib.awq_decode_head(*args) == 0 and np.isfinite(logits).all() and np.any(logits != 0)
