@@ -48,6 +48,16 @@ def test_scaled_rope_matches_llama_cpp(tmp_path, kind):
     ours = log_softmax(m.forward(toks, m.new_cache(), all_logits=True).numpy())
     kl = (np.exp(ref) * (ref - ours)).sum(-1).mean()
     assert kl < 1e-6, kl
+    # The fused C decode (one token at a time on the kernels backend) reads the same scaled angle tables.
+    from awq_gguf.runner.backend import kernels_available
+
+    if kernels_available():
+        mk = Model.load(out, n_ctx=64, backend="kernels", threads=1)
+        cache = mk.new_cache()
+        steps = np.stack([mk.forward([t], cache)[0].numpy() for t in toks])
+        assert mk._stack is not None
+        fused = log_softmax(steps)
+        assert (np.exp(ref) * (ref - fused)).sum(-1).mean() < 1e-5
     # The same weights with unscaled RoPE are visibly off: the check above has teeth.
     m.rope = type(m.rope)(m.hp.n_rot, m.hp.rope_base, 1.0, m.hp.traits.rope_mode, 64, None)
     plain = log_softmax(m.forward(toks, m.new_cache(), all_logits=True).numpy())
