@@ -81,3 +81,22 @@ def test_fused_rebinds_a_new_cache_and_overflow_raises(tiny_gguf):
     np.testing.assert_array_equal(first[0], first[1])
     with pytest.raises(ContextOverflowError):
         m.forward([1], cache)
+
+
+def test_chunked_prompt_attention_equals_one_chunk(tiny_gguf, monkeypatch):
+    """Prompt batches attend in query chunks over only the keys each chunk can see; the result equals one
+    masked call over everything, also when the batch starts after cached positions."""
+    import awq_gguf.runner.model as model_mod
+
+    path = tiny_gguf("Qwen3ForCausalLM", "F32")
+    toks = [(7 * i) % 300 + 3 for i in range(290)]
+    runs = []
+    for chunk in (model_mod.ATTN_CHUNK, 10_000):
+        monkeypatch.setattr(model_mod, "ATTN_CHUNK", chunk)
+        m = Model.load(path, n_ctx=300, backend="torch", threads=1)
+        cache = m.new_cache()
+        first = m.forward(toks[:37], cache, all_logits=True)
+        rest = m.forward(toks[37:], cache, all_logits=True)
+        runs.append(torch.cat([first, rest]).numpy())
+    assert model_mod.ATTN_CHUNK == 10_000 and runs[0].shape == (290, runs[0].shape[1])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=0, atol=1e-4)
