@@ -2,7 +2,9 @@
  * random, fp16 scale fields finite). Built for aarch64 and run under qemu-aarch64 by test_neon_qemu.py
  * (natively on an aarch64 host). Checks: activation quantization byte-exact, every dot product within
  * 2e-5 of sum|w*x|, dequantization equal, and the threaded matmul through the dispatcher (NaN-poisoned
- * outputs, odd sizes) equal to the scalar table's. Prints "N passed, M failed"; exit status 1 on failure. */
+ * outputs, odd sizes) equal to the scalar table's; the decode step of two transformer layers (awq_decode_layers,
+ * mixed weight types, grouped-query heads, three positions through the KV cache, 2 threads) equal to the scalar
+ * table's within float summation order. Prints "N passed, M failed"; exit status 1 on failure. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,69 @@ static int passed = 0, failed = 0;
 static void check(int ok, const char *what, const char *type, double a, double b) {
     if (ok) passed++;
     else { failed++; printf("FAIL %s %s: %.9g vs %.9g\n", what, type, a, b); }
+}
+
+static const tinfo *type_of(int t) {
+    for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
+        if (TYPES[i].t == t) return &TYPES[i];
+    return 0;
+}
+
+static awq_mat_t random_mat(int t, int64_t rows, int64_t cols) {
+    const tinfo *ti = type_of(t);
+    const int64_t rb = cols / ti->elems * ti->bytes;
+    uint8_t *w = malloc(rows * rb);
+    for (int64_t r = 0; r < rows; r++) random_row(ti, cols, w + r * rb);
+    awq_mat_t m = {w, rows, rb, cols, t};
+    return m;
+}
+
+/* two layers, 3 positions: the variant (2 threads) against the scalar table (1 thread) */
+static void check_decode(int isa) {
+    enum { E = 256, NH = 4, NKV = 2, D = 64, FF = 512, CTX = 4, NL = 2 };
+    float cs[CTX * D / 2], sn[CTX * D / 2];
+    for (int p = 0; p < CTX; p++)
+        for (int i = 0; i < D / 2; i++) {
+            cs[p * D / 2 + i] = cosf(p * powf(10000.0f, -2.0f * i / D));
+            sn[p * D / 2 + i] = sinf(p * powf(10000.0f, -2.0f * i / D));
+        }
+    awq_decode_cfg_t cfg = {E, NH, NKV, D, FF, CTX, CTX, 1e-5f, 0, cs, sn};
+    awq_layer_t L[NL];
+    float *caches[2][NL][2];
+    for (int l = 0; l < NL; l++) {
+        memset(&L[l], 0, sizeof L[l]);
+        float *an = malloc(E * 4), *fn = malloc(E * 4);
+        for (int i = 0; i < E; i++) { an[i] = 1.0f + 0.1f * frnd(); fn[i] = 1.0f + 0.1f * frnd(); }
+        L[l].attn_norm = an; L[l].ffn_norm = fn;
+        L[l].wq = random_mat(AWQ_Q4_0, NH * D, E); L[l].wk = random_mat(AWQ_Q5_0, NKV * D, E);
+        L[l].wv = random_mat(AWQ_Q8_0, NKV * D, E); L[l].wo = random_mat(AWQ_Q4_K, E, NH * D);
+        L[l].gate = random_mat(AWQ_Q6_K, FF, E); L[l].up = random_mat(AWQ_Q5_1, FF, E);
+        L[l].down = random_mat(AWQ_Q3_K, E, FF);
+        for (int c = 0; c < 2; c++)
+            for (int kv = 0; kv < 2; kv++) caches[c][l][kv] = calloc(NKV * CTX * D, 4);
+    }
+    float x[E], xr[E];
+    for (int i = 0; i < E; i++) x[i] = xr[i] = frnd();
+    for (int pos = 0; pos < 3; pos++) {
+        for (int l = 0; l < NL; l++) { L[l].k_cache = caches[0][l][0]; L[l].v_cache = caches[0][l][1]; }
+        int rc = awq_decode_layers(&cfg, L, NL, pos, x, 2);
+        awq_set_isa(AWQ_ISA_SCALAR);
+        for (int l = 0; l < NL; l++) { L[l].k_cache = caches[1][l][0]; L[l].v_cache = caches[1][l][1]; }
+        rc |= awq_decode_layers(&cfg, L, NL, pos, xr, 1);
+        awq_set_isa(isa);
+        double err = 0, norm = 0;
+        int finite = 1;
+        for (int i = 0; i < E; i++) {
+            err += (double)(x[i] - xr[i]) * (x[i] - xr[i]);
+            norm += (double)xr[i] * xr[i];
+            finite &= isfinite(x[i]);
+        }
+        check(rc == 0 && finite && err <= 1e-6 * norm, "decode_layers", "mixed", sqrt(err), sqrt(norm));
+        memcpy(x, xr, sizeof x); /* the next position starts both from the same state */
+    }
+    cfg.n_ctx = 0; /* a bad size is refused, not run */
+    check(awq_decode_layers(&cfg, L, NL, 0, x, 2) == -2, "decode_layers refuses", "n_ctx 0", 0, 0);
+    printf("decode %s\n", failed ? "FAILED" : "ok");
 }
 
 int main(int argc, char **argv) {
@@ -112,6 +177,7 @@ int main(int argc, char **argv) {
         free(w); free(x); free(deq); free(xq);
         printf("%s %s\n", T->name, failed == failed_before ? "ok" : "FAILED");
     }
+    check_decode(isa);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
