@@ -62,3 +62,23 @@ def test_scaled_rope_matches_llama_cpp(tmp_path, kind):
     m.rope = type(m.rope)(m.hp.n_rot, m.hp.rope_base, 1.0, m.hp.traits.rope_mode, 64, None)
     plain = log_softmax(m.forward(toks, m.new_cache(), all_logits=True).numpy())
     assert (np.exp(ref) * (ref - plain)).sum(-1).mean() > 100 * kl
+
+
+@pytest.mark.parametrize("n_rot,head_dim", [(64, 64), (32, 48)])
+def test_normal_rope_complex_path_equals_pairwise_formula(n_rot, head_dim):
+    """NORMAL RoPE runs as a complex product; it must equal the pairwise formula (also with n_rot < head_dim)."""
+    import torch
+
+    from awq_gguf.runner.hparams import RopeMode
+    from awq_gguf.runner.rope import Rope
+
+    r = Rope(n_rot, 10000.0, 0.5, RopeMode.NORMAL, 40)
+    x = torch.randn(7, 3, head_dim)
+    pos = torch.tensor([0, 1, 5, 9, 17, 33, 39])
+    got = r(x, pos)
+    cos, sin = r.cos[pos][:, None, :], r.sin[pos][:, None, :]
+    x0, x1 = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
+    ref = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+    ref = torch.cat((ref, x[..., n_rot:]), dim=-1)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
+    assert got.shape == x.shape
