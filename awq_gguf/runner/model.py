@@ -117,7 +117,16 @@ class Model:
         if self.fused_decode is None:
             self.fused_decode = os.environ.get("AWQ_GGUF_FUSED_DECODE", "1") != "0" and self._fused_possible()
         if self.fused_decode and self._stack is None:
-            self._stack = self._build_stack()
+            from awq_gguf.cpu_kernels import KernelError
+
+            try:
+                self._stack = self._build_stack()
+            except KernelError as e:  # a shape the C step refuses: keep the torch path, say so once
+                import warnings
+
+                warnings.warn(f"runner: fused decode unavailable for this model ({e}); using the torch path",
+                              RuntimeWarning, stacklevel=2)
+                self.fused_decode = False
         return bool(self.fused_decode)
 
     def _fused_possible(self) -> bool:
@@ -138,7 +147,7 @@ class Model:
                               hp.traits.rope_mode == RopeMode.NEOX, self.rope.cos.numpy(), self.rope.sin.numpy())
 
         def vec(t):
-            return None if t is None else t.numpy()
+            return None if t is None else np.ascontiguousarray(t.numpy(), dtype=np.float32)
 
         layers = [
             ck.DecodeLayer(cfg, attn_norm=vec(lw.attn_norm), ffn_norm=vec(lw.ffn_norm),
@@ -153,7 +162,7 @@ class Model:
         self._fused_ends = self.w.token_embd.qtype in ok and self.w.output.qtype in ok
         if self._fused_ends:  # embedding row and head in C too: three C calls per token
             stack.set_embedding((self.w.token_embd.raw, self.w.token_embd.qtype))
-            stack.set_head(self.w.output_norm.numpy(), (self.w.output.raw, self.w.output.qtype))
+            stack.set_head(vec(self.w.output_norm), (self.w.output.raw, self.w.output.qtype))
         return stack
 
     _fused_ends = False

@@ -100,3 +100,22 @@ def test_chunked_prompt_attention_equals_one_chunk(tiny_gguf, monkeypatch):
         runs.append(torch.cat([first, rest]).numpy())
     assert model_mod.ATTN_CHUNK == 10_000 and runs[0].shape == (290, runs[0].shape[1])
     np.testing.assert_allclose(runs[0], runs[1], rtol=0, atol=1e-4)
+
+
+def test_refused_stack_falls_back_with_a_warning(tiny_gguf, monkeypatch):
+    from awq_gguf import cpu_kernels as ck
+
+    path = tiny_gguf("LlamaForCausalLM", "Q8_0")
+    m = Model.load(path, n_ctx=16, backend="kernels", threads=1)
+
+    def refuse():
+        raise ck.KernelShapeError("refused for the test")
+
+    monkeypatch.setattr(m, "_build_stack", refuse)
+    cache = m.new_cache()
+    with pytest.warns(RuntimeWarning, match="refused for the test"):
+        logits = m.forward([3], cache)
+    assert m.fused_decode is False and m._stack is None and cache.n_past == 1
+    ref = Model.load(path, n_ctx=16, backend="kernels", threads=1)
+    ref.fused_decode = False
+    np.testing.assert_array_equal(logits.numpy(), ref.forward([3], ref.new_cache()).numpy())
