@@ -52,7 +52,9 @@ def convert(
     model: Optional[Path] = typer.Argument(None, help="Hugging Face model folder or .gguf file (default: the demo model)"),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="output file (default: <model-name>-<TYPE>.gguf here)"),
     type: str = typer.Option("Q4_K_M", "--type", "-t", help="weight type or llama.cpp mix: Q4_0, Q4_K_M, Q8_0, F16, ..."),
-    method: str = typer.Option("rtn", "--method", help="rtn (plain rounding) or awq"),
+    method: Optional[str] = typer.Option(
+        None, "--method", help="awq (activation-aware scales, the default) or rtn (plain rounding: seconds instead of "
+        "minutes); with --imatrix the default is rtn"),
     calib: Optional[Path] = typer.Option(
         None, "--calib", help="calibration text (.txt, or .jsonl with a \"text\" field) for --method awq; "
         "default: data-free (the model writes its own calibration text, seeded)"),
@@ -74,11 +76,11 @@ def convert(
 
     \b
     Examples:
-      awq-gguf convert                                   # the demo model (SmolLM2-135M-Instruct) to Q4_K_M
-      awq-gguf convert ./Llama-3.2-1B -t Q4_0 -o llama-q4_0.gguf
-      awq-gguf convert model.Q8_0.gguf -t Q5_K_M --force  # requantize an existing GGUF
-      awq-gguf convert ./Qwen2.5-1.5B --method awq --calib wiki.txt -t Q4_0
-      awq-gguf convert ./Qwen2.5-1.5B --method awq --calib wiki.txt -t Q4_0 --resume   # after an interruption
+      awq-gguf convert                                   # the demo model (SmolLM2-135M-Instruct), AWQ, Q4_K_M
+      awq-gguf convert ./Qwen2.5-1.5B --calib wiki.txt -t Q4_0        # AWQ calibrated on your own text
+      awq-gguf convert ./Qwen2.5-1.5B --calib wiki.txt -t Q4_0 --resume   # after an interruption
+      awq-gguf convert ./Llama-3.2-1B -t Q4_0 --method rtn -o llama-q4_0.gguf   # plain rounding, fast
+      awq-gguf convert model.Q8_0.gguf -t Q5_K_M --method rtn --force  # requantize an existing GGUF
       awq-gguf convert ./m -t Q4_0 --imatrix imatrix.gguf  # rtn with llama.cpp's importance matrix
     """
     from awq_gguf.config import ConvertConfig

@@ -21,7 +21,7 @@ class ConvertConfig:
     model: Path | None = None  # HF folder or .gguf; None: the demo model
     out: Path | None = None  # None: <model-name>-<TYPE>.gguf in the current folder
     type: str = "Q4_K_M"  # a llama.cpp file type name (mix) such as Q4_0, Q4_K_M, F16
-    method: str = "rtn"
+    method: str | None = None  # "awq" or "rtn"; None: awq, or rtn when an imatrix file is given
     calib: Path | None = None  # text or .jsonl; None with --method awq: data-free (self-generated) calibration
     calib_samples: int = 128
     calib_seqlen: int = 512
@@ -41,6 +41,8 @@ class ConvertConfig:
 
         file_type_of(self.type)  # raises UnknownTypeError with the accepted names
         object.__setattr__(self, "type", canonical_name(self.type))  # "q4_k" -> "Q4_K_M", as llama-quantize
+        if self.method is None:
+            object.__setattr__(self, "method", "rtn" if self.imatrix is not None else "awq")
         if self.method not in METHODS:
             raise ConfigError(f"unknown --method {self.method!r}; choose one of: {', '.join(METHODS)}")
         if self.calib is not None and not self.calib.is_file():
@@ -50,6 +52,8 @@ class ConvertConfig:
                               f"{self.calib_seqlen})")
         if self.method == "rtn" and (self.calib is not None or self.resume or self.scales is not None):
             raise ConfigError("--calib, --resume and --scales belong to --method awq")
+        if self.method == "awq" and self.imatrix is not None:
+            raise ConfigError("--imatrix is for --method rtn (AWQ collects its own statistics, after scaling)")
         if self.imatrix is not None and not self.imatrix.is_file():
             raise ConfigError(f"imatrix file {self.imatrix} does not exist")
         if self.scales is not None and not self.scales.is_dir():

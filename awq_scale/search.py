@@ -87,9 +87,13 @@ def quantized_params(p: Params, group: ScaleGroup, s: torch.Tensor, types: dict[
     s_cols = column_scales(group, s, cfg).float()  # [n_cols]
     imp = None if x_sq is None else (x_sq.float() / s_cols**2)  # [n_cols]
     q = dict(p)
-    for name in group.linears:
-        w = scale_columns(p[f"{name}.weight"].float(), s_cols)
-        q[f"{name}.weight"] = fake_quantize(w, types[name], imp) / s_cols[None, :]
+    # linears of one type are quantized as one stacked matrix (rows are independent: the same values, fewer calls)
+    for qtype in dict.fromkeys(types[name] for name in group.linears):
+        names = [name for name in group.linears if types[name] == qtype]
+        w = torch.cat([scale_columns(p[f"{name}.weight"].float(), s_cols) for name in names])  # [sum rows, n_cols]
+        wq = fake_quantize(w, qtype, imp) / s_cols[None, :]
+        for name, part in zip(names, wq.split([p[f"{name}.weight"].shape[0] for name in names])):
+            q[f"{name}.weight"] = part
     return q
 
 

@@ -63,8 +63,6 @@ def resolve_model(model: Path | None) -> Path:
 
 def convert_model(cfg: ConvertConfig) -> ConvertResult:
     start = time.perf_counter()
-    if cfg.method == "awq" and cfg.imatrix is not None:
-        raise AwqGgufError("--imatrix is for --method rtn (AWQ collects its own statistics, after scaling)")
     if cfg.out is not None:  # fail on the output before any heavy work
         check_output(cfg.out, cfg.force)
     model = resolve_model(cfg.model)

@@ -92,11 +92,12 @@ def quantize_rows(
     type_size: int,
     block_fn: BlockFn,
     chunk_blocks: int | None = None,
+    out_dtype: torch.dtype = torch.uint8,
 ) -> torch.Tensor:
     """Run block_fn over all super-blocks of w, a chunk of super-blocks at a time.
 
     w [rows, cols] float32, importance [cols] or None; block_fn(x [n, 256], imp [n, 256] | None, scratch) ->
-    uint8 [n, type_size]. Returns uint8 [rows, cols // 256 * type_size].
+    uint8 [n, type_size] (or another out_dtype, see fake_rows). Returns [rows, cols // 256 * type_size].
     """
     ws = Scratch(w.device)
     if chunk_blocks is None:
@@ -109,13 +110,35 @@ def quantize_rows(
     imp = None
     if importance is not None:
         imp = importance.to(device=w.device, dtype=torch.float32).reshape(nb, QK_K)
-    out = torch.empty(rows * nb, type_size, dtype=torch.uint8, device=w.device)
+    out = torch.empty(rows * nb, type_size, dtype=out_dtype, device=w.device)
     for i0 in range(0, rows * nb, chunk_blocks):
         i1 = min(rows * nb, i0 + chunk_blocks)
         # block i of the flattened tensor covers columns (i % nb)*256 ... of its row
         ib = None if imp is None else imp[torch.arange(i0, i1, device=w.device) % nb]
         out[i0:i1] = block_fn(x[i0:i1], ib, ws)
     return out.reshape(rows, nb * type_size)
+
+
+def decode(r: "AffineResult | SymResult") -> torch.Tensor:
+    """A search result -> its float32 values [n, 256], computed as every K dequantizer here does (d*sc in
+    float32, times the level, minus dmin*m for the affine types): bit-equal to dequantize of the packed bytes."""
+    dl = (r.d[:, None] * r.sc.float())[..., None]  # [n, S, 1]
+    v = dl * r.L.float()
+    if isinstance(r, AffineResult):
+        v = v - (r.dmin[:, None] * r.m.float())[..., None]
+    return v.reshape(v.shape[0], -1)
+
+
+def with_fake(quantize: Callable, search: Callable) -> Callable:
+    """Attach to a K format's quantize (w, importance) -> bytes its fake counterpart (w, importance) -> the float32
+    values of those bytes, from search(x [n, 256], imp [n, 256] | None, scratch) -> result, without packing."""
+
+    def fake(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
+        return quantize_rows(w, importance, QK_K, lambda x, imp, ws: decode(search(x, imp, ws)),
+                             out_dtype=torch.float32)
+
+    quantize.fake = fake  # type: ignore[attr-defined]
+    return quantize
 
 
 def pack_2bit(L: torch.Tensor) -> torch.Tensor:

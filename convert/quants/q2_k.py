@@ -11,6 +11,7 @@ from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
 from .k_common import (
+    with_fake,
     QK_K,
     Scratch,
     element_weights,
@@ -27,11 +28,18 @@ TYPE_SIZE = 84
 GRID = [-0.9 + 0.7 * i / 3 for i in range(10)]
 
 
-def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
-    # x [n, 256] -> uint8 [n, 84]
+def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch):
+    # x [n, 256] -> the search result (levels, scales) of each super-block
     n = x.shape[0]
     w = element_weights(x, imp, 1.0)
     r = quantize_affine(x.reshape(n, 16, 16), None if w is None else w.reshape(n, 16, 16), 3, 15, 15, GRID, ws)
+    return r
+
+
+def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
+    # x [n, 256] -> uint8 [n, 84]
+    n = x.shape[0]
+    r = _search(x, imp, ws)
     scales = r.sc | (r.m << 4)
     return torch.cat([scales, pack_2bit(r.L.reshape(n, QK_K)), f16_bytes(r.d), f16_bytes(r.dmin)], dim=1)
 
@@ -39,6 +47,9 @@ def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> 
 def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
     # w float32 [rows, cols] -> uint8 [rows, cols // 256 * 84]
     return quantize_rows(w, importance, TYPE_SIZE, _quantize_blocks)
+
+
+with_fake(quantize, _search)
 
 
 def dequantize(q: torch.Tensor) -> torch.Tensor:

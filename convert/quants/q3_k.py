@@ -12,6 +12,7 @@ from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
 from .k_common import (
+    with_fake,
     QK_K,
     Scratch,
     element_weights,
@@ -28,11 +29,18 @@ TYPE_SIZE = 110
 GRID = [-0.4 + 0.24 * i for i in range(6)]
 
 
-def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
-    # x [n, 256] -> uint8 [n, 110]
+def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch):
+    # x [n, 256] -> the search result (levels, scales) of each super-block
     n = x.shape[0]
     w = element_weights(x, imp, 2.0)
     r = quantize_symmetric(x.reshape(n, 16, 16), None if w is None else w.reshape(n, 16, 16), 4, -32, 31, GRID, ws)
+    return r
+
+
+def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
+    # x [n, 256] -> uint8 [n, 110]
+    n = x.shape[0]
+    r = _search(x, imp, ws)
     L = (r.L.reshape(n, QK_K).to(torch.int16) + 4).to(torch.uint8)  # 0..7
     hbit = (L >> 2).reshape(n, 8, 32)
     shifts = torch.arange(8, dtype=torch.uint8, device=x.device).reshape(1, 8, 1)
@@ -48,6 +56,9 @@ def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> 
 def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
     # w float32 [rows, cols] -> uint8 [rows, cols // 256 * 110]
     return quantize_rows(w, importance, TYPE_SIZE, _quantize_blocks)
+
+
+with_fake(quantize, _search)
 
 
 def dequantize(q: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
 from .k_common import (
+    with_fake,
     Scratch,
     QK_K,
     element_weights,
@@ -27,11 +28,18 @@ TYPE_SIZE = 144
 GRID = [-1.0 + 0.3 * i for i in range(9)]
 
 
-def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
-    # x [n, 256] -> uint8 [n, 144]
+def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch):
+    # x [n, 256] -> the search result (levels, scales) of each super-block
     n = x.shape[0]
     w = element_weights(x, imp, 2.0)
     r = quantize_affine(x.reshape(n, 8, 32), None if w is None else w.reshape(n, 8, 32), 15, 63, 63, GRID, ws)
+    return r
+
+
+def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
+    # x [n, 256] -> uint8 [n, 144]
+    n = x.shape[0]
+    r = _search(x, imp, ws)
     L = r.L.reshape(n, 4, 2, 32)
     qs = (L[:, :, 0] | (L[:, :, 1] << 4)).reshape(n, 128)
     return torch.cat([f16_bytes(r.d), f16_bytes(r.dmin), pack_scales_k4(r.sc, r.m), qs], dim=1)
@@ -40,6 +48,9 @@ def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> 
 def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
     # w float32 [rows, cols] -> uint8 [rows, cols // 256 * 144]
     return quantize_rows(w, importance, TYPE_SIZE, _quantize_blocks)
+
+
+with_fake(quantize, _search)
 
 
 def dequantize(q: torch.Tensor) -> torch.Tensor:

@@ -11,19 +11,26 @@ import torch
 from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
-from .k_common import QK_K, Scratch, f16_bytes, quantize_rows, quantize_symmetric, read_f16
+from .k_common import with_fake, QK_K, Scratch, f16_bytes, quantize_rows, quantize_symmetric, read_f16
 
 TYPE_SIZE = 210
 # offsets r: the sub-block's extreme element is tried at level -(32 + r) and at 31 + r
 GRID = [-1.0 + 0.4 * i for i in range(7)]
 
 
-def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
-    # x [n, 256] -> uint8 [n, 210]
+def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch):
+    # x [n, 256] -> the search result (levels, scales) of each super-block
     n = x.shape[0]
     # llama.cpp's Q6_K imatrix path weighs the error by the importance alone
     w = None if imp is None else imp.reshape(n, 16, 16)
     r = quantize_symmetric(x.reshape(n, 16, 16), w, 32, -128, 127, GRID, ws)
+    return r
+
+
+def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> torch.Tensor:
+    # x [n, 256] -> uint8 [n, 210]
+    n = x.shape[0]
+    r = _search(x, imp, ws)
     u = (r.L.reshape(n, 2, 4, 32).to(torch.int16) + 32).to(torch.uint8)  # [n, h, k, l], 0..63
     lo = u & 15
     ql = torch.cat([lo[:, :, 0] | (lo[:, :, 2] << 4), lo[:, :, 1] | (lo[:, :, 3] << 4)], dim=2).reshape(n, 128)
@@ -36,6 +43,9 @@ def _quantize_blocks(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch) -> 
 def quantize(w: torch.Tensor, importance: torch.Tensor | None) -> torch.Tensor:
     # w float32 [rows, cols] -> uint8 [rows, cols // 256 * 210]
     return quantize_rows(w, importance, TYPE_SIZE, _quantize_blocks)
+
+
+with_fake(quantize, _search)
 
 
 def dequantize(q: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,10 @@ def test_bytes_roundtrip_through_gguf(qtype: QT, seed: int) -> None:
         rel = np.abs(ours - w).max(axis=1) / np.maximum(np.abs(w).max(axis=1), 1e-30)
         assert rel[1] < 1e-3 and rel[2] < 1e-3  # constant rows
         assert rel[3] < 0.5  # the outlier row still tracks its outliers
+        # the AWQ search's fake quantization: the same float values, bit for bit, without the bytes
+        fake = Q.fake_quantize(torch.from_numpy(w), qtype, None if imp is None else torch.from_numpy(imp))
+        assert Q.get_format(qtype).fake is not None
+        np.testing.assert_array_equal(fake.numpy().view(np.uint32), ours.view(np.uint32))
 
 
 @pytest.mark.parametrize("qtype", K_TYPES, ids=lambda t: t.name)
