@@ -122,8 +122,16 @@ static inline __m256i q5_32(const uint8_t *qs, const uint8_t *qh4) {
  * scalar int->float conversion and a scalar dependency chain per block. */
 static inline __attribute__((always_inline)) __m256i w32s(const uint8_t *blk, int kind) {
     if (kind == 0) return _mm256_sub_epi8(nibbles32(((const blk_q4_0 *)(const void *)blk)->qs), _mm256_set1_epi8(8));
+    /* Q5_0: nibble + 16 * high bit - 16 = nibble - (high bit clear ? 16 : 0) */
     const blk_q5_0 *k = (const void *)blk;
-    return _mm256_sub_epi8(q5_32(k->qs, k->qh), _mm256_set1_epi8(16));
+    uint32_t qh;
+    memcpy(&qh, k->qh, 4);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                                    _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                                      0x0101010101010101LL, 0x0000000000000000LL));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_sub_epi8(nibbles32(k->qs), _mm256_andnot_si256(set, _mm256_set1_epi8(16)));
 }
 
 static inline __attribute__((always_inline)) float dot_32s(int64_t n, const void *vw, const void *vx, int kind) {
@@ -433,15 +441,11 @@ static inline __attribute__((always_inline)) void dot4_32s(int64_t n, const void
                                                            float out[4], int kind) {
     const uint8_t *w = vw;
     const size_t bs = kind == 0 ? sizeof(blk_q4_0) : sizeof(blk_q5_0);
-    const __m256i off = _mm256_set1_epi8(kind == 0 ? 8 : 16);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t b = 0; b < n / QK32; b++) {
         const uint8_t *blk = w + b * bs;
-        __m256i q;
-        float dw;
-        if (kind == 0) { const blk_q4_0 *k = (const void *)blk; q = nibbles32(k->qs); dw = h2f(k->d); }
-        else { const blk_q5_0 *k = (const void *)blk; q = q5_32(k->qs, k->qh); dw = h2f(k->d); }
-        const __m256i sq = _mm256_sub_epi8(q, off);
+        const float dw = h2f(awq_rd16(blk));
+        const __m256i sq = w32s(blk, kind);
         const __m256i aq = _mm256_sign_epi8(sq, sq);
         X4(act_q8_32, vx, xs, b);
 #pragma GCC unroll 4
