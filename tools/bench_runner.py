@@ -3,7 +3,7 @@
 Usage: python tools/bench_runner.py [--types Q4_0,Q4_K_M,Q8_0] [--windows 8] [--threads N[,M...]] [--reps 2]
                                     [--keep DIR] [--speed-only] [--write]
 Needs: python tools/fetch_text.py (data/wiki.eval.txt).
-Steps, all in one run: the demo GGUF (SmolLM2-135M-Instruct, Q4_1) converted by `awq-gguf convert -t TYPE`
+Steps, all in one run: the demo GGUF (SmolLM2-135M-Instruct, Q4_1) converted by `awq-gguf convert -t TYPE --method rtn`
 (plain rounding; --keep DIR reuses conversions from an earlier run); per file:
   accuracy  the first WINDOWS windows of 512 tokens of the text (awq-gguf eval's windows), all logits from
             both engines on the same tokens: top-1 agreement and mean KL(llama.cpp || runner) over every
@@ -163,8 +163,8 @@ def main() -> None:
             path = folder / f"SmolLM2-135M-Instruct-{type_}.gguf"
             if not path.is_file():
                 print(f"converting the demo model to {type_} ...", flush=True)
-                subprocess.run([sys.executable, "-m", "awq_gguf.cli", "convert", "-t", type_, "-o", str(path), "-q"],
-                               check=True)
+                subprocess.run([sys.executable, "-m", "awq_gguf.cli", "convert", "-t", type_, "--method", "rtn",
+                                "-o", str(path), "-q"], check=True)
             return path
 
         f32 = None if args.speed_only else converted("F32")
@@ -222,7 +222,7 @@ def main() -> None:
         f"Machine: {machine()}. Date: {today()}. Commit: {git_rev()}. Command: `{cmd} --write`.",
         f"Runner backend: {backend_desc} (awq_gguf.runner.backend). Peer: llama.cpp through llama-cpp-python "
         "0.3.36 (its CPU build), same process, same threads. Files: the demo model (SmolLM2-135M-Instruct, "
-        "its Q4_1 GGUF) converted by `awq-gguf convert -t TYPE` (plain rounding).",
+        "its Q4_1 GGUF) converted by `awq-gguf convert -t TYPE --method rtn` (plain rounding).",
         "",
         f"Logits: the first {args.windows} windows of 512 tokens of {args.text.relative_to(ROOT)} (`awq-gguf eval`'s "
         "windows and tokens), every position compared; perplexity over each window's scored second half. "
