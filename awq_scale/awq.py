@@ -267,7 +267,8 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
     """(block index, result) for each block in order from `start`, then (n_layer, the final statistics).
 
     Blocks before `start` (finished in an earlier run) are only run forward, to rebuild their outputs. The
-    final result holds the importance of an untied output.weight (empty otherwise). Result keys are stems,
+    final result holds the importance of the output head (output.weight, or a tied token_embd.weight; empty
+    where the head stays a float). Result keys are stems,
     see BlockResult.
     """
     settings = settings or AwqSettings()
@@ -297,10 +298,13 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
             yield i, result
         bar.close()
         final: dict[str, torch.Tensor] = {}
-        if "output.weight" in by_name and types.get("output.weight") not in (None, *FLOAT_TYPES):
+        # the output head: output.weight, or with tied embeddings token_embd.weight (its rows are read as
+        # embeddings too, where no column weighting applies; as the head, its input is the final normed state)
+        head = "output.weight" if "output.weight" in by_name else "token_embd.weight"
+        if types.get(head) not in (None, *FLOAT_TYPES):
             norm = by_name["output_norm.weight"].load_checked().to(h.device)
             x = rms_norm(h, norm, cfg.eps).reshape(-1, h.shape[-1])
-            final["output.weight"] = x.pow(2).mean(0).cpu()
+            final[head] = x.pow(2).mean(0).cpu()
         yield source.n_layer, BlockResult({}, final, {}, {}, BlockReport(-1, 0.0))
     finally:
         torch.set_num_threads(threads)

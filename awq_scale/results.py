@@ -31,7 +31,7 @@ _RESULT_SETTINGS = ("n_grid", "act_only", "duo", "clip", "max_shrink", "clip_gri
                     "screen_keep", "importance", "seed")
 # bumped whenever the search itself changes (candidates, screening, quantizer numerics): results saved by an
 # older search then get another key, and are searched again instead of silently reused
-SEARCH_VERSION = 2
+SEARCH_VERSION = 3  # 3: importance for a tied output head (token_embd.weight)
 
 
 class ResultsError(AwqGgufError):

@@ -147,8 +147,8 @@ def table(state: dict, types: list[str], args) -> str:
         "",
         f"F16 perplexity: {f16:.4f}." if f16 else "F16 perplexity: not measured.",
         "",
-        "| type | method | MiB | PPL | dPPL | AWQ dPPL / this dPPL | convert s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| type | method | MiB | PPL | dPPL | AWQ dPPL / this dPPL | convert s | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for t in types:
         awq = state.get(f"{t}|ours AWQ", {}).get("ppl")
@@ -159,10 +159,11 @@ def table(state: dict, types: list[str], args) -> str:
             d = e["ppl"] - f16 if f16 else float("nan")
             ratio = f"{(awq - f16) / d:.2f}" if awq and f16 and m != "ours AWQ" and d > 0 else ""
             lines.append(f"| {t} | {m} | {e['mib']:.1f} | {e['ppl']:.4f} | {d:+.4f} | {ratio} | "
-                         f"{e.get('wall_s', '')} |")
+                         f"{e.get('wall_s', '')} | {e.get('rss_mib', '')} |")
     lines += ["", "dPPL = PPL - F16 PPL. Targets (issue 3): AWQ dPPL / llama.cpp+imatrix dPPL < 1.0 (aim 0.7), and "
               "AWQ dPPL / llama.cpp dPPL <= 0.5. convert s: the whole command under the load of the day (llama.cpp rows: "
-              "llama-quantize alone, from the F16 file; ours: from the HF folder, AWQ search included)."]
+              "llama-quantize alone, from the F16 file; ours: from the HF folder, AWQ search included); peak RSS: "
+              "GNU time's maximum resident set size of that command."]
     return "\n".join(lines)
 
 

@@ -64,8 +64,10 @@ def test_run_awq_without_clip_keeps_the_float_model(tiny_model, arch):
     for name in linears:
         imp = importance[name]
         assert imp.shape == (shapes[name][1],) and imp.dtype == torch.float32 and (imp >= 0).all()
-    if "output.weight" in shapes:
-        assert importance["output.weight"].shape == (shapes["output.weight"][1],)
+    # the output head's importance: output.weight, or the tied token embedding (Qwen3 here), from the final norm
+    head = "output.weight" if "output.weight" in shapes else "token_embd.weight"
+    assert importance[head].shape == (shapes[head][1],) and (importance[head] > 0).all()
+    assert "token_embd.weight" not in weights  # its values are never changed
 
     cfg = block_config(source)
     embd = next(t for t in source.tensors if t.name == "token_embd.weight").load_checked().double()
