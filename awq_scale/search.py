@@ -135,10 +135,8 @@ def search_group(p: Params, group: ScaleGroup, types: dict[str, GGMLQuantization
         loss_unit = module_loss(q_unit, group, stats.x_loss, ref, cfg)
     else:
         loss_unit = module_loss(q_unit, group, x1, ref1, cfg)
-    best = SearchResult(unit, loss_unit, loss_unit, None, None)
-    for loss, i, _ in sorted(scored, key=lambda t: (t[0], t[1])):
-        if loss < best.loss:
-            r, is_duo, s = cands[i]
-            best = SearchResult(s, loss_unit, loss, r, is_duo)
-        break
-    return best
+    loss, i, _ = min(scored, key=lambda t: (t[0], t[1]), default=(loss_unit, -1, None))  # first wins ties
+    if not loss < loss_unit:  # unit scales win ties (and stay where there is no candidate)
+        return SearchResult(unit, loss_unit, loss_unit, None, None)
+    r, is_duo, s = cands[i]
+    return SearchResult(s, loss_unit, loss, r, is_duo)

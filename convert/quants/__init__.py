@@ -95,11 +95,15 @@ def check_shape(w: torch.Tensor, qtype: GGMLQuantizationType, name: str = "tenso
         )
 
 
-def quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None) -> torch.Tensor:
-    """float32 [rows, cols] -> uint8 [rows, row_bytes], the GGUF bytes of type `qtype`."""
+def _check_inputs(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None) -> None:
     check_shape(w, qtype)
     if importance is not None and importance.shape != (w.shape[1],):
         raise QuantShapeError(f"importance has shape {tuple(importance.shape)}, expected ({w.shape[1]},)")
+
+
+def quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 [rows, cols] -> uint8 [rows, row_bytes], the GGUF bytes of type `qtype`."""
+    _check_inputs(w, qtype, importance)
     return get_format(qtype).quantize(w.float().contiguous(), importance)
 
 
@@ -113,7 +117,5 @@ def fake_quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torc
     fake = get_format(qtype).fake
     if fake is None:
         return dequantize(quantize(w, qtype, importance), qtype)
-    check_shape(w, qtype)
-    if importance is not None and importance.shape != (w.shape[1],):
-        raise QuantShapeError(f"importance has shape {tuple(importance.shape)}, expected ({w.shape[1]},)")
+    _check_inputs(w, qtype, importance)
     return fake(w.float().contiguous(), importance)

@@ -17,14 +17,6 @@ from test_kernels import K_TYPES, act_block, ref_weights
 ISAS = ck.available_isas()
 
 
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest):
-    prev = ck.isa()
-    ck.set_isa(request.param)
-    yield request.param
-    ck.set_isa(prev)
-
-
 def rope_tables(n_pos: int, d: int, base: float = 10000.0) -> tuple[np.ndarray, np.ndarray]:
     inv = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
     theta = np.arange(n_pos, dtype=np.float64)[:, None] * inv[None, :]

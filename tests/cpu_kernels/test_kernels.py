@@ -22,14 +22,6 @@ def act_block(t: T) -> int | None:
     return 256 if t in K_TYPES else 32
 
 
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest):
-    prev = ck.isa()
-    ck.set_isa(request.param)
-    yield request.param
-    ck.set_isa(prev)
-
-
 def ref_weights(w: np.ndarray, t: T) -> np.ndarray:
     if t == T.F32:
         return w.view(np.float32)
