@@ -94,9 +94,9 @@ static void quantize_q8_K(int64_t n, const float *x, void *vy) {
 
 /* ---- 32-element types: two blocks per step; an odd last block goes through the 256-bit half ---- */
 
-/* one generic loop: Q(b) gives block b's 32 unsigned bytes, DW(b) its weight scale, MW(b) its min (0 if
- * none); off is subtracted from every q (8 for Q4_0, 16 for Q5_0) through the activation sums */
-#define DOT32_LOOP(Q, DW, MW, off)                                                                       \
+/* one generic loop for Q4_1 / Q5_1: Q(b) gives block b's 32 unsigned bytes, DW(b) its weight scale, MW(b) its
+ * min (added through the activation sums) */
+#define DOT32_LOOP(Q, DW, MW)                                                                            \
     const int64_t nb = n / QK32;                                                                       \
     __m512 acc = _mm512_setzero_ps();                                                                  \
     float bias = 0.0f;                                                                                 \
@@ -105,25 +105,55 @@ static void quantize_q8_K(int64_t n, const float *x, void *vy) {
         const float d0 = DW(b) * x[b].d, d1 = DW(b + 1) * x[b + 1].d;                                  \
         const __m512i p = dot_us512(join(Q(b), Q(b + 1)), join(xq32(x[b].qs), xq32(x[b + 1].qs)));     \
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dpair(d0, d1), acc);                              \
-        bias += (MW(b) * x[b].d - (off) * d0) * (float)x[b].s +                                        \
-                (MW(b + 1) * x[b + 1].d - (off) * d1) * (float)x[b + 1].s;                             \
+        bias += MW(b) * x[b].d * (float)x[b].s +                                                       \
+                MW(b + 1) * x[b + 1].d * (float)x[b + 1].s;                                            \
     }                                                                                                  \
     if (b < nb) {                                                                                      \
         const float d0 = DW(b) * x[b].d;                                                               \
         const __m512i p = dot_us512(join(Q(b), _mm256_setzero_si256()), join(xq32(x[b].qs), _mm256_setzero_si256())); \
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(d0), acc);                         \
-        bias += (MW(b) * x[b].d - (off) * d0) * (float)x[b].s;                                         \
+        bias += MW(b) * x[b].d * (float)x[b].s;                                                        \
     }                                                                                                  \
     return _mm512_reduce_add_ps(acc) + bias;
 
-#define NOMIN(b) 0.0f
+/* signed weights ws times activations xv through the unsigned-signed product: |w| u8 times x with w's sign */
+static inline __m512i dot_signed512(__m512i ws, __m512i xv) {
+    const __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(ws), _mm512_setzero_si512(), xv);
+    return dot_us512(_mm512_abs_epi8(ws), sx);
+}
+
+/* Q4_0 / Q5_0: the offset (8 / 16) subtracted from the unpacked weights, then the sign trick, as in avx2.c: the
+ * same integer block sums without the per-block float correction through the activation sums. SQ(b) gives
+ * block b's 32 signed weights; |w| <= 16 keeps maddubs' pair sums far from int16 saturation. */
+#define DOT32S_LOOP(SQ, DW)                                                                              \
+    const int64_t nb = n / QK32;                                                                       \
+    __m512 acc = _mm512_setzero_ps();                                                                  \
+    int64_t b = 0;                                                                                     \
+    for (; b + 1 < nb; b += 2) {                                                                       \
+        const __m512i p = dot_signed512(join(SQ(b), SQ(b + 1)), join(xq32(x[b].qs), xq32(x[b + 1].qs))); \
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dpair(DW(b) * x[b].d, DW(b + 1) * x[b + 1].d), acc); \
+    }                                                                                                  \
+    if (b < nb) {                                                                                      \
+        const __m512i p = dot_signed512(join(SQ(b), _mm256_setzero_si256()),                          \
+                                        join(xq32(x[b].qs), _mm256_setzero_si256()));                  \
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(DW(b) * x[b].d), acc);             \
+    }                                                                                                  \
+    return _mm512_reduce_add_ps(acc);
+
+/* Q5_0's signed weights: nibble + 16 * high bit - 16 = nibble - (high bit clear ? 16 : 0) */
+static inline __m256i q5_0_signed(const blk_q5_0 *k) {
+    uint32_t qh;
+    memcpy(&qh, k->qh, 4);
+    const __m256i nib = nibbles32(k->qs);
+    return _mm256_mask_sub_epi8(nib, (__mmask32)~qh, nib, _mm256_set1_epi8(16));
+}
 
 static float dot_q4_0(int64_t n, const void *vw, const void *vx) {
     const blk_q4_0 *w = vw; const act_q8_32 *x = vx;
-#define Q(b) nibbles32(w[b].qs)
+#define SQ(b) _mm256_sub_epi8(nibbles32(w[b].qs), _mm256_set1_epi8(8))
 #define DW(b) h2f(w[b].d)
-    DOT32_LOOP(Q, DW, NOMIN, 8.0f)
-#undef Q
+    DOT32S_LOOP(SQ, DW)
+#undef SQ
 #undef DW
 }
 
@@ -132,7 +162,7 @@ static float dot_q4_1(int64_t n, const void *vw, const void *vx) {
 #define Q(b) nibbles32(w[b].qs)
 #define DW(b) h2f(w[b].d)
 #define MW(b) h2f(w[b].m)
-    DOT32_LOOP(Q, DW, MW, 0.0f)
+    DOT32_LOOP(Q, DW, MW)
 #undef Q
 #undef DW
 #undef MW
@@ -140,10 +170,10 @@ static float dot_q4_1(int64_t n, const void *vw, const void *vx) {
 
 static float dot_q5_0(int64_t n, const void *vw, const void *vx) {
     const blk_q5_0 *w = vw; const act_q8_32 *x = vx;
-#define Q(b) _mm256_or_si256(nibbles32(w[b].qs), bits32_x10(w[b].qh))
+#define SQ(b) q5_0_signed(&w[b])
 #define DW(b) h2f(w[b].d)
-    DOT32_LOOP(Q, DW, NOMIN, 16.0f)
-#undef Q
+    DOT32S_LOOP(SQ, DW)
+#undef SQ
 #undef DW
 }
 
@@ -152,7 +182,7 @@ static float dot_q5_1(int64_t n, const void *vw, const void *vx) {
 #define Q(b) _mm256_or_si256(nibbles32(w[b].qs), bits32_x10(w[b].qh))
 #define DW(b) h2f(w[b].d)
 #define MW(b) h2f(w[b].m)
-    DOT32_LOOP(Q, DW, MW, 0.0f)
+    DOT32_LOOP(Q, DW, MW)
 #undef Q
 #undef DW
 #undef MW
@@ -166,9 +196,7 @@ static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
     for (; b + 1 < nb; b += 2) {
         const __m512i wv = join(xq32(w[b].qs), xq32(w[b + 1].qs));
         const __m512i xv = join(xq32(x[b].qs), xq32(x[b + 1].qs));
-        /* |w| times x with w's sign */
-        const __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
-        const __m512i p = dot_us512(_mm512_abs_epi8(wv), sx);
+        const __m512i p = dot_signed512(wv, xv); /* |w| times x with w's sign */
         const __m512 d = dpair(h2f(w[b].d) * x[b].d, h2f(w[b + 1].d) * x[b + 1].d);
         if (b & 2) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc1);
         else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc0);
@@ -176,8 +204,7 @@ static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
     if (b < nb) {
         const __m512i wv = join(xq32(w[b].qs), _mm256_setzero_si256());
         const __m512i xv = join(xq32(x[b].qs), _mm256_setzero_si256());
-        const __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
-        const __m512i p = dot_us512(_mm512_abs_epi8(wv), sx);
+        const __m512i p = dot_signed512(wv, xv);
         acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(h2f(w[b].d) * x[b].d), acc0);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));

@@ -1,6 +1,7 @@
 /* NEON kernels for aarch64 (baseline Armv8-A: every aarch64 CPU has them). 16-byte products use sdot
  * (vdotq_s32) when the compiler targets the dot-product extension, else vmull_s8/vmlal_s8 + pairwise adds.
- * Same scheme as avx2.c: unsigned weight values, offsets and mins through the activation block sums. */
+ * Same scheme as avx2.c: unsigned weight values, offsets and mins through the activation block sums, except
+ * Q4_0 / Q5_0, whose offsets are subtracted from the weights (signed products need no sign trick here). */
 #include <arm_neon.h>
 
 #include "kernels.h"
@@ -91,13 +92,17 @@ static inline int32_t dot32(int8x16_t lo, int8x16_t hi, const int8_t *x) {
     return vaddvq_s32(vaddq_s32(dot16(lo, vld1q_s8(x)), dot16(hi, vld1q_s8(x + 16))));
 }
 
+/* Q4_0 / Q5_0: the offset (8 / 16) is subtracted from the unpacked weights, which NEON multiplies as signed
+ * bytes directly (the x86 files need the sign trick for that); the integer block sums are those of the
+ * block-sum correction it replaces, without its scalar multiply-subtract per block. */
 static float dot_q4_0(int64_t n, const void *vw, const void *vx) {
     const blk_q4_0 *w = vw; const act_q8_32 *x = vx;
+    const int8x16_t eight = vdupq_n_s8(8);
     float acc = 0.0f;
     for (int64_t b = 0; b < n / QK32; b++) {
         int8x16_t lo, hi;
         nibbles(w[b].qs, &lo, &hi);
-        acc += h2f(w[b].d) * x[b].d * (float)(dot32(lo, hi, x[b].qs) - 8 * x[b].s);
+        acc += h2f(w[b].d) * x[b].d * (float)dot32(vsubq_s8(lo, eight), vsubq_s8(hi, eight), x[b].qs);
     }
     return acc;
 }
@@ -123,11 +128,12 @@ static inline void q5(const uint8_t *qs, const uint8_t *qh4, int8x16_t *lo, int8
 
 static float dot_q5_0(int64_t n, const void *vw, const void *vx) {
     const blk_q5_0 *w = vw; const act_q8_32 *x = vx;
+    const int8x16_t sixteen = vdupq_n_s8(16);
     float acc = 0.0f;
     for (int64_t b = 0; b < n / QK32; b++) {
         int8x16_t lo, hi;
         q5(w[b].qs, w[b].qh, &lo, &hi);
-        acc += h2f(w[b].d) * x[b].d * (float)(dot32(lo, hi, x[b].qs) - 16 * x[b].s);
+        acc += h2f(w[b].d) * x[b].d * (float)dot32(vsubq_s8(lo, sixteen), vsubq_s8(hi, sixteen), x[b].qs);
     }
     return acc;
 }
