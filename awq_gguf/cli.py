@@ -132,6 +132,7 @@ def eval_(
     chunks: Optional[int] = typer.Option(None, "--chunks", min=1, help="score only the first N windows"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     backend: str = typer.Option("llama.cpp", "--backend", help="llama.cpp or runner (awq-gguf's own)"),
+    device: str = typer.Option("cpu", "--device", help="the runner's device: cpu or cuda (--backend runner)"),
 ) -> None:
     """Perplexity of FILE under llama.cpp (or the runner), computed as llama-perplexity does.
 
@@ -139,15 +140,18 @@ def eval_(
     Examples:
       awq-gguf eval SmolLM2-135M-Instruct-Q4_K_M.gguf --text data/wiki.eval.txt
       awq-gguf eval model.gguf --text data/wiki.eval.txt --ctx 512 --chunks 50 --json
+      awq-gguf eval model.gguf --text data/wiki.eval.txt --backend runner --device cuda
     """
     from awq_gguf.perplexity import perplexity, read_text
 
     if backend not in ("llama.cpp", "runner"):
         raise AwqGgufError(f"--backend must be llama.cpp or runner, not {backend!r}")
+    if device != "cpu" and backend != "runner":
+        raise AwqGgufError(f"--device {device} runs the runner: add --backend runner")
     if backend == "runner":
         from awq_gguf.runner.cli_commands import eval_runner
 
-        result = eval_runner(file, read_text(text), ctx=ctx, chunks=chunks, progress=not as_json)
+        result = eval_runner(file, read_text(text), ctx=ctx, chunks=chunks, progress=not as_json, device=device)
     else:
         result = perplexity(file, read_text(text), ctx=ctx, chunks=chunks, progress=not as_json)
     typer.echo(json.dumps(result.as_dict()) if as_json else f"ppl = {result.ppl:.4f}  ({result.n_tokens} tokens, {result.n_chunks} x {ctx})")

@@ -4,6 +4,9 @@ in the same process, with the same threads, measured as llama-bench does:
   pp N   one batch of N random tokens from an empty cache (logits of the last token only); tokens/s = N / time
   tg N   N single-token decoding steps from an empty cache; tokens/s = N / time
 
+With device "cuda" the runner runs on the GPU (runner.gpu_model) and the peer is the copy-bandwidth bound of
+decoding (gpu_bandwidth): the card's measured device-to-device copy bandwidth over the weight bytes per token.
+
 Each engine is warmed up first (for the torch backend that builds its dequantized weight cache). Repetitions
 alternate between the engines so background load hits both alike. "Weight bytes streamed per second" counts
 the file's bytes of every matrix a step multiplies by (bytes_per_token), once per pp batch and once per tg step.
@@ -49,6 +52,13 @@ class BenchReport:
     reps: int
     weight_bytes: int  # file bytes of the matrices one step reads
     engines: dict[str, EngineResult]
+    device: str = "cpu"
+    copy_bandwidth: float = 0.0  # cuda: bytes/s read + written by a device-to-device copy, measured in this run
+
+    @property
+    def tg_bound(self) -> float:
+        """cuda: tokens/s if each decode step streamed its weight bytes at copy bandwidth (0 on cpu)."""
+        return self.copy_bandwidth / self.weight_bytes if self.copy_bandwidth else 0.0
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "engines"}
@@ -57,6 +67,9 @@ class BenchReport:
         if {"runner", "llama.cpp"} <= set(self.engines):
             ours, theirs = self.engines["runner"], self.engines["llama.cpp"]
             d["ratio"] = {k: (getattr(ours, k) / getattr(theirs, k) if getattr(theirs, k) else None) for k in ("pp", "tg")}
+        if self.copy_bandwidth:
+            d["tg_bound"] = self.tg_bound
+            d["tg_of_bound"] = self.engines["runner"].tg / self.tg_bound
         return d
 
     def table(self) -> str:
@@ -72,11 +85,14 @@ class BenchReport:
         d = self.as_dict()
         if "ratio" in d:
             lines.append(f"runner / llama.cpp: pp {d['ratio']['pp']:.2f}x, tg {d['ratio']['tg']:.2f}x")
+        if self.copy_bandwidth:
+            lines.append(f"copy bandwidth {self.copy_bandwidth / 1e9:.0f} GB/s (read + write): tg bound "
+                         f"{self.tg_bound:.1f} tok/s; runner tg {d['tg_of_bound']:.2f} of it")
         return "\n".join(lines)
 
 
 class _RunnerEngine:
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model) -> None:  # or runner.gpu_model.GpuModel (same interface)
         self.m = model
 
     def pp(self, tokens: list[int]) -> float:
@@ -118,10 +134,14 @@ class _LlamaEngine:
 
 
 def bench(path: Path, n_pp: int = 512, n_tg: int = 128, reps: int = 2, threads: int | None = None,
-          backend: str | None = None, peer: bool = True, progress=None) -> BenchReport:
+          backend: str | None = None, peer: bool = True, progress=None, device: str = "cpu") -> BenchReport:
+    """peer: llama.cpp beside the runner (cpu only; on cuda the peer is the copy-bandwidth bound)."""
+    from awq_gguf.runner.device import load_runner
+
     threads = threads or os.cpu_count() or 1
     n_ctx = max(n_pp, n_tg) + 8
-    model = Model.load(path, n_ctx=n_ctx, backend=backend, threads=threads)
+    model = load_runner(path, device, n_ctx=n_ctx, backend=backend, threads=threads)
+    peer = peer and device == "cpu"
     rng = np.random.default_rng(0)
     pp_tokens = rng.integers(0, model.hp.n_vocab, n_pp).tolist()
     tg_tokens = rng.integers(0, model.hp.n_vocab, n_tg).tolist()
@@ -146,4 +166,9 @@ def bench(path: Path, n_pp: int = 512, n_tg: int = 128, reps: int = 2, threads: 
     weight_bytes = model.w.bytes_per_token()
     for r in results.values():
         r.finish(weight_bytes, n_pp)
-    return BenchReport(str(path), threads, n_pp, n_tg, reps, weight_bytes, results)
+    bandwidth = 0.0
+    if device == "cuda":
+        from awq_gguf.runner.gpu_bandwidth import copy_bandwidth
+
+        bandwidth = copy_bandwidth(model.device)
+    return BenchReport(str(path), threads, n_pp, n_tg, reps, weight_bytes, results, device, bandwidth)

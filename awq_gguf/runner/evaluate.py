@@ -23,11 +23,15 @@ def eval_windows(path: Path, text: str, ctx: int, chunks: int | None) -> list[li
 
 
 def runner_perplexity(path: Path, text: str, ctx: int = 512, chunks: int | None = None, progress: bool = True,
-                      backend: str | None = None, threads: int | None = None) -> PerplexityResult:
+                      backend: str | None = None, threads: int | None = None, device: str = "cpu"
+                      ) -> PerplexityResult:
     from tqdm import tqdm
 
+    from awq_gguf.runner.device import check_device, load_runner
+
+    check_device(device, backend)  # before tokenizing: the clearest error first
     wins = eval_windows(path, text, ctx, chunks)
-    model = Model.load(path, n_ctx=ctx, backend=backend, threads=threads)
+    model = load_runner(path, device, n_ctx=ctx, backend=backend, threads=threads)
     nll = [scored_nll(runner_logits(model, w), w) for w in tqdm(wins, desc="perplexity (runner)", unit="chunk",
                                                                  disable=not progress)]
     all_nll = np.concatenate(nll)

@@ -57,3 +57,10 @@ class Rope:
         if r < x.shape[-1]:
             out = torch.cat((out, x[..., r:]), dim=-1)
         return out
+
+    def to(self, device: torch.device | str) -> Rope:
+        """A copy whose tables live on `device` (the GPU runner indexes them with device positions)."""
+        out = object.__new__(Rope)
+        out.n_rot, out.mode = self.n_rot, self.mode
+        out.cos, out.sin, out.cis = self.cos.to(device), self.sin.to(device), self.cis.to(device)
+        return out

@@ -1,0 +1,219 @@
+"""The transformer forward pass on a CUDA GPU (`--device cuda`): the graph of awq_gguf.runner.model, with
+
+  - every quantized matrix product on the project's CUDA kernels (gpu_weights: GEMV for up to 16 tokens,
+    dequantize + cuBLAS for prompts);
+  - torch on the GPU for the rest: RMSNorm, RoPE as llama.cpp applies it (runner.rope's tables on the device),
+    grouped-query attention (float32 scores and softmax), SwiGLU, the KV cache (gpu_kv_cache, float16 by
+    default, as llama.cpp's);
+  - the one-token decode step captured as a CUDA graph per context bucket (a power of two >= 256 positions,
+    at most n_ctx): the step attends over the whole bucket with the positions after the token masked, so one
+    graph serves every position in it. The token id and position reach the graph through two device scalars.
+
+Same interface as runner.model.Model (hp, w, n_ctx, new_cache, forward), so generate, evaluate and bench take
+either. forward returns float32 logits on the CPU (the next token is needed on the host anyway).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from awq_gguf.runner.errors import RunnerError
+from awq_gguf.runner.gguf_file import GgufFile, open_checked
+from awq_gguf.runner.gpu_kv_cache import GpuKVCache, KVStorage
+from awq_gguf.runner.gpu_weights import GpuWeights, upload_weights
+from awq_gguf.runner.hparams import HParams, read_hparams
+from awq_gguf.runner.model import ATTN_CHUNK, UBATCH, rms_norm
+from awq_gguf.runner.rope import Rope
+from awq_gguf.runner.weights import ModelWeights, load_weights, vocab_size
+
+MIN_BUCKET = 256  # smallest context bucket of a decode graph
+
+
+@dataclass(frozen=True)
+class GpuBackend:
+    """What runs the products, for reports (bench's backend column)."""
+
+    device_name: str
+    act_q8: bool
+    graphs: bool
+
+    @property
+    def name(self) -> str:
+        act = "q8" if self.act_q8 else "f16"
+        return f"cuda:{self.device_name} ({act}{', graphs' if self.graphs else ''})"
+
+
+class GpuModel:
+    def __init__(self, file: GgufFile, hp: HParams, weights: ModelWeights, gpu: GpuWeights, n_ctx: int,
+                 device: torch.device, act_q8: bool = True, graphs: bool = True) -> None:
+        self.file, self.hp, self.w, self.gw, self.n_ctx, self.device = file, hp, weights, gpu, n_ctx, device
+        self.act_q8 = act_q8  # int8-rounded activations in the GEMV; False: float16 activations, float32 KV cache
+        self.graphs = graphs
+        self.rope = Rope(hp.n_rot, hp.rope_base, hp.rope_freq_scale, hp.traits.rope_mode, n_ctx,
+                         weights.rope_freqs).to(device)
+        kv_dtype = torch.float16 if act_q8 else torch.float32
+        self._kv = KVStorage(hp.n_layer, hp.n_head_kv, n_ctx, hp.head_dim, kv_dtype, device)
+        self._arange = torch.arange(n_ctx, device=device)  # key positions, sliced for masks and prompt positions
+        self._tok = torch.zeros(1, dtype=torch.int64, device=device)  # the decode step's inputs (graph-static)
+        self._pos = torch.zeros(1, dtype=torch.int64, device=device)
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._graph_out: dict[int, torch.Tensor] = {}  # bucket -> the graph's logits buffer [1, n_vocab]
+        self._pool = None  # the graphs' shared memory pool, made at the first capture
+
+    @property
+    def backend(self) -> GpuBackend:
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else str(self.device)
+        return GpuBackend(name, self.act_q8, self.graphs)
+
+    @classmethod
+    def load(cls, path: Path, n_ctx: int | None = None, device: torch.device | str = "cuda", act_q8: bool = True,
+             graphs: bool | None = None) -> GpuModel:
+        """Open, validate and upload `path`. The caller checks that the CUDA kernels are available
+        (runner.device.load_runner does). graphs: None means $AWQ_GGUF_CUDA_GRAPHS (default on)."""
+        f = open_checked(Path(path))
+        hp = read_hparams(f, vocab_size(f))
+        weights = load_weights(f, hp)
+        if n_ctx is None:
+            n_ctx = min(hp.n_ctx_train, 4096)
+        if n_ctx < 1:
+            raise RunnerError(f"context length must be positive, got {n_ctx}")
+        if graphs is None:
+            graphs = os.environ.get("AWQ_GGUF_CUDA_GRAPHS", "1") != "0"
+        dev = torch.device(device)
+        with torch.no_grad():
+            gpu = upload_weights(weights, dev)
+        return cls(f, hp, weights, gpu, n_ctx, dev, act_q8, graphs)
+
+    def new_cache(self) -> GpuKVCache:
+        """An empty cache; retires the previous one (one storage per model, see gpu_kv_cache)."""
+        return self._kv.new_cache()
+
+    def forward(self, tokens: Sequence[int], cache: GpuKVCache, all_logits: bool = False) -> torch.Tensor:
+        """Run `tokens` after what `cache` holds; float32 logits on the CPU [len(tokens) if all_logits else 1,
+        n_vocab]."""
+        ids = [int(t) for t in tokens]
+        if not ids:
+            raise RunnerError("forward needs at least one token")
+        if min(ids) < 0 or max(ids) >= self.hp.n_vocab:
+            raise RunnerError(f"token id out of range 0..{self.hp.n_vocab - 1}")
+        cache.check_current()
+        cache.check_room(len(ids))
+        with torch.no_grad():
+            if len(ids) == 1:
+                return self._decode(ids[0], cache)
+            outs = []
+            for start in range(0, len(ids), UBATCH):
+                chunk = ids[start : start + UBATCH]
+                p0 = cache.n_past
+                x = self.gw.embd[torch.tensor(chunk, device=self.device)].float()  # [n, n_embd]
+                h = self._hidden(x, self._arange[p0 : p0 + len(chunk)], cache, p0 + len(chunk), p0)
+                cache.n_past += len(chunk)
+                if all_logits:
+                    outs.append(self.gw.output.matmul(h, self.act_q8).cpu())
+                elif start + UBATCH >= len(ids):
+                    outs.append(self.gw.output.matmul(h[-1:], self.act_q8).cpu())
+            return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+    def _bucket(self, t: int) -> int:
+        """Positions a decode graph attends over for a token that sees t of them: a power of two >= MIN_BUCKET."""
+        b = MIN_BUCKET
+        while b < t:
+            b *= 2
+        return min(b, self.n_ctx)
+
+    def _decode(self, token: int, cache: GpuKVCache) -> torch.Tensor:
+        pos = cache.n_past
+        self._tok.fill_(token)
+        self._pos.fill_(pos)
+        if not self.graphs:
+            logits = self._decode_step(cache, pos + 1).cpu()
+        elif (t := self._bucket(pos + 1)) in self._graphs:
+            self._graphs[t].replay()
+            logits = self._graph_out[t].cpu()  # a copy: the next replay overwrites the buffer
+        else:
+            logits = self._capture(cache, t)
+        cache.n_past += 1
+        return logits
+
+    def _capture(self, cache: GpuKVCache, t: int) -> torch.Tensor:
+        """Run this step eagerly on a side stream (warm-up, and its result), then capture it for bucket t."""
+        dev = self.device
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            logits = self._decode_step(cache, t).cpu()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
+                out = self._decode_step(cache, t)
+        except RuntimeError as e:  # e.g. an op that cannot be captured: keep decoding eagerly, say so once
+            warnings.warn(f"runner: CUDA graph capture failed ({e}); decoding without graphs", RuntimeWarning,
+                          stacklevel=3)
+            self.graphs = False
+            return logits
+        self._graphs[t], self._graph_out[t] = graph, out
+        return logits
+
+    def _decode_step(self, cache: GpuKVCache, t: int) -> torch.Tensor:
+        """The token in self._tok at position self._pos over t cached positions -> float32 logits [1, n_vocab]
+        on the device. Reads no host value of the token or position (graph-capturable)."""
+        x = self.gw.embd[self._tok].float()  # [1, n_embd]
+        h = self._hidden(x, self._pos, cache, t, None)
+        return self.gw.output.matmul(h, self.act_q8)
+
+    def _hidden(self, x: torch.Tensor, pos: torch.Tensor, cache: GpuKVCache, t: int, p0: int | None
+                ) -> torch.Tensor:
+        """x float32 [n, n_embd] at positions pos (int64 [n], device) -> final-normed hidden [n, n_embd].
+
+        Keys 0..t-1 are attended (the ones after each query's position masked). p0: the first position when the
+        host knows it (prompts: attention chunks then stop at the keys they can see); None in the decode step."""
+        hp, q8 = self.hp, self.act_q8
+        n = x.shape[0]
+        for il, ly in enumerate(self.gw.layers):
+            h = rms_norm(x, ly.attn_norm, hp.rms_eps)
+            q, k, v = ly.wq.matmul(h, q8), ly.wk.matmul(h, q8), ly.wv.matmul(h, q8)
+            if ly.bq is not None:
+                q, k, v = q + ly.bq, k + ly.bk, v + ly.bv
+            q = q.view(n, hp.n_head, hp.head_dim)
+            k = k.view(n, hp.n_head_kv, hp.head_dim)
+            v = v.view(n, hp.n_head_kv, hp.head_dim)
+            if ly.q_norm is not None:
+                q = rms_norm(q, ly.q_norm, hp.rms_eps)
+                k = rms_norm(k, ly.k_norm, hp.rms_eps)
+            q, k = self.rope(q, pos), self.rope(k, pos)
+            cache.store(il, k.transpose(0, 1), v.transpose(0, 1), pos)
+            keys, values = cache.keys_values(il, t)  # [n_kv, t, d]
+            x = x + ly.wo.matmul(self._attention(q, keys, values, pos, p0), q8)
+            h = rms_norm(x, ly.ffn_norm, hp.rms_eps)
+            g = torch.nn.functional.silu(ly.w_gate.matmul(h, q8)) * ly.w_up.matmul(h, q8)
+            x = x + ly.w_down.matmul(g, q8)
+        return rms_norm(x, self.gw.output_norm, hp.rms_eps)
+
+    def _attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
+                   p0: int | None) -> torch.Tensor:
+        """q float32 [n, n_head, d]; keys/values [n_kv, t, d]; pos int64 [n] -> float32 [n, n_head * d], causal.
+        Query head h reads kv head h // n_gqa; scores and softmax in float32."""
+        hp = self.hp
+        n, t, d = q.shape[0], keys.shape[1], hp.head_dim
+        kf = keys.float()[:, None]  # [n_kv, 1, t, d]
+        vf = values.float()[:, None]
+        outs = []
+        for c0 in range(0, n, ATTN_CHUNK):
+            c1 = min(n, c0 + ATTN_CHUNK)
+            tc = t if p0 is None else min(t, p0 + c1)  # keys the chunk's last query can see
+            qg = q[c0:c1].permute(1, 0, 2).reshape(hp.n_head_kv, hp.n_gqa, c1 - c0, d)
+            scores = torch.matmul(qg, kf[:, :, :tc].transpose(-1, -2)) * (1.0 / d**0.5)  # [n_kv, g, c, tc]
+            future = self._arange[:tc][None, :] > pos[c0:c1, None]  # [c, tc]
+            probs = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+            out = torch.matmul(probs, vf[:, :, :tc])  # [n_kv, g, c, d]
+            outs.append(out.reshape(hp.n_head, c1 - c0, d).permute(1, 0, 2).reshape(c1 - c0, hp.n_head * d))
+        return outs[0] if len(outs) == 1 else torch.cat(outs)

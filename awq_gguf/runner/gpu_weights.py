@@ -1,0 +1,121 @@
+"""The model's weights on a CUDA device, and the matrix products the GPU runner does with them.
+
+Every matrix of a type the project's CUDA kernels take (awq_gguf.cuda_kernels: Q4_0, Q8_0, Q4_K, Q6_K) is
+uploaded as the file's bytes (cuda_kernels.QuantMatrix, same size as in the file) and multiplied by those
+kernels: the GEMV for up to MAX_GEMV_BATCH rows of activations (decode), dequantize-to-fp16 then cuBLAS for
+more (prompts). Matrices of other types (float, Q5_0, Q4_1, the other K types, ...) are dequantized once on
+the CPU (convert.quants, bit-exact with ggml) and kept as float16. The token embedding is also kept as a float16
+table for the row lookup (a file-layout matrix has no row gather), beside the quantized copy when the output
+head is tied to it. Norms and biases are float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from awq_gguf.runner.backend import QTensor, dequantize_rows
+from awq_gguf.runner.weights import ModelWeights
+
+
+@dataclass(eq=False)
+class GpuMatrix:
+    """One [rows, cols] weight matrix on the GPU: `quant` (the kernels' layout) or `dense` float16."""
+
+    name: str
+    rows: int
+    cols: int
+    quant: object | None  # awq_gguf.cuda_kernels.QuantMatrix
+    dense: torch.Tensor | None  # float16 [rows, cols]
+
+    @property
+    def nbytes(self) -> int:
+        return self.quant.nbytes if self.quant is not None else self.dense.numel() * self.dense.element_size()
+
+    def matmul(self, x: torch.Tensor, act_q8: bool = True) -> torch.Tensor:
+        """x float32 [n, cols] -> float32 [n, rows] = x W^T.
+
+        act_q8: the GEMV rounds x to int8 per 32 values (the kernels' default, as llama.cpp's GPU and CPU
+        GEMV do); False keeps x as float16 (the float GEMV modes, float32 accumulation)."""
+        from awq_gguf import cuda_kernels as ck
+        from awq_gguf.cuda_kernels import ops
+
+        x16 = x.to(torch.float16).contiguous()  # [n, cols]
+        if self.quant is None:
+            return torch.nn.functional.linear(x16, self.dense).float()
+        n = x16.shape[0]
+        if n <= ops.MAX_GEMV_BATCH:
+            mode = 0 if act_q8 else (3 if n == 1 else 1)  # ops.gemv: 0 = default (q8); 3/1 = float, batch 1/more
+            return ck.gemv(x16, self.quant, mode=mode)  # float32 [n, rows]
+        w16 = ck.dequantize(self.quant, torch.float16)  # [rows, cols], freed after the product
+        return torch.matmul(x16, w16.T).float()
+
+
+@dataclass
+class GpuLayer:
+    attn_norm: torch.Tensor  # float32 [n_embd]
+    wq: GpuMatrix  # [n_head * head_dim, n_embd]
+    wk: GpuMatrix  # [n_head_kv * head_dim, n_embd]
+    wv: GpuMatrix  # [n_head_kv * head_dim, n_embd]
+    wo: GpuMatrix  # [n_embd, n_head * head_dim]
+    bq: torch.Tensor | None  # [n_head * head_dim] (qwen2)
+    bk: torch.Tensor | None
+    bv: torch.Tensor | None
+    q_norm: torch.Tensor | None  # [head_dim] (qwen3)
+    k_norm: torch.Tensor | None
+    ffn_norm: torch.Tensor  # [n_embd]
+    w_gate: GpuMatrix  # [n_ff, n_embd]
+    w_up: GpuMatrix  # [n_ff, n_embd]
+    w_down: GpuMatrix  # [n_embd, n_ff]
+
+
+@dataclass
+class GpuWeights:
+    embd: torch.Tensor  # float16 [n_vocab, n_embd]: the token embedding table for row lookups
+    output_norm: torch.Tensor  # float32 [n_embd]
+    output: GpuMatrix  # [n_vocab, n_embd]
+    layers: list[GpuLayer]
+
+    def matrices(self) -> list[GpuMatrix]:
+        out = [m for ly in self.layers for m in (ly.wq, ly.wk, ly.wv, ly.wo, ly.w_gate, ly.w_up, ly.w_down)]
+        return out + [self.output]
+
+
+def upload_matrix(w: QTensor, device: torch.device, kernels: bool = True) -> GpuMatrix:
+    """The file's matrix on `device`: the kernels' layout when they take its type (and `kernels`), else float16."""
+    from awq_gguf import cuda_kernels as ck
+
+    if kernels and w.qtype in ck.SUPPORTED:
+        qm = ck.QuantMatrix.from_gguf(w.raw, w.qtype, w.rows, w.cols, device=device)
+        return GpuMatrix(w.name, w.rows, w.cols, qm, None)
+    dense = dequantize_rows(w, w.raw).reshape(w.rows, w.cols).to(device=device, dtype=torch.float16)
+    return GpuMatrix(w.name, w.rows, w.cols, None, dense)
+
+
+def upload_weights(w: ModelWeights, device: torch.device, kernels: bool = True) -> GpuWeights:
+    """Every tensor of the model on `device` (see the module docstring for the layouts). kernels=False keeps
+    every matrix as float16 (the forward pass without the CUDA kernels: what the CPU tests of its graph use)."""
+    from awq_gguf import cuda_kernels as ck
+
+    def vec(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(device=device, dtype=torch.float32)
+
+    def mat(m: QTensor) -> GpuMatrix:
+        return upload_matrix(m, device, kernels)
+
+    layers = [
+        GpuLayer(
+            attn_norm=vec(lw.attn_norm), wq=mat(lw.wq), wk=mat(lw.wk), wv=mat(lw.wv), wo=mat(lw.wo),
+            bq=vec(lw.bq), bk=vec(lw.bk), bv=vec(lw.bv), q_norm=vec(lw.q_norm), k_norm=vec(lw.k_norm),
+            ffn_norm=vec(lw.ffn_norm), w_gate=mat(lw.w_gate), w_up=mat(lw.w_up), w_down=mat(lw.w_down),
+        )
+        for lw in w.layers
+    ]
+    output = mat(w.output)
+    if w.output is w.token_embd and output.dense is not None:
+        embd = output.dense  # tied and already float16: one table
+    else:
+        token = output if w.output is w.token_embd else mat(w.token_embd)
+        embd = token.dense if token.quant is None else ck.dequantize(token.quant, torch.float16)
+    return GpuWeights(embd, vec(w.output_norm), output, layers)

@@ -1,0 +1,145 @@
+"""GPU runner evidence (issue 5): decode and prompt speed of `--device cuda` on a random-weight 1B-class Llama
+converted by our converter, against the copy-bandwidth bound, plus its logits against the CPU runner.
+
+On the device machine (no network; the model is built there):
+
+  python tools/bench_gpu_runner.py --out $OUT [--types Q4_K_M Q4_0] [--commit SHA]
+
+Steps: tools/random_llama.py writes TinyLlama-1.1B's shape (hidden 2048, FFN 5632, 22 layers, 32:4 heads,
+vocab 32000) with N(0, 0.02) float16 weights; `convert --method rtn` (awq_gguf.convert.pipeline) writes each
+type; runner.bench (device cuda: pp512 and tg128, the copy-bandwidth bound measured in the same run); tg with
+the CUDA graphs off (AWQ_GGUF_CUDA_GRAPHS=0) for the ablation; the decode graph's replay time alone (CUDA
+events, no host work: what the GPU spends per token); logits of a 32-token prompt and 8 decode steps against the
+CPU runner's torch backend (float32, exact dequantization). Prints a markdown table; JSON goes to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from random_llama import SHAPES, write_random_llama
+
+
+def convert(folder: Path, out: Path, type_: str) -> float:
+    from awq_gguf.convert.pipeline import convert_model
+
+    from awq_gguf.config import ConvertConfig
+
+    t = time.perf_counter()
+    convert_model(ConvertConfig(method="rtn", model=folder, out=out, type=type_, force=True, progress=False))
+    return time.perf_counter() - t
+
+
+def graph_step_time(path: Path, n_ctx: int = 520, reps: int = 200) -> float:
+    """Seconds per decode step of the captured graph alone (bucket 256), median of `reps` replays."""
+    from awq_gguf.runner.gpu_model import GpuModel
+
+    m = GpuModel.load(path, n_ctx=n_ctx)
+    cache = m.new_cache()
+    m.forward([1, 2, 3, 4], cache)
+    m.forward([5], cache)  # captures the bucket's graph
+    graph = m._graphs[m._bucket(cache.n_past)]
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        graph.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3)
+    return statistics.median(times)
+
+
+def accuracy(path: Path) -> dict:
+    """GPU runner (default int8 activations) vs CPU runner (torch backend, float32) on a 32-token prompt's last
+    logits and 8 greedy decode steps fed the CPU's tokens."""
+    from awq_gguf.runner.gpu_model import GpuModel
+    from awq_gguf.runner.model import Model
+
+    cpu = Model.load(path, n_ctx=64, backend="torch", threads=os.cpu_count())
+    gpu = GpuModel.load(path, n_ctx=64)
+    ids = np.random.default_rng(0).integers(0, cpu.hp.n_vocab, 32).tolist()
+    cc, gc = cpu.new_cache(), gpu.new_cache()
+    want, got = [cpu.forward(ids, cc)], [gpu.forward(ids, gc)]
+    for _ in range(8):
+        tok = int(want[-1].argmax())
+        want.append(cpu.forward([tok], cc))
+        got.append(gpu.forward([tok], gc))
+    rel = [float((g.double() - w.double()).norm() / w.double().norm()) for g, w in zip(got, want)]
+    top1 = float(np.mean([int(g.argmax()) == int(w.argmax()) for g, w in zip(got, want)]))
+    return {"rel_max": max(rel), "rel_mean": float(np.mean(rel)), "top1": top1, "steps": len(rel)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("."))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/gpu_runner_bench"))
+    ap.add_argument("--types", nargs="+", default=["Q4_K_M", "Q4_0"])
+    ap.add_argument("--shape", default="tinyllama-1.1b", choices=sorted(SHAPES))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--commit", default="")
+    ap.add_argument("--skip-accuracy", action="store_true")
+    args = ap.parse_args()
+
+    from awq_gguf.runner.bench import bench
+
+    props = torch.cuda.get_device_properties(0)
+    info = {"card": props.name, "sms": props.multi_processor_count, "torch": torch.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": args.commit, "shape": args.shape, "cpus": os.cpu_count()}
+    print(json.dumps(info), flush=True)
+    folder = args.work / args.shape
+    t = time.perf_counter()
+    write_random_llama(folder, SHAPES[args.shape])
+    info["model_write_s"] = time.perf_counter() - t
+    rows = []
+    for type_ in args.types:
+        path = args.work / f"{args.shape}-{type_}.gguf"
+        row = {"type": type_, "convert_s": convert(folder, path, type_), "file_mib": path.stat().st_size / 2**20}
+        print(f"{type_}: converted in {row['convert_s']:.1f} s", flush=True)
+        rep = bench(path, n_pp=512, n_tg=128, reps=args.reps, device="cuda")
+        d = rep.as_dict()
+        row |= {"weight_bytes": rep.weight_bytes, "copy_bw": rep.copy_bandwidth, "pp": d["runner"]["pp"],
+                "tg": d["runner"]["tg"], "tg_runs": d["runner"]["tg_runs"], "tg_bound": d["tg_bound"],
+                "tg_of_bound": d["tg_of_bound"], "backend": d["runner"]["backend"]}
+        os.environ["AWQ_GGUF_CUDA_GRAPHS"] = "0"
+        try:
+            row["tg_no_graphs"] = bench(path, n_pp=16, n_tg=128, reps=1, device="cuda").as_dict()["runner"]["tg"]
+        finally:
+            del os.environ["AWQ_GGUF_CUDA_GRAPHS"]
+        row["graph_step_s"] = graph_step_time(path)
+        if not args.skip_accuracy:
+            row["accuracy"] = accuracy(path)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        torch.cuda.empty_cache()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu_runner.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
+
+    print(f"\n{info['card']}, {info['date']}, commit {info['commit']}, torch {info['torch']}; "
+          f"copy bandwidth {rows[0]['copy_bw'] / 1e9:.0f} GB/s (read + write)")
+    print("| type | weights MiB/token | pp512 tok/s | tg128 tok/s | bound tok/s | tg / bound | graph step us "
+          "| graph-only tok/s (of bound) | tg no graphs | logits rel err (max) | top-1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        acc = r.get("accuracy", {})
+        g = 1 / r["graph_step_s"]
+        print(f"| {r['type']} | {r['weight_bytes'] / 2**20:.0f} | {r['pp']:.0f} | {r['tg']:.1f} | {r['tg_bound']:.0f} "
+              f"| {r['tg_of_bound']:.2f} | {r['graph_step_s'] * 1e6:.0f} | {g:.0f} ({g / r['tg_bound']:.2f}) "
+              f"| {r['tg_no_graphs']:.1f} | {acc.get('rel_max', float('nan')):.1e} | {acc.get('top1', float('nan')):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
