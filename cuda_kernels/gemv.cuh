@@ -82,6 +82,13 @@ __device__ __forceinline__ void compute_chunk(const typename F::Raw (&raw)[NR], 
     }
 }
 
+// The sum of v over the warp's 32 lanes, in every lane.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+    return v;
+}
+
 // Warp-reduce the row group's sums, store them (lane 0), zero the accumulators.
 template <int BMAX, int NR>
 __device__ __forceinline__ void reduce_store(float (&acc)[NR][BMAX], float* __restrict__ y, int row0, int rows,
@@ -90,13 +97,44 @@ __device__ __forceinline__ void reduce_store(float (&acc)[NR][BMAX], float* __re
     for (int r = 0; r < NR; ++r) {
 #pragma unroll
         for (int b = 0; b < BMAX; ++b) {
-            float v = acc[r][b];
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+            const float v = warp_sum(acc[r][b]);
             if (lane == 0 && b < batch && row0 + r < rows) y[static_cast<size_t>(b) * rows + row0 + r] = v;
             acc[r][b] = 0.0f;
         }
     }
+}
+
+// The weights of one step of a warp's walk into registers: chunks lane + 32 (s U + u), u < U, of the NR rows of
+// row group g (rows past the end repeat the last row; their sums are never stored). Shared by the float and
+// int8-activation kernels.
+template <class F, int U, int NR>
+__device__ __forceinline__ void load_weight_step(typename F::Raw (&raw)[U][NR], const Planes& w, int g, int s,
+                                                 int lane, int rows, int nch) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int c = lane + 32 * (s * U + u);
+        if (c < nch) {
+#pragma unroll
+            for (int r = 0; r < NR; ++r) F::load(raw[u][r], w, min(g * NR + r, rows - 1), c, nch);
+        }
+    }
+}
+
+// The prefetched step becomes the current one.
+template <class F, int U, int NR>
+__device__ __forceinline__ void advance_step(typename F::Raw (&cur)[U][NR], const typename F::Raw (&nxt)[U][NR]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int r = 0; r < NR; ++r) cur[u][r] = nxt[u][r];
+}
+
+template <int NR, int BMAX>
+__device__ __forceinline__ void zero_accumulators(float (&acc)[NR][BMAX]) {
+#pragma unroll
+    for (int r = 0; r < NR; ++r)
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.0f;
 }
 
 // Persistent warps: warp w of W takes row groups w, w + W, ... (NR rows each). A row group is `steps` steps;
@@ -117,32 +155,18 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
     const long long total = static_cast<long long>((groups - 1 - warp0) / nwarps + 1) * steps;
 
     typename F::Raw cur[U][NR], nxt[U][NR];
-    auto load_step = [&](typename F::Raw(&raw)[U][NR], int g, int s) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int c = lane + 32 * (s * U + u);
-            if (c < nch) {
-#pragma unroll
-                for (int r = 0; r < NR; ++r) F::load(raw[u][r], w, min(g * NR + r, rows - 1), c, nch);
-            }
-        }
-    };
-
     float acc[NR][BMAX];
-#pragma unroll
-    for (int r = 0; r < NR; ++r)
-#pragma unroll
-        for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.0f;
+    zero_accumulators(acc);
 
     int g = warp0, s = 0;
-    load_step(cur, g, s);
+    load_weight_step<F, U, NR>(cur, w, g, s, lane, rows, nch);
     for (long long it = 0; it < total; ++it) {
         int gn = g, sn = s + 1;
         if (sn == steps) {
             sn = 0;
             gn += nwarps;
         }
-        if (it + 1 < total) load_step(nxt, gn, sn);
+        if (it + 1 < total) load_weight_step<F, U, NR>(nxt, w, gn, sn, lane, rows, nch);
 
 #pragma unroll
         for (int u = 0; u < U; ++u) {
@@ -150,10 +174,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
             if (c < nch) compute_chunk<F, ACT, BMAX, NR, FACT>(cur[u], c, x, cols, batch, acc);
         }
         if (s == steps - 1) reduce_store<BMAX, NR>(acc, y, g * NR, rows, batch, lane);
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-#pragma unroll
-            for (int r = 0; r < NR; ++r) cur[u][r] = nxt[u][r];
+        advance_step<F, U, NR>(cur, nxt);
         g = gn;
         s = sn;
     }
@@ -192,10 +213,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
     };
 
     float acc[NR][BMAX];
-#pragma unroll
-    for (int r = 0; r < NR; ++r)
-#pragma unroll
-        for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.0f;
+    zero_accumulators(acc);
 
 #pragma unroll
     for (int k = 0; k < kStages - 1; ++k) issue(k);
@@ -420,23 +438,12 @@ __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
     const long long total = static_cast<long long>((groups - 1 - warp0) / nwarps + 1) * lsteps;
 
     typename F::Raw cur[U][NR], nxt[U][NR];
-    auto load_step = [&](typename F::Raw(&raw)[U][NR], int g, int ls) {
-        const int s = ls * KS + (KS == 1 ? 0 : wid);
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int c = lane + 32 * (s * U + u);
-            if (c < nch) {
-#pragma unroll
-                for (int r = 0; r < NR; ++r) F::load(raw[u][r], w, min(g * NR + r, rows - 1), c, nch);
-            }
-        }
+    auto load_step = [&](typename F::Raw(&raw)[U][NR], int g, int ls) {  // ls: this warp's step in the group
+        load_weight_step<F, U, NR>(raw, w, g, ls * KS + (KS == 1 ? 0 : wid), lane, rows, nch);
     };
 
     float acc[NR][BMAX];
-#pragma unroll
-    for (int r = 0; r < NR; ++r)
-#pragma unroll
-        for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.0f;
+    zero_accumulators(acc);
 
     int g = warp0, ls = 0, parity = 0;
     load_step(cur, g, ls);
@@ -465,9 +472,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
                 for (int r = 0; r < NR; ++r) {
 #pragma unroll
                     for (int b = 0; b < BMAX; ++b) {
-                        float v = acc[r][b];
-#pragma unroll
-                        for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+                        const float v = warp_sum(acc[r][b]);
                         if (lane == 0) red[parity][wid][r][b] = v;
                         acc[r][b] = 0.0f;
                     }
@@ -485,10 +490,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
                 parity ^= 1;
             }
         }
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-#pragma unroll
-            for (int r = 0; r < NR; ++r) cur[u][r] = nxt[u][r];
+        advance_step<F, U, NR>(cur, nxt);
         g = gn;
         ls = lsn;
     }
