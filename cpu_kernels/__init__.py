@@ -10,6 +10,7 @@ from .ops import (
     KernelShapeError,
     KernelTypeError,
     KernelUnavailableError,
+    PackedMatrix,
     available,
     available_isas,
     dequantize,
@@ -17,6 +18,9 @@ from .ops import (
     isa,
     isa_detail,
     matmul,
+    matmul_packed,
+    pack_weights,
+    packed_gemm_native,
     quantize_activations,
     set_isa,
     stream_read,
@@ -25,7 +29,8 @@ from .ops import (
 
 __all__ = [
     "DecodeConfig", "DecodeLayer", "DecodeStack", "ISAS", "SUPPORTED", "KernelError", "KernelShapeError",
-    "KernelTypeError", "KernelUnavailableError",
-    "available", "available_isas", "dequantize", "get_rows", "isa", "isa_detail", "matmul", "quantize_activations",
+    "KernelTypeError", "KernelUnavailableError", "PackedMatrix",
+    "available", "available_isas", "dequantize", "get_rows", "isa", "isa_detail", "matmul", "matmul_packed", "pack_weights",
+    "packed_gemm_native", "quantize_activations",
     "set_isa", "stream_read", "vec_dot",
 ]  # fmt: skip

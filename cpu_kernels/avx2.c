@@ -631,6 +631,59 @@ static void dot4_q6_K(int64_t n, const void *vw, const void *vx, int64_t xs, flo
     for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]);
 }
 
+/* ---- GEMM over interleaved Q4_0 (blk_q4_0x8): 8 weight rows x up to 4 activation rows ------------- */
+
+static inline __m256i bcast32(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Per block: 4 loads give the 8 rows' 32 nibbles as 8 vectors of 4 elements per row (lane r = row r); each
+ * meets the matching 4 activation bytes broadcast to every lane, so lane r of the int16 sums collects row r.
+ * Eight maddubs results summed in int16 stay below 8 * 2 * 15 * 127 = 30480 < 32767; the offset 8 comes back
+ * as 8 * (the activation block's sum), the same for all 8 lanes. nx is a constant after inlining. */
+static inline __attribute__((always_inline)) void gemm8_q4_0_nx(int64_t n, const void *wp, const void *vx,
+                                                                int64_t xs, float *y, int64_t ys, const int nx) {
+    const blk_q4_0x8 *w = wp;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const act_q8_32 *x[4];
+    __m256 acc[4];
+    for (int t = 0; t < 4; t++) {
+        x[t] = (const act_q8_32 *)((const uint8_t *)vx + (t < nx ? t : 0) * xs);
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / QK32; b++) {
+        __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+#pragma GCC unroll 4
+            for (int t = 0; t < nx; t++) {
+                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, bcast32(x[t][b].qs + 4 * j)));
+                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, bcast32(x[t][b].qs + 16 + 4 * j)));
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w[b].d));
+#pragma GCC unroll 4
+        for (int t = 0; t < nx; t++) {
+            const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * x[t][b].s));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x[t][b].d)), _mm256_cvtepi32_ps(s), acc[t]);
+        }
+    }
+    for (int t = 0; t < nx; t++) _mm256_storeu_ps(y + t * ys, acc[t]);
+}
+
+static void gemm8_q4_0(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
+    switch (nx) {
+    case 4: gemm8_q4_0_nx(n, wp, vx, xs, y, ys, 4); break;
+    case 3: gemm8_q4_0_nx(n, wp, vx, xs, y, ys, 3); break;
+    case 2: gemm8_q4_0_nx(n, wp, vx, xs, y, ys, 2); break;
+    default: gemm8_q4_0_nx(n, wp, vx, xs, y, ys, 1); break;
+    }
+}
+
 /* ---- float weights ---------------------------------------------------------------------------- */
 
 static float dot_f32(int64_t n, const void *vw, const void *vx) {
@@ -674,6 +727,7 @@ const awq_kernels *awq_kernels_avx2(void) {
         k.dot4[AWQ_Q5_1] = dot4_q5_1; k.dot4[AWQ_Q8_0] = dot4_q8_0;
         k.dot4[AWQ_Q2_K] = dot4_q2_K; k.dot4[AWQ_Q3_K] = dot4_q3_K; k.dot4[AWQ_Q4_K] = dot4_q4_K;
         k.dot4[AWQ_Q5_K] = dot4_q5_K; k.dot4[AWQ_Q6_K] = dot4_q6_K;
+        k.gemm8[AWQ_Q4_0] = gemm8_q4_0;
         k.name = "avx2";
     }
     return &k;

@@ -85,12 +85,14 @@ int awq_set_isa(int isa) {
         if (vnni && !(no_vnni && *no_vnni && *no_vnni != '0')) { k = awq_kernels_avx512vnni(); g_vnni = 1; }
 #endif
 #ifdef AWQ_HAVE_AVX2
-        /* the AVX-512 file has no 4-row GEMM kernels yet: borrow AVX2's (AVX2 is a subset of AVX-512) */
+        /* the AVX-512 file has no GEMM kernels yet (4-row, interleaved): borrow AVX2's (a subset of AVX-512) */
         static awq_kernels merged;
         merged = *k;
         const awq_kernels *a2 = awq_kernels_avx2();
-        for (int t = 0; t < AWQ_NTYPES; t++)
+        for (int t = 0; t < AWQ_NTYPES; t++) {
             if (!merged.dot4[t]) merged.dot4[t] = a2->dot4[t];
+            if (!merged.gemm8[t]) merged.gemm8[t] = a2->gemm8[t];
+        }
         k = &merged;
 #endif
     }

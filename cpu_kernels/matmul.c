@@ -70,6 +70,7 @@ struct job {
     float *y;
     const int64_t *ids;
     work_fn fn;
+    awq_gemm8_fn gemm8;    /* awq_matmul_packed only */
 };
 
 static void trampoline(void *ctx, int64_t r0, int64_t r1) { ((const job_t *)ctx)->fn((const job_t *)ctx, r0, r1); }
@@ -140,6 +141,74 @@ int awq_matmul(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t co
         j.xq = buf;
     }
     if (!rc) rc = fork_join(&j, rows, nthreads);
+    free(buf);
+    return rc;
+}
+
+/* ---- Q4_0 rows interleaved by 8 (blk_q4_0x8) for the prompt GEMM ---------------------------------- */
+
+static int packable(int t) { return t == AWQ_Q4_0; }
+
+int awq_packed_gemm_native(int t) { return t >= 0 && t < AWQ_NTYPES && awq_current()->gemm8[t] != 0; }
+
+int64_t awq_packed_bytes(int t, int64_t rows, int64_t cols) {
+    if (!packable(t) || rows <= 0 || rows % 8 || cols <= 0 || cols % QK32) return 0;
+    return rows * (cols / QK32) * (int64_t)sizeof(blk_q4_0);
+}
+
+int awq_pack(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols, void *out, int64_t out_bytes) {
+    if (!packable(t)) return -1;
+    const int rc = check(t, cols, row_bytes);
+    if (rc) return rc;
+    if (out_bytes <= 0 || out_bytes != awq_packed_bytes(t, rows, cols)) return -2;
+    const int64_t nb = cols / QK32;
+    blk_q4_0x8 *o = out;
+    for (int64_t g = 0; g < rows / 8; g++)
+        for (int64_t b = 0; b < nb; b++, o++)
+            for (int r = 0; r < 8; r++) {
+                const blk_q4_0 *src = (const blk_q4_0 *)((const uint8_t *)w + (8 * g + r) * row_bytes) + b;
+                o->d[r] = src->d;
+                for (int j = 0; j < 4; j++) memcpy(o->qs + 32 * j + 4 * r, src->qs + 4 * j, 4);
+            }
+    return 0;
+}
+
+/* groups of 8 rows in tiles of GROUP_TILE, each tile's weights reused from cache across the n tokens */
+#define GROUP_TILE 2
+
+static void mm_packed(const job_t *j, int64_t g0, int64_t g1) {
+    const int64_t gbytes = j->cols / QK32 * (int64_t)sizeof(blk_q4_0x8);
+    for (int64_t gb = g0; gb < g1; gb += GROUP_TILE) {
+        const int64_t ge = gb + GROUP_TILE < g1 ? gb + GROUP_TILE : g1;
+        for (int64_t i = 0; i < j->n; i += 4) {
+            const int nx = j->n - i < 4 ? (int)(j->n - i) : 4;
+            for (int64_t g = gb; g < ge; g++)
+                j->gemm8(j->cols, j->w + g * gbytes, j->xq + i * j->xbytes, j->xbytes, nx, j->y + i * j->rows + 8 * g,
+                         j->rows);
+        }
+    }
+}
+
+int awq_matmul_packed(int t, const void *wp, int64_t rows, int64_t cols, const float *x, int64_t n, float *y,
+                      int nthreads) {
+    if (!packable(t)) return -1;
+    int rc = check(t, cols, -1);
+    if (rc) return rc;
+    if (n < 0 || !awq_packed_bytes(t, rows, cols)) return -2;
+    if (n == 0) return 0;
+    const awq_kernels *k = awq_current();
+    job_t j = {k, t, wp, rows, 0, cols, 0, n, awq_act_row_bytes(t, cols), y, 0, mm_packed, k->gemm8[t]};
+    /* an ISA without its own interleaved kernel (the ISA was switched after packing): the scalar reference */
+    if (!j.gemm8) j.gemm8 = awq_kernels_scalar()->gemm8[t];
+    uint8_t *buf = malloc((size_t)(n * j.xbytes));
+    if (!buf) return -3;
+    job_t q = j;
+    q.xq = buf;
+    q.y = (float *)x;
+    q.fn = quant_rows;
+    rc = fork_join(&q, n, n >= 4 ? nthreads : 1);
+    j.xq = buf;
+    if (!rc) rc = fork_join(&j, rows / 8, nthreads);
     free(buf);
     return rc;
 }

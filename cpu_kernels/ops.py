@@ -13,6 +13,7 @@ else AWQ_GGUF_THREADS, else os.cpu_count().
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -186,13 +187,9 @@ def _out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def matmul(w: np.ndarray, qtype: Any, x: np.ndarray, threads: int | None = None,
-           out: np.ndarray | None = None) -> np.ndarray:
-    """y = x @ W^T. w: uint8 [rows, row_bytes]; x: float32 [n, cols] (or [cols], giving [rows]).
-    Returns float32 [n, rows]. n = 1 is the GEMV path, n > 1 the GEMM path."""
-    lib = _lib()
-    t = _qtype(qtype)
-    w, cols_w = _weights(w, t)
+def _activations(x: Any) -> tuple[np.ndarray, bool]:
+    """Checks x (float32 [n, cols] or [cols], C-contiguous, aligned); returns it as [n, cols] and whether it
+    was 1-D."""
     if not isinstance(x, np.ndarray):
         raise KernelTypeError(f"x must be a numpy array, got {type(x).__name__}")
     if x.dtype is not _F32 and x.dtype != _F32:
@@ -203,6 +200,17 @@ def matmul(w: np.ndarray, qtype: Any, x: np.ndarray, threads: int | None = None,
         raise KernelShapeError(f"x must be [n, cols] or [cols], got shape {x.shape}")
     if not x2.flags.c_contiguous or not x2.flags.aligned:
         raise KernelShapeError(f"x must be C-contiguous and aligned (shape {x.shape}, strides {x.strides})")
+    return x2, squeeze
+
+
+def matmul(w: np.ndarray, qtype: Any, x: np.ndarray, threads: int | None = None,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """y = x @ W^T. w: uint8 [rows, row_bytes]; x: float32 [n, cols] (or [cols], giving [rows]).
+    Returns float32 [n, rows]. n = 1 is the GEMV path, n > 1 the GEMM path."""
+    lib = _lib()
+    t = _qtype(qtype)
+    w, cols_w = _weights(w, t)
+    x2, squeeze = _activations(x)
     n, cols = x2.shape
     if cols != cols_w:
         block, size = GGML_QUANT_SIZES[t]
@@ -215,6 +223,66 @@ def matmul(w: np.ndarray, qtype: Any, x: np.ndarray, threads: int | None = None,
         rc = lib.awq_matmul(int(t), _ptr(w, "void *"), rows, w.shape[1], cols, _ptr(x2, "float *"), n,
                             _ptr(y, "float *"), _threads(threads))
         _check_rc(rc, f"matmul {t.name} w{tuple(w.shape)} x{tuple(x.shape)}")
+    return y[0] if squeeze and out is None else y
+
+
+@dataclass(frozen=True)
+class PackedMatrix:
+    """A weight matrix with its rows interleaved by 8 for the prompt GEMM (pack_weights; Q4_0 only; layout
+    blk_q4_0x8 in kernels.h): data uint8 [rows // 8, cols // 32 * 144], the same bytes as the file's rows."""
+
+    data: np.ndarray
+    qtype: GGMLQuantizationType
+    rows: int
+    cols: int
+
+
+def packed_gemm_native(qtype: Any) -> bool:
+    """Whether the current ISA has its own kernel over interleaved rows for qtype (AVX2 and AVX-512 for Q4_0;
+    the scalar reference counts too). Where it has none, matmul_packed still works, on the scalar kernel:
+    keep the file's rows there."""
+    return bool(_lib().awq_packed_gemm_native(int(_qtype(qtype))))
+
+
+def pack_weights(w: np.ndarray, qtype: Any) -> PackedMatrix:
+    """The rows of w (uint8 [rows, row_bytes] of qtype) interleaved by 8; rows must be a multiple of 8 and
+    qtype Q4_0 (KernelShapeError / KernelTypeError otherwise). A one-time copy of w's size."""
+    lib = _lib()
+    t = _qtype(qtype)
+    w, cols = _weights(w, t)
+    rows = w.shape[0]
+    if lib.awq_packed_bytes(int(t), 8, cols) == 0:  # the type (cols is a whole number of blocks here)
+        raise KernelTypeError(f"{t.name} has no interleaved layout (only Q4_0 has)")
+    if rows == 0 or rows % 8:
+        raise KernelShapeError(f"pack_weights needs a positive multiple of 8 rows, got w {tuple(w.shape)}")
+    data = np.empty((rows // 8, w.shape[1] * 8), np.uint8)
+    _check_rc(lib.awq_pack(int(t), _ptr(w, "void *"), rows, w.shape[1], cols, _ptr(data, "void *"), data.nbytes),
+              f"pack_weights {t.name} w{tuple(w.shape)}")
+    return PackedMatrix(data, t, rows, cols)
+
+
+def matmul_packed(p: PackedMatrix, x: np.ndarray, threads: int | None = None,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """matmul on pack_weights' interleaved rows: y = x @ W^T, x float32 [n, cols] (or [cols]) -> [n, rows]."""
+    lib = _lib()
+    if not isinstance(p, PackedMatrix):
+        raise KernelTypeError(f"p must be a PackedMatrix from pack_weights, got {type(p).__name__}")
+    t = _qtype(p.qtype)
+    expect = lib.awq_packed_bytes(int(t), p.rows, p.cols)
+    d = p.data
+    if (not isinstance(d, np.ndarray) or d.dtype != _U8 or not d.flags.c_contiguous or expect == 0
+            or d.nbytes != expect or d.ndim != 2 or d.shape[0] != p.rows // 8):
+        raise KernelShapeError(f"p does not hold {p.rows} interleaved {t.name} rows of {p.cols} columns "
+                               f"({expect} B); data {getattr(d, 'shape', None)}")
+    x2, squeeze = _activations(x)
+    n, cols = x2.shape
+    if cols != p.cols:
+        raise KernelShapeError(f"x has {cols} columns but p holds rows of {p.cols} {t.name} elements")
+    y = _out(out, (n, p.rows))
+    if n:
+        rc = lib.awq_matmul_packed(int(t), _ptr(d, "void *"), p.rows, cols, _ptr(x2, "float *"), n,
+                                   _ptr(y, "float *"), _threads(threads))
+        _check_rc(rc, f"matmul_packed {t.name} [{p.rows}, {p.cols}] x{tuple(x.shape)}")
     return y[0] if squeeze and out is None else y
 
 

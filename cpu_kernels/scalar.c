@@ -316,6 +316,28 @@ static void deq_f16(int64_t n, const void *vw, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] = awq_h2f(awq_rd16(w + 2 * i));
 }
 
+/* ---- interleaved Q4_0 (blk_q4_0x8): 8 rows against nx activation rows ---------------------------- */
+
+static void gemm8_q4_0(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
+    const blk_q4_0x8 *w = wp;
+    for (int t = 0; t < nx; t++) {
+        const act_q8_32 *x = (const act_q8_32 *)((const uint8_t *)vx + t * xs);
+        for (int r = 0; r < 8; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < n / QK32; b++) {
+                int32_t s = 0;
+                for (int j = 0; j < 4; j++)
+                    for (int k = 0; k < 4; k++) {
+                        const uint8_t v = w[b].qs[32 * j + 4 * r + k];
+                        s += (v & 0xF) * x[b].qs[4 * j + k] + (v >> 4) * x[b].qs[16 + 4 * j + k];
+                    }
+                acc += awq_h2f(w[b].d[r]) * x[b].d * (float)(s - 8 * x[b].s);
+            }
+            y[t * ys + r] = acc;
+        }
+    }
+}
+
 void awq_scalar_fill(awq_kernels *k) {
     k->quantize_q8_32 = awq_scalar_quantize_q8_32;
     k->quantize_q8_K = awq_scalar_quantize_q8_K;
@@ -330,6 +352,7 @@ const awq_kernels *awq_kernels_scalar(void) {
     static awq_kernels k;
     if (!k.name) {
         awq_scalar_fill(&k);
+        k.gemm8[AWQ_Q4_0] = gemm8_q4_0;
         k.name = "scalar";
     }
     return &k;

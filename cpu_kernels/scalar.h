@@ -17,7 +17,8 @@ void awq_unpack_q6_K(const void *b, kblock_t *k);
 void awq_scalar_quantize_q8_32(int64_t n, const float *x, void *y);
 void awq_scalar_quantize_q8_K(int64_t n, const float *x, void *y);
 
-/* fills every entry with the scalar kernels; a SIMD table starts from this and overrides */
+/* fills every entry with the scalar kernels except gemm8 (an ISA without its own interleaved kernel keeps
+ * the file's rows); a SIMD table starts from this and overrides */
 void awq_scalar_fill(awq_kernels *k);
 
 #endif
