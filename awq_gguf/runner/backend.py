@@ -8,6 +8,8 @@ Backends:
   torch    dequantizes each matrix once with awq_gguf.convert.quants (bit-exact with ggml), caches the float32
            copy, and multiplies in torch. Simple and exact, but streams 4 bytes per weight: fine for the demo model.
   kernels  awq_gguf.cpu_kernels (C SIMD, quantized dot products); weight types it lacks go to the torch backend.
+           Batches of several tokens on a Q4_0 matrix use a copy of its rows interleaved by 8, made once on first
+           use (cpu_kernels.pack_weights, where the ISA has a kernel for it; AWQ_GGUF_PACKED=0 turns it off).
   auto     kernels when awq_gguf.cpu_kernels provides matmul, else torch.
 The choice is `select_backend(name)`; `AWQ_GGUF_BACKEND` overrides the default.
 """
@@ -115,11 +117,26 @@ class KernelBackend:
         self._fallback = TorchBackend()
         self._types = frozenset(cpu_kernels.SUPPORTED) - TORCH_ONLY_TYPES
         self.name = f"kernels:{cpu_kernels.isa_detail()}"
+        self._pack = os.environ.get("AWQ_GGUF_PACKED", "1") != "0"
+        self._packed: dict[int, object] = {}  # id(QTensor) -> cpu_kernels.PackedMatrix, or None: not packable
+
+    def packed(self, w: QTensor):
+        """w's rows interleaved by 8 for the prompt GEMM (made on first use, then cached), or None where the
+        type, the row count or the ISA has no such kernel."""
+        key = id(w)
+        if key not in self._packed:
+            ok = (self._pack and w.qtype == QT.Q4_0 and w.rows % 8 == 0 and w.rows > 0
+                  and self._k.packed_gemm_native(w.qtype))
+            self._packed[key] = self._k.pack_weights(w.raw, w.qtype) if ok else None
+        return self._packed[key]
 
     def matmul(self, w: QTensor, x: torch.Tensor) -> torch.Tensor:
         if w.qtype not in self._types:
             return self._fallback.matmul(w, x)
         xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)  # [n, cols]
+        p = self.packed(w) if xs.shape[0] > 1 else None
+        if p is not None:
+            return torch.from_numpy(self._k.matmul_packed(p, xs, threads=self._threads))  # [n, rows]
         return torch.from_numpy(self._k.matmul(w.raw, w.qtype, xs, threads=self._threads))  # [n, rows]
 
     def get_rows(self, w: QTensor, ids: torch.Tensor) -> torch.Tensor:

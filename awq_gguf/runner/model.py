@@ -210,18 +210,41 @@ class Model:
         cache.n_past += n
         return rms_norm(x, self.w.output_norm, hp.rms_eps)
 
+    _tasks = None
+
     def _prompt_attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                           pos: torch.Tensor) -> torch.Tensor:
-        """_attention on all of the model's threads for batches of several queries: torch runs on one thread
-        otherwise (see load), which left the prompt's attention, a quarter of pp512, on one core (SDPA for 512
-        queries on the dev machine: 22 -> 12 ms per layer with 2 threads)."""
-        if q.shape[0] == 1 or not self.small_ops_single_thread or self.threads <= 1:
+        """_attention for batches of several queries, spread over the model's threads (torch itself runs on one
+        thread here, see load): one task per (query chunk, kv head) through runner.parallel.TaskPool, heaviest
+        chunks first. The same SDPA calls per head group as _attention, so the same results."""
+        hp = self.hp
+        n = q.shape[0]
+        if n == 1 or self.threads <= 1 or not self.small_ops_single_thread or self.f16_attention:
             return self._attention(q, keys, values, pos)
-        torch.set_num_threads(self.threads)
-        try:
-            return self._attention(q, keys, values, pos)
-        finally:
-            torch.set_num_threads(1)
+        if self._tasks is None:
+            from awq_gguf.runner.parallel import TaskPool
+
+            self._tasks = TaskPool(self.threads)
+        out = torch.empty(n, hp.n_head, hp.head_dim)
+        g, scale = hp.n_gqa, 1.0 / hp.head_dim**0.5
+        inference = torch.is_inference_mode_enabled()  # thread-local: the helpers take the caller's
+
+        def run(task: tuple[int, int]) -> None:
+            with torch.inference_mode(inference):
+                head_group(*task)
+
+        def head_group(c0: int, kv: int) -> None:
+            p = pos[c0 : c0 + ATTN_CHUNK]
+            tc = min(int(p[-1]) + 1, keys.shape[1])
+            mask = torch.arange(tc)[None, :] <= p[:, None]  # [chunk, tc] True = may attend
+            o = torch.nn.functional.scaled_dot_product_attention(
+                q[c0 : c0 + ATTN_CHUNK, kv * g : (kv + 1) * g].transpose(0, 1), keys[kv : kv + 1, :tc],
+                values[kv : kv + 1, :tc], attn_mask=mask, scale=scale, enable_gqa=True,
+            )  # [g, chunk, d]
+            out[c0 : c0 + ATTN_CHUNK, kv * g : (kv + 1) * g] = o.transpose(0, 1)
+
+        self._tasks.run(run, [(c0, kv) for c0 in reversed(range(0, n, ATTN_CHUNK)) for kv in range(hp.n_head_kv)])
+        return out.reshape(n, hp.n_head * hp.head_dim)
 
     def _attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """q [n, n_head, d]; keys/values [n_kv, T, d] (positions 0..T-1) -> [n, n_head * d], causal."""
