@@ -25,13 +25,13 @@ int awq_matmul(int qtype, const void *w, int64_t rows, int64_t row_bytes, int64_
                const float *x, int64_t n, float *y, int nthreads);
 /* The prompt GEMM over rows interleaved by 8 (Q4_0 only; layout blk_q4_0x8 in kernels.h). packed_bytes: the
  * size of the interleaved copy (0: type not packable, or rows not a multiple of 8); pack writes it from the
- * file's rows; matmul_packed is awq_matmul on it. packed_gemm_native: whether the current ISA has its own
+ * file's rows; matmul_packed is awq_matmul on it (wp_bytes must be that size). packed_gemm_native: whether the current ISA has its own
  * kernel for it (if not, matmul_packed runs the scalar one: keep the file's rows there). */
 int awq_packed_gemm_native(int qtype);
 int64_t awq_packed_bytes(int qtype, int64_t rows, int64_t cols);
 int awq_pack(int qtype, const void *w, int64_t rows, int64_t row_bytes, int64_t cols, void *out, int64_t out_bytes);
-int awq_matmul_packed(int qtype, const void *wp, int64_t rows, int64_t cols, const float *x, int64_t n, float *y,
-                      int nthreads);
+int awq_matmul_packed(int qtype, const void *wp, int64_t wp_bytes, int64_t rows, int64_t cols, const float *x,
+                      int64_t n, float *y, int nthreads);
 /* out[i, cols] = dequantized row ids[i] of W (ids checked against rows) */
 int awq_get_rows(int qtype, const void *w, int64_t rows, int64_t row_bytes, int64_t cols,
                  const int64_t *ids, int64_t n_ids, float *out, int nthreads);

@@ -189,12 +189,12 @@ static void mm_packed(const job_t *j, int64_t g0, int64_t g1) {
     }
 }
 
-int awq_matmul_packed(int t, const void *wp, int64_t rows, int64_t cols, const float *x, int64_t n, float *y,
-                      int nthreads) {
+int awq_matmul_packed(int t, const void *wp, int64_t wp_bytes, int64_t rows, int64_t cols, const float *x,
+                      int64_t n, float *y, int nthreads) {
     if (!packable(t)) return -1;
     int rc = check(t, cols, -1);
     if (rc) return rc;
-    if (n < 0 || !awq_packed_bytes(t, rows, cols)) return -2;
+    if (n < 0 || wp_bytes <= 0 || wp_bytes != awq_packed_bytes(t, rows, cols)) return -2;
     if (n == 0) return 0;
     const awq_kernels *k = awq_current();
     job_t j = {k, t, wp, rows, 0, cols, 0, n, awq_act_row_bytes(t, cols), y, 0, mm_packed, k->gemm8[t]};

@@ -280,7 +280,7 @@ def matmul_packed(p: PackedMatrix, x: np.ndarray, threads: int | None = None,
         raise KernelShapeError(f"x has {cols} columns but p holds rows of {p.cols} {t.name} elements")
     y = _out(out, (n, p.rows))
     if n:
-        rc = lib.awq_matmul_packed(int(t), _ptr(d, "void *"), p.rows, cols, _ptr(x2, "float *"), n,
+        rc = lib.awq_matmul_packed(int(t), _ptr(d, "void *"), d.nbytes, p.rows, cols, _ptr(x2, "float *"), n,
                                    _ptr(y, "float *"), _threads(threads))
         _check_rc(rc, f"matmul_packed {t.name} [{p.rows}, {p.cols}] x{tuple(x.shape)}")
     return y[0] if squeeze and out is None else y
