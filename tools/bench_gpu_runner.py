@@ -63,23 +63,27 @@ def graph_step_time(path: Path, n_ctx: int = 520, reps: int = 200) -> float:
 
 
 def accuracy(path: Path) -> dict:
-    """GPU runner (default int8 activations) vs CPU runner (torch backend, float32) on a 32-token prompt's last
-    logits and 8 greedy decode steps fed the CPU's tokens."""
+    """GPU runner vs CPU runner (torch backend, float32) on a 32-token prompt's last logits and 8 greedy decode
+    steps fed the CPU's tokens; with the default int8 activations ("q8") and with float activations ("f16")."""
     from awq_gguf.runner.gpu_model import GpuModel
     from awq_gguf.runner.model import Model
 
     cpu = Model.load(path, n_ctx=64, backend="torch", threads=os.cpu_count())
-    gpu = GpuModel.load(path, n_ctx=64)
     ids = np.random.default_rng(0).integers(0, cpu.hp.n_vocab, 32).tolist()
-    cc, gc = cpu.new_cache(), gpu.new_cache()
-    want, got = [cpu.forward(ids, cc)], [gpu.forward(ids, gc)]
+    cc = cpu.new_cache()
+    want, toks = [cpu.forward(ids, cc)], []
     for _ in range(8):
-        tok = int(want[-1].argmax())
-        want.append(cpu.forward([tok], cc))
-        got.append(gpu.forward([tok], gc))
-    rel = [float((g.double() - w.double()).norm() / w.double().norm()) for g, w in zip(got, want)]
-    top1 = float(np.mean([int(g.argmax()) == int(w.argmax()) for g, w in zip(got, want)]))
-    return {"rel_max": max(rel), "rel_mean": float(np.mean(rel)), "top1": top1, "steps": len(rel)}
+        toks.append(int(want[-1].argmax()))
+        want.append(cpu.forward([toks[-1]], cc))
+    out = {}
+    for name, act_q8 in (("q8", True), ("f16", False)):
+        gpu = GpuModel.load(path, n_ctx=64, act_q8=act_q8)
+        gc = gpu.new_cache()
+        got = [gpu.forward(ids, gc)] + [gpu.forward([t], gc) for t in toks]
+        rel = [float((g.double() - w.double()).norm() / w.double().norm()) for g, w in zip(got, want)]
+        top1 = float(np.mean([int(g.argmax()) == int(w.argmax()) for g, w in zip(got, want)]))
+        out[name] = {"rel_max": max(rel), "rel_mean": float(np.mean(rel)), "top1": top1, "steps": len(rel)}
+    return out
 
 
 def main() -> None:
@@ -131,14 +135,16 @@ def main() -> None:
     print(f"\n{info['card']}, {info['date']}, commit {info['commit']}, torch {info['torch']}; "
           f"copy bandwidth {rows[0]['copy_bw'] / 1e9:.0f} GB/s (read + write)")
     print("| type | weights MiB/token | pp512 tok/s | tg128 tok/s | bound tok/s | tg / bound | graph step us "
-          "| graph-only tok/s (of bound) | tg no graphs | logits rel err (max) | top-1 |")
+          "| graph-only tok/s (of bound) | tg no graphs | logits rel err q8 / f16 (max) | top-1 q8 / f16 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    nan = {"rel_max": float("nan"), "top1": float("nan")}
     for r in rows:
-        acc = r.get("accuracy", {})
+        q8, f16 = r.get("accuracy", {}).get("q8", nan), r.get("accuracy", {}).get("f16", nan)
         g = 1 / r["graph_step_s"]
         print(f"| {r['type']} | {r['weight_bytes'] / 2**20:.0f} | {r['pp']:.0f} | {r['tg']:.1f} | {r['tg_bound']:.0f} "
-              f"| {r['tg_of_bound']:.2f} | {r['graph_step_s'] * 1e6:.0f} | {g:.0f} ({g / r['tg_bound']:.2f}) "
-              f"| {r['tg_no_graphs']:.1f} | {acc.get('rel_max', float('nan')):.1e} | {acc.get('top1', float('nan')):.2f} |")
+              f"| {r['tg_of_bound']:.3f} | {r['graph_step_s'] * 1e6:.0f} | {g:.0f} ({g / r['tg_bound']:.3f}) "
+              f"| {r['tg_no_graphs']:.1f} | {q8['rel_max']:.1e} / {f16['rel_max']:.1e} "
+              f"| {q8['top1']:.2f} / {f16['top1']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
   - every quantized matrix product on the project's CUDA kernels (gpu_weights: GEMV for up to 16 tokens,
     dequantize + cuBLAS for prompts);
-  - torch on the GPU for the rest: RMSNorm, RoPE as llama.cpp applies it (runner.rope's tables on the device),
-    grouped-query attention (float32 scores and softmax), SwiGLU, the KV cache (gpu_kv_cache, float16 by
-    default, as llama.cpp's);
+  - torch on the GPU for the rest: RMSNorm (one fused op), RoPE as llama.cpp applies it (runner.rope's tables
+    on the device), grouped-query attention (one fused SDPA call per layer, float32 accumulation), SwiGLU, the
+    KV cache (gpu_kv_cache, float16 by default, as llama.cpp's); q, k, v and gate, up are one GEMV each where
+    their types agree (gpu_weights.Projection);
   - the one-token decode step captured as a CUDA graph per context bucket (a power of two >= 256 positions,
     at most n_ctx): the step attends over the whole bucket with the positions after the token masked, so one
     graph serves every position in it. The token id and position reach the graph through two device scalars.
@@ -28,7 +29,7 @@ from awq_gguf.runner.gguf_file import GgufFile, open_checked
 from awq_gguf.runner.gpu_kv_cache import GpuKVCache, KVStorage
 from awq_gguf.runner.gpu_weights import GpuWeights, upload_weights
 from awq_gguf.runner.hparams import HParams, read_hparams
-from awq_gguf.runner.model import ATTN_CHUNK, UBATCH, rms_norm
+from awq_gguf.runner.model import ATTN_CHUNK, UBATCH
 from awq_gguf.runner.rope import Rope
 from awq_gguf.runner.weights import ModelWeights, load_weights, vocab_size
 
@@ -131,9 +132,10 @@ class GpuModel:
         pos = cache.n_past
         self._tok.fill_(token)
         self._pos.fill_(pos)
+        t = self._bucket(pos + 1)  # with or without graphs, so that both compute the same thing
         if not self.graphs:
-            logits = self._decode_step(cache, pos + 1).cpu()
-        elif (t := self._bucket(pos + 1)) in self._graphs:
+            logits = self._decode_step(cache, t).cpu()
+        elif t in self._graphs:
             self._graphs[t].replay()
             logits = self._graph_out[t].cpu()  # a copy: the next replay overwrites the buffer
         else:
@@ -179,41 +181,46 @@ class GpuModel:
         hp, q8 = self.hp, self.act_q8
         n = x.shape[0]
         for il, ly in enumerate(self.gw.layers):
-            h = rms_norm(x, ly.attn_norm, hp.rms_eps)
-            q, k, v = ly.wq.matmul(h, q8), ly.wk.matmul(h, q8), ly.wv.matmul(h, q8)
+            h = self._norm(x, ly.attn_norm)
+            q, k, v = ly.qkv(h, q8)  # float32 [n, rows] each (column views of one product where fused)
             if ly.bq is not None:
                 q, k, v = q + ly.bq, k + ly.bk, v + ly.bv
             q = q.view(n, hp.n_head, hp.head_dim)
             k = k.view(n, hp.n_head_kv, hp.head_dim)
             v = v.view(n, hp.n_head_kv, hp.head_dim)
             if ly.q_norm is not None:
-                q = rms_norm(q, ly.q_norm, hp.rms_eps)
-                k = rms_norm(k, ly.k_norm, hp.rms_eps)
+                q = self._norm(q, ly.q_norm)
+                k = self._norm(k, ly.k_norm)
             q, k = self.rope(q, pos), self.rope(k, pos)
             cache.store(il, k.transpose(0, 1), v.transpose(0, 1), pos)
             keys, values = cache.keys_values(il, t)  # [n_kv, t, d]
             x = x + ly.wo.matmul(self._attention(q, keys, values, pos, p0), q8)
-            h = rms_norm(x, ly.ffn_norm, hp.rms_eps)
-            g = torch.nn.functional.silu(ly.w_gate.matmul(h, q8)) * ly.w_up.matmul(h, q8)
-            x = x + ly.w_down.matmul(g, q8)
-        return rms_norm(x, self.gw.output_norm, hp.rms_eps)
+            gate, up = ly.gate_up(self._norm(x, ly.ffn_norm), q8)
+            x = x + ly.w_down.matmul(torch.nn.functional.silu(gate) * up, q8)
+        return self._norm(x, self.gw.output_norm)
+
+    def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """RMSNorm over the last dimension times w (runner.model.rms_norm's formula, one fused op)."""
+        return torch.nn.functional.rms_norm(x, (x.shape[-1],), w, self.hp.rms_eps)
 
     def _attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
                    p0: int | None) -> torch.Tensor:
-        """q float32 [n, n_head, d]; keys/values [n_kv, t, d]; pos int64 [n] -> float32 [n, n_head * d], causal.
-        Query head h reads kv head h // n_gqa; scores and softmax in float32."""
+        """q float32 [n, n_head, d]; keys/values [n_kv, t, d]; pos int64 [n] -> [n, n_head * d] in the cache's
+        dtype, causal. Query head h reads kv head h // n_gqa: the n_gqa heads of a kv head are put side by side as
+        n_gqa * n queries of that head, so one fused attention call (SDPA) serves grouped-query attention."""
         hp = self.hp
-        n, t, d = q.shape[0], keys.shape[1], hp.head_dim
-        kf = keys.float()[:, None]  # [n_kv, 1, t, d]
-        vf = values.float()[:, None]
+        n, t, d, g = q.shape[0], keys.shape[1], hp.head_dim, hp.n_gqa
+        qg = q.to(keys.dtype).view(n, hp.n_head_kv, g, d).permute(1, 2, 0, 3).reshape(hp.n_head_kv, g * n, d)
         outs = []
         for c0 in range(0, n, ATTN_CHUNK):
             c1 = min(n, c0 + ATTN_CHUNK)
+            c = c1 - c0
             tc = t if p0 is None else min(t, p0 + c1)  # keys the chunk's last query can see
-            qg = q[c0:c1].permute(1, 0, 2).reshape(hp.n_head_kv, hp.n_gqa, c1 - c0, d)
-            scores = torch.matmul(qg, kf[:, :, :tc].transpose(-1, -2)) * (1.0 / d**0.5)  # [n_kv, g, c, tc]
-            future = self._arange[:tc][None, :] > pos[c0:c1, None]  # [c, tc]
-            probs = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-            out = torch.matmul(probs, vf[:, :, :tc])  # [n_kv, g, c, d]
-            outs.append(out.reshape(hp.n_head, c1 - c0, d).permute(1, 0, 2).reshape(c1 - c0, hp.n_head * d))
+            allowed = self._arange[:tc][None, :] <= pos[c0:c1, None]  # [c, tc]
+            mask = allowed if c == 1 else allowed.repeat(g, 1)  # [g * c, tc]: row j * c + i is query i, head j
+            qc = qg if c == n else qg.view(hp.n_head_kv, g, n, d)[:, :, c0:c1].reshape(hp.n_head_kv, g * c, d)
+            out = torch.nn.functional.scaled_dot_product_attention(
+                qc[None], keys[None, :, :tc], values[None, :, :tc], attn_mask=mask, scale=1.0 / d**0.5
+            )[0]  # [n_kv, g * c, d]
+            outs.append(out.view(hp.n_head_kv, g, c, d).permute(2, 0, 1, 3).reshape(c, hp.n_head * d))
         return outs[0] if len(outs) == 1 else torch.cat(outs)

@@ -6,13 +6,15 @@ kernels: the GEMV for up to MAX_GEMV_BATCH rows of activations (decode), dequant
 more (prompts). Matrices of other types (float, Q5_0, Q4_1, the other K types, ...) are dequantized once on
 the CPU (convert.quants, bit-exact with ggml) and kept as float16. The token embedding is also kept as a float16
 table for the row lookup (a file-layout matrix has no row gather), beside the quantized copy when the output
-head is tied to it. Norms and biases are float32.
+head is tied to it. Norms and biases are float32. Matrices that multiply the same input (q, k, v; gate, up)
+are concatenated by rows where their types agree (Projection), so a decode step runs fewer, larger GEMVs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from awq_gguf.runner.backend import QTensor, dequantize_rows
@@ -34,14 +36,14 @@ class GpuMatrix:
         return self.quant.nbytes if self.quant is not None else self.dense.numel() * self.dense.element_size()
 
     def matmul(self, x: torch.Tensor, act_q8: bool = True) -> torch.Tensor:
-        """x float32 [n, cols] -> float32 [n, rows] = x W^T.
+        """x float32 or float16 [n, cols] -> float32 [n, rows] = x W^T.
 
         act_q8: the GEMV rounds x to int8 per 32 values (the kernels' default, as llama.cpp's GPU and CPU
         GEMV do); False keeps x as float16 (the float GEMV modes, float32 accumulation)."""
         from awq_gguf import cuda_kernels as ck
         from awq_gguf.cuda_kernels import ops
 
-        x16 = x.to(torch.float16).contiguous()  # [n, cols]
+        x16 = x.to(torch.float16).contiguous()  # [n, cols] (no copy when x is already contiguous float16)
         if self.quant is None:
             return torch.nn.functional.linear(x16, self.dense).float()
         n = x16.shape[0]
@@ -52,12 +54,27 @@ class GpuMatrix:
         return torch.matmul(x16, w16.T).float()
 
 
+@dataclass(eq=False)
+class Projection:
+    """Matrices that multiply the same input (q, k, v; gate, up), their rows concatenated into one matrix where
+    consecutive ones share a type: one GEMV (and one activation rounding) instead of several."""
+
+    parts: list[GpuMatrix]  # the concatenated matrices, in output order
+    splits: list[list[int]]  # per part: the output rows of each original matrix in it
+
+    def __call__(self, x: torch.Tensor, act_q8: bool = True) -> list[torch.Tensor]:
+        """x [n, cols] -> one float32 [n, rows_i] per original matrix (column views of the parts' outputs)."""
+        outs: list[torch.Tensor] = []
+        for part, sizes in zip(self.parts, self.splits):
+            y = part.matmul(x, act_q8)  # [n, sum(sizes)]
+            outs.extend(y.split(sizes, dim=1) if len(sizes) > 1 else (y,))
+        return outs
+
+
 @dataclass
 class GpuLayer:
     attn_norm: torch.Tensor  # float32 [n_embd]
-    wq: GpuMatrix  # [n_head * head_dim, n_embd]
-    wk: GpuMatrix  # [n_head_kv * head_dim, n_embd]
-    wv: GpuMatrix  # [n_head_kv * head_dim, n_embd]
+    qkv: Projection  # -> q [n, n_head * head_dim], k, v [n, n_head_kv * head_dim]
     wo: GpuMatrix  # [n_embd, n_head * head_dim]
     bq: torch.Tensor | None  # [n_head * head_dim] (qwen2)
     bk: torch.Tensor | None
@@ -65,8 +82,7 @@ class GpuLayer:
     q_norm: torch.Tensor | None  # [head_dim] (qwen3)
     k_norm: torch.Tensor | None
     ffn_norm: torch.Tensor  # [n_embd]
-    w_gate: GpuMatrix  # [n_ff, n_embd]
-    w_up: GpuMatrix  # [n_ff, n_embd]
+    gate_up: Projection  # -> gate, up [n, n_ff]
     w_down: GpuMatrix  # [n_embd, n_ff]
 
 
@@ -78,7 +94,7 @@ class GpuWeights:
     layers: list[GpuLayer]
 
     def matrices(self) -> list[GpuMatrix]:
-        out = [m for ly in self.layers for m in (ly.wq, ly.wk, ly.wv, ly.wo, ly.w_gate, ly.w_up, ly.w_down)]
+        out = [m for ly in self.layers for m in (*ly.qkv.parts, ly.wo, *ly.gate_up.parts, ly.w_down)]
         return out + [self.output]
 
 
@@ -91,6 +107,22 @@ def upload_matrix(w: QTensor, device: torch.device, kernels: bool = True) -> Gpu
         return GpuMatrix(w.name, w.rows, w.cols, qm, None)
     dense = dequantize_rows(w, w.raw).reshape(w.rows, w.cols).to(device=device, dtype=torch.float16)
     return GpuMatrix(w.name, w.rows, w.cols, None, dense)
+
+
+def upload_projection(ws: list[QTensor], device: torch.device, kernels: bool = True) -> Projection:
+    """Consecutive matrices of one type (and width) become one matrix: their file rows concatenated."""
+    groups: list[list[QTensor]] = []
+    for w in ws:
+        if groups and groups[-1][0].qtype == w.qtype and groups[-1][0].cols == w.cols:
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    parts = []
+    for grp in groups:
+        raw = np.concatenate([w.raw for w in grp]) if len(grp) > 1 else grp[0].raw  # [sum(rows), row_bytes]
+        name = "+".join(w.name for w in grp)
+        parts.append(upload_matrix(QTensor(name, grp[0].qtype, raw.shape[0], grp[0].cols, raw), device, kernels))
+    return Projection(parts, [[w.rows for w in grp] for grp in groups])
 
 
 def upload_weights(w: ModelWeights, device: torch.device, kernels: bool = True) -> GpuWeights:
@@ -106,9 +138,10 @@ def upload_weights(w: ModelWeights, device: torch.device, kernels: bool = True) 
 
     layers = [
         GpuLayer(
-            attn_norm=vec(lw.attn_norm), wq=mat(lw.wq), wk=mat(lw.wk), wv=mat(lw.wv), wo=mat(lw.wo),
-            bq=vec(lw.bq), bk=vec(lw.bk), bv=vec(lw.bv), q_norm=vec(lw.q_norm), k_norm=vec(lw.k_norm),
-            ffn_norm=vec(lw.ffn_norm), w_gate=mat(lw.w_gate), w_up=mat(lw.w_up), w_down=mat(lw.w_down),
+            attn_norm=vec(lw.attn_norm), qkv=upload_projection([lw.wq, lw.wk, lw.wv], device, kernels),
+            wo=mat(lw.wo), bq=vec(lw.bq), bk=vec(lw.bk), bv=vec(lw.bv), q_norm=vec(lw.q_norm),
+            k_norm=vec(lw.k_norm), ffn_norm=vec(lw.ffn_norm),
+            gate_up=upload_projection([lw.w_gate, lw.w_up], device, kernels), w_down=mat(lw.w_down),
         )
         for lw in w.layers
     ]

@@ -67,8 +67,8 @@ def test_graph_on_cpu_matches_cpu_runner(tiny_gguf, arch):
 
 def test_bucket_mask_equals_exact_context(tiny_gguf):
     """A decode step over a whole bucket (later positions masked, holding an old sequence's keys) gives what the
-    step over exactly the cached positions gives."""
-    m = cpu_graph_model(tiny_gguf("LlamaForCausalLM", "Q8_0"))
+    step over exactly the cached positions gives (float32 cache: float16 attention sums in another order)."""
+    m = cpu_graph_model(tiny_gguf("LlamaForCausalLM", "Q8_0"), act_q8=False)
     old = m.new_cache()
     m.forward(tokens(m, 60, seed=2), old)  # fills positions 0..59 with another sequence
     cache = m.new_cache()
@@ -79,7 +79,7 @@ def test_bucket_mask_equals_exact_context(tiny_gguf):
         exact = m._decode_step(cache, 11)
         bucket = m._decode_step(cache, 64)
     assert torch.isfinite(bucket).all()
-    assert rel(bucket, exact) < 1e-6
+    assert rel(bucket, exact) < 1e-5
 
 
 def test_retired_cache_raises(tiny_gguf):
@@ -167,7 +167,7 @@ def test_gpu_runner_matches_cpu_runner(tiny_gguf, arch, type_):
 
 @pytest.mark.gpu
 def test_graphs_replay_equals_eager(tiny_gguf):
-    """The CUDA-graph decode (bucketed, masked) gives the eager step's logits, step after step."""
+    """Replaying the captured decode graphs gives what the same steps give eagerly, step after step."""
     path = tiny_gguf("LlamaForCausalLM", "Q4_K_M")
     ids = tokens(gpu_model(path, act_q8=True, graphs=False), 40, seed=5)
     eager = run_sequence(gpu_model(path, act_q8=True, graphs=False), ids)
@@ -175,7 +175,7 @@ def test_graphs_replay_equals_eager(tiny_gguf):
     graphed = run_sequence(graphed_model, ids)
     assert graphed_model.graphs and graphed_model._graphs, "no graph was captured"
     for g, e in zip(graphed, eager):
-        assert rel(g, e) < 1e-5
+        assert rel(g, e) < 1e-6
 
 
 @pytest.mark.gpu
