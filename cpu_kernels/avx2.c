@@ -232,13 +232,6 @@ static inline __m256i kscale(kscale_t ks, int k) {
     return _mm256_shuffle_epi8(k < 4 ? ks.a : ks.b, ctrl);
 }
 
-/* chunk k (elements 32k..32k+31, unsigned bytes q) times activations, weighted by the per-16 scales
- * sc[2k] (first 16) and sc[2k+1] (last 16); added to acc (8 x int32) */
-static inline __m256i kchunk(__m256i acc, __m256i q, const int8_t *xq, kscale_t ks, int k) {
-    const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(xq + 32 * k)));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, kscale(ks, k)));
-}
-
 /* acc (main sums) minus off * sum_j sc[j] * bsums[j], scaled into accf; mins (16 unsigned bytes, or NULL
  * vector use) into accm */
 static inline __m256 kfinish(__m256 accf, __m256i acc, const act_q8_K *x, __m128i sc8, int off_shift,
@@ -263,30 +256,6 @@ static inline __m128i dup8(const uint32_t w[2]) {
     return _mm_unpacklo_epi8(v, v);
 }
 
-static float dot_q2_K(int64_t n, const void *vw, const void *vx) {
-    const blk_q2_K *w = vw; const act_q8_K *x = vx;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    __m256 accf = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QKK; b++) {
-        const __m128i s = _mm_loadu_si128((const __m128i *)w[b].scales);
-        const __m128i sc8 = _mm_and_si128(s, _mm_set1_epi8(0xF));
-        const kscale_t ks = kscales(sc8);
-        const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF));
-        __m256i acc = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int h = 0; h < 2; h++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
-            acc = kchunk(acc, _mm256_and_si256(v, m3), x[b].qs, ks, 4 * h + 0);
-            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x[b].qs, ks, 4 * h + 1);
-            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x[b].qs, ks, 4 * h + 2);
-            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x[b].qs, ks, 4 * h + 3);
-        }
-        accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
-        accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
-    }
-    return hsum_ps(accf) - hsum_ps(accm);
-}
-
 /* the 16 Q3_K scales (signed, -32..31) from their 12 packed bytes, in registers (no store/reload) */
 static inline __m128i q3k_scales(const uint8_t *s12) {
     uint64_t a;
@@ -299,111 +268,138 @@ static inline __m128i q3k_scales(const uint8_t *s12) {
     return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
 }
 
-static float dot_q3_K(int64_t n, const void *vw, const void *vx) {
-    const blk_q3_K *w = vw; const act_q8_K *x = vx;
-    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-    __m256 accf = _mm256_setzero_ps();
+/* ---- K types, one weight row against 1 (GEMV) or 4 (GEMM) activation rows ------------------------- */
+
+/* the activation rows x_[0..3] at xq, xq + xs, ...: block b of each */
+#define X4(T, vx, xs, b) const T *x_[4] = {(const T *)(vx) + (b), (const T *)((const uint8_t *)(vx) + (xs)) + (b), \
+    (const T *)((const uint8_t *)(vx) + 2 * (xs)) + (b), (const T *)((const uint8_t *)(vx) + 3 * (xs)) + (b)}
+
+/* kind 2..6 = Q2_K..Q6_K (a constant after inlining) */
+static inline __attribute__((always_inline)) size_t kblock_bytes(int kind) {
+    return kind == 2 ? sizeof(blk_q2_K) : kind == 3 ? sizeof(blk_q3_K) : kind == 4 ? sizeof(blk_q4_K)
+         : kind == 5 ? sizeof(blk_q5_K) : sizeof(blk_q6_K);
+}
+
+/* the offset every q carries (Q3_K 4, Q6_K 32) as a shift of the scale-weighted block sums; -1: none */
+static inline int koff_shift(int kind) { return kind == 3 ? 2 : kind == 6 ? 5 : -1; }
+static inline int khas_min(int kind) { return kind == 2 || kind == 4 || kind == 5; }
+
+/* a super-block's 16 per-16 scales (int8), mins (unsigned bytes; zero without), d and dmin */
+typedef struct { __m128i sc8, mn8; float d, dmin; } ksuper_t;
+
+static inline __attribute__((always_inline)) ksuper_t kblock_scales(const uint8_t *blk, int kind) {
+    ksuper_t s = {_mm_setzero_si128(), _mm_setzero_si128(), 0.0f, 0.0f};
+    if (kind == 2) {
+        const blk_q2_K *w = (const void *)blk;
+        const __m128i v = _mm_loadu_si128((const __m128i *)w->scales);
+        s.sc8 = _mm_and_si128(v, _mm_set1_epi8(0xF));
+        s.mn8 = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0xF));
+        s.d = h2f(w->d);
+        s.dmin = h2f(w->dmin);
+    } else if (kind == 3) {
+        const blk_q3_K *w = (const void *)blk;
+        s.sc8 = q3k_scales(w->scales);
+        s.d = h2f(w->d);
+    } else if (kind == 4 || kind == 5) { /* both start {d, dmin, scales[12]} */
+        const blk_q4_K *w = (const void *)blk;
+        uint32_t sc[2], mn[2];
+        awq_q4k_words(w->scales, sc, mn);
+        s.sc8 = dup8(sc);
+        s.mn8 = dup8(mn);
+        s.d = h2f(w->d);
+        s.dmin = h2f(w->dmin);
+    } else {
+        const blk_q6_K *w = (const void *)blk;
+        s.sc8 = _mm_loadu_si128((const __m128i *)w->scales);
+        s.d = h2f(w->d);
+    }
+    return s;
+}
+
+static inline __m256i ld256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* chunk k (elements 32k..32k+31) of a super-block as 32 unsigned values; k is a constant after unrolling, so
+ * the loads that several chunks share fold into one */
+static inline __attribute__((always_inline)) __m256i kblock_chunk(const uint8_t *blk, int kind, int k) {
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    if (kind == 2) { /* chunk 4h + j: bits 2j, 2j+1 of qs[32h ..] */
+        const __m256i v = ld256(((const blk_q2_K *)(const void *)blk)->qs + 32 * (k / 4));
+        return _mm256_and_si256(k % 4 ? _mm256_srli_epi16(v, 2 * (k % 4)) : v, m3);
+    }
+    if (kind == 3) { /* low 2 bits as Q2_K, bit k of hmask as 4 */
+        const blk_q3_K *w = (const void *)blk;
+        const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ld256(w->qs + 32 * (k / 4)), _mm_cvtsi32_si128(2 * (k % 4))), m3);
+        const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(ld256(w->hmask), _mm_cvtsi32_si128(k)), one);
+        return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
+    }
+    if (kind == 4) { /* chunk 2j + i: nibble i of qs[32j ..] */
+        const __m256i v = ld256(((const blk_q4_K *)(const void *)blk)->qs + 32 * (k / 2));
+        return _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+    }
+    if (kind == 5) { /* as Q4_K, bit k of qh as 16 */
+        const blk_q5_K *w = (const void *)blk;
+        const __m256i v = ld256(w->qs + 32 * (k / 2));
+        const __m256i h = _mm256_and_si256(_mm256_srl_epi16(ld256(w->qh), _mm_cvtsi32_si128(k)), one);
+        return _mm256_or_si256(_mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, m4), _mm256_slli_epi16(h, 4));
+    }
+    /* Q6_K, chunk 4h + c: nibble c / 2 of ql[64h + 32 (c % 2) ..], bits 2c, 2c+1 of qh[32h ..] as 16 and 32 */
+    const blk_q6_K *w = (const void *)blk;
+    const int h = k / 4, c = k % 4;
+    const __m256i l = ld256(w->ql + 64 * h + 32 * (c % 2)), qh = ld256(w->qh + 32 * h);
+    const __m256i lo = _mm256_and_si256(c >= 2 ? _mm256_srli_epi16(l, 4) : l, m4);
+    const __m256i hi = _mm256_and_si256(c ? _mm256_srli_epi16(qh, 2 * c) : qh, m3);
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
+/* nx (1 or 4) activation rows: per super-block and chunk, u8 x s8 products weighted by the per-16 scales in
+ * int32 (the chunk unpacked once for all rows), then the offset / mins through the block sums, in float */
+static inline __attribute__((always_inline)) void kdot_rows(int64_t n, const void *vw, const void *vx, int64_t xs,
+                                                            float *out, const int nx, const int kind) {
+    const uint8_t *w = vw;
+    const size_t bs = kblock_bytes(kind);
+    __m256 accf[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t b = 0; b < n / QKK; b++) {
-        const __m128i sc8 = q3k_scales(w[b].scales);
-        const kscale_t ks = kscales(sc8);
-        const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
-        __m256i acc = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int h = 0; h < 2; h++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
-            #pragma GCC unroll 8
-            for (int j = 0; j < 4; j++) {
-                const __m128i sh = _mm_cvtsi32_si128(2 * j), hs = _mm_cvtsi32_si128(4 * h + j);
-                const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, sh), m3);
-                const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hm, hs), one), 2);
-                acc = kchunk(acc, _mm256_or_si256(lo, hi), x[b].qs, ks, 4 * h + j);
+        const uint8_t *blk = w + b * bs;
+        X4(act_q8_K, vx, xs, b);
+        const ksuper_t s = kblock_scales(blk, kind);
+        const kscale_t ks = kscales(s.sc8);
+        __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            const __m256i q = kblock_chunk(blk, kind, k), sc = kscale(ks, k);
+#pragma GCC unroll 4
+            for (int t = 0; t < nx; t++) {
+                const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(x_[t]->qs + 32 * k)));
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(p, sc));
             }
         }
-        accf = kfinish(accf, acc, &x[b], sc8, 2, h2f(w[b].d));
+        for (int t = 0; t < nx; t++) {
+            accf[t] = kfinish(accf[t], acc[t], x_[t], s.sc8, koff_shift(kind), s.d);
+            if (khas_min(kind)) accm[t] = kmins(accm[t], x_[t], s.mn8, s.dmin);
+        }
     }
-    return hsum_ps(accf);
+    for (int t = 0; t < nx; t++) out[t] = khas_min(kind) ? hsum_ps(accf[t]) - hsum_ps(accm[t]) : hsum_ps(accf[t]);
 }
 
-static float dot_q4_K(int64_t n, const void *vw, const void *vx) {
-    const blk_q4_K *w = vw; const act_q8_K *x = vx;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    __m256 accf = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QKK; b++) {
-        uint32_t sc[2], mn[2];
-        awq_q4k_words(w[b].scales, sc, mn);
-        const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
-        const kscale_t ks = kscales(sc8);
-        __m256i acc = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int j = 0; j < 4; j++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
-            acc = kchunk(acc, _mm256_and_si256(v, m4), x[b].qs, ks, 2 * j);
-            acc = kchunk(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x[b].qs, ks, 2 * j + 1);
-        }
-        accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
-        accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
+/* the table's entries: the same loop for one activation row (dot) and for four (dot4) */
+#define K_ENTRIES(T, KIND)                                                                                     \
+    static float dot_##T(int64_t n, const void *w, const void *x) {                                           \
+        float o;                                                                                               \
+        kdot_rows(n, w, x, 0, &o, 1, KIND);                                                                    \
+        return o;                                                                                              \
+    }                                                                                                          \
+    static void dot4_##T(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) {                   \
+        kdot_rows(n, w, x, xs, o, 4, KIND);                                                                    \
     }
-    return hsum_ps(accf) - hsum_ps(accm);
-}
-
-static float dot_q5_K(int64_t n, const void *vw, const void *vx) {
-    const blk_q5_K *w = vw; const act_q8_K *x = vx;
-    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
-    __m256 accf = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QKK; b++) {
-        uint32_t sc[2], mn[2];
-        awq_q4k_words(w[b].scales, sc, mn);
-        const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
-        const kscale_t ks = kscales(sc8);
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
-        __m256i acc = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int j = 0; j < 4; j++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
-            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one);
-            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4));
-            acc = kchunk(acc, q0, x[b].qs, ks, 2 * j);
-            acc = kchunk(acc, q1, x[b].qs, ks, 2 * j + 1);
-        }
-        accf = kfinish(accf, acc, &x[b], sc8, -1, h2f(w[b].d));
-        accm = kmins(accm, &x[b], mn8, h2f(w[b].dmin));
-    }
-    return hsum_ps(accf) - hsum_ps(accm);
-}
-
-static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
-    const blk_q6_K *w = vw; const act_q8_K *x = vx;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
-    __m256 accf = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QKK; b++) {
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
-        const kscale_t ks = kscales(sc8);
-        __m256i acc = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4);
-            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4);
-            const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4);
-            const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4);
-            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0), x[b].qs, ks, 4 * h + 0);
-            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x[b].qs, ks, 4 * h + 1);
-            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2), x[b].qs, ks, 4 * h + 2);
-            acc = kchunk(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3), x[b].qs, ks, 4 * h + 3);
-        }
-        accf = kfinish(accf, acc, &x[b], sc8, 5, h2f(w[b].d));
-    }
-    return hsum_ps(accf);
-}
+K_ENTRIES(q2_K, 2)
+K_ENTRIES(q3_K, 3)
+K_ENTRIES(q4_K, 4)
+K_ENTRIES(q5_K, 5)
+K_ENTRIES(q6_K, 6)
 
 /* ---- GEMM: one weight row against 4 activation rows, unpacked once -------------------------------- */
 
-#define X4(T, vx, xs, b) const T *x_[4] = {(const T *)(vx) + (b), (const T *)((const uint8_t *)(vx) + (xs)) + (b), \
-    (const T *)((const uint8_t *)(vx) + 2 * (xs)) + (b), (const T *)((const uint8_t *)(vx) + 3 * (xs)) + (b)}
 
 /* Q4_0 / Q4_1 / Q5_0 / Q5_1: kind 0..3 (a constant after inlining) */
 static inline __attribute__((always_inline)) void dot4_32(int64_t n, const void *vw, const void *vx, int64_t xs,
@@ -477,158 +473,6 @@ static void dot4_q8_0(int64_t n, const void *vw, const void *vx, int64_t xs, flo
         }
     }
     for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
-}
-
-/* K types: chunk k of the unpacked super-block against the 4 activation rows, scales shared */
-static inline void kchunk4(__m256i acc[4], __m256i q, const act_q8_K *const x_[4], kscale_t ks, int k) {
-    const __m256i sc = kscale(ks, k);
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-        const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(x_[t]->qs + 32 * k)));
-        acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(p, sc));
-    }
-}
-
-#define KACC_INIT __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()}
-#define ZERO4 {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}
-
-static void dot4_q2_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
-    const blk_q2_K *w = vw;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    __m256 accf[4] = ZERO4, accm[4] = ZERO4;
-    for (int64_t b = 0; b < n / QKK; b++) {
-        X4(act_q8_K, vx, xs, b);
-        const __m128i s = _mm_loadu_si128((const __m128i *)w[b].scales);
-        const __m128i sc8 = _mm_and_si128(s, _mm_set1_epi8(0xF));
-        const kscale_t ks = kscales(sc8);
-        const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0xF));
-        KACC_INIT;
-        #pragma GCC unroll 8
-        for (int h = 0; h < 2; h++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
-            kchunk4(acc, _mm256_and_si256(v, m3), x_, ks, 4 * h + 0);
-            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x_, ks, 4 * h + 1);
-            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x_, ks, 4 * h + 2);
-            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x_, ks, 4 * h + 3);
-        }
-        const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
-        for (int t = 0; t < 4; t++) {
-            accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, -1, d);
-            accm[t] = kmins(accm[t], x_[t], mn8, dmin);
-        }
-    }
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]) - hsum_ps(accm[t]);
-}
-
-static void dot4_q3_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
-    const blk_q3_K *w = vw;
-    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-    __m256 accf[4] = ZERO4;
-    for (int64_t b = 0; b < n / QKK; b++) {
-        X4(act_q8_K, vx, xs, b);
-        const __m128i sc8 = q3k_scales(w[b].scales);
-        const kscale_t ks = kscales(sc8);
-        const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
-        KACC_INIT;
-        #pragma GCC unroll 8
-        for (int h = 0; h < 2; h++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
-            #pragma GCC unroll 8
-            for (int j = 0; j < 4; j++) {
-                const __m128i sh = _mm_cvtsi32_si128(2 * j), hs = _mm_cvtsi32_si128(4 * h + j);
-                const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, sh), m3);
-                const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hm, hs), one), 2);
-                kchunk4(acc, _mm256_or_si256(lo, hi), x_, ks, 4 * h + j);
-            }
-        }
-        const float d = h2f(w[b].d);
-        for (int t = 0; t < 4; t++) accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, 2, d);
-    }
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]);
-}
-
-static void dot4_q4_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
-    const blk_q4_K *w = vw;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    __m256 accf[4] = ZERO4, accm[4] = ZERO4;
-    for (int64_t b = 0; b < n / QKK; b++) {
-        X4(act_q8_K, vx, xs, b);
-        uint32_t sc[2], mn[2];
-        awq_q4k_words(w[b].scales, sc, mn);
-        const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
-        const kscale_t ks = kscales(sc8);
-        KACC_INIT;
-        #pragma GCC unroll 8
-        for (int j = 0; j < 4; j++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
-            kchunk4(acc, _mm256_and_si256(v, m4), x_, ks, 2 * j);
-            kchunk4(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x_, ks, 2 * j + 1);
-        }
-        const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
-        for (int t = 0; t < 4; t++) {
-            accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, -1, d);
-            accm[t] = kmins(accm[t], x_[t], mn8, dmin);
-        }
-    }
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]) - hsum_ps(accm[t]);
-}
-
-static void dot4_q5_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
-    const blk_q5_K *w = vw;
-    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
-    __m256 accf[4] = ZERO4, accm[4] = ZERO4;
-    for (int64_t b = 0; b < n / QKK; b++) {
-        X4(act_q8_K, vx, xs, b);
-        uint32_t sc[2], mn[2];
-        awq_q4k_words(w[b].scales, sc, mn);
-        const __m128i sc8 = dup8(sc), mn8 = dup8(mn);
-        const kscale_t ks = kscales(sc8);
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
-        KACC_INIT;
-        #pragma GCC unroll 8
-        for (int j = 0; j < 4; j++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
-            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4)), x_, ks, 2 * j);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4)), x_, ks, 2 * j + 1);
-        }
-        const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
-        for (int t = 0; t < 4; t++) {
-            accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, -1, d);
-            accm[t] = kmins(accm[t], x_[t], mn8, dmin);
-        }
-    }
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]) - hsum_ps(accm[t]);
-}
-
-static void dot4_q6_K(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
-    const blk_q6_K *w = vw;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
-    __m256 accf[4] = ZERO4;
-    for (int64_t b = 0; b < n / QKK; b++) {
-        X4(act_q8_K, vx, xs, b);
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
-        const kscale_t ks = kscales(sc8);
-        KACC_INIT;
-        #pragma GCC unroll 8
-        for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4);
-            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4);
-            const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4);
-            const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0), x_, ks, 4 * h + 0);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x_, ks, 4 * h + 1);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2), x_, ks, 4 * h + 2);
-            kchunk4(acc, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3), x_, ks, 4 * h + 3);
-        }
-        const float d = h2f(w[b].d);
-        for (int t = 0; t < 4; t++) accf[t] = kfinish(accf[t], acc[t], x_[t], sc8, 5, d);
-    }
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(accf[t]);
 }
 
 /* ---- GEMM over interleaved Q4_0 (blk_q4_0x8): 8 weight rows x up to 4 activation rows ------------- */
