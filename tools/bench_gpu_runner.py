@@ -62,6 +62,42 @@ def graph_step_time(path: Path, n_ctx: int = 520, reps: int = 200) -> float:
     return statistics.median(times)
 
 
+KERNEL_GROUPS = [  # (group, substrings of the CUDA kernel name), first match wins
+    ("GEMV (ours)", ("gemv_q8_kernel", "gemv_kernel")),
+    ("activation rounding (ours)", ("quant_x_kernel",)),
+    ("attention (SDPA)", ("fmha", "attention", "flash", "efficient")),
+    ("RMSNorm", ("rms", "norm")),
+    ("index / KV store", ("index", "gather", "scatter")),
+    ("casts and copies", ("copy", "Copy", "direct_copy", "cast")),
+]
+
+
+def kernel_profile(path: Path, steps: int = 20) -> dict:
+    """CUDA kernel time per decode step, grouped (torch.profiler over eager steps: the same kernels the graph
+    replays, without its launch savings), beside the graph's step time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from awq_gguf.runner.gpu_model import GpuModel
+
+    m = GpuModel.load(path, n_ctx=520, graphs=False)
+    cache = m.new_cache()
+    m.forward([1, 2, 3, 4], cache)
+    m.forward([5], cache)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for i in range(steps):
+            m.forward([6 + i], cache)
+    groups: dict[str, list[float]] = {}
+    for e in prof.key_averages():
+        if e.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        us = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0.0)
+        name = next((g for g, keys in KERNEL_GROUPS if any(k in e.key for k in keys)), "other elementwise")
+        acc = groups.setdefault(name, [0.0, 0.0])
+        acc[0] += us / steps
+        acc[1] += e.count / steps
+    return {g: {"us_per_step": v[0], "kernels_per_step": v[1]} for g, v in groups.items()}
+
+
 def accuracy(path: Path) -> dict:
     """GPU runner vs CPU runner (torch backend, float32) on a 32-token prompt's last logits and 8 greedy decode
     steps fed the CPU's tokens; with the default int8 activations ("q8") and with float activations ("f16")."""
@@ -95,6 +131,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--commit", default="")
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="kernel time per decode step by group (first type)")
     args = ap.parse_args()
 
     from awq_gguf.runner.bench import bench
@@ -126,6 +163,8 @@ def main() -> None:
         row["graph_step_s"] = graph_step_time(path)
         if not args.skip_accuracy:
             row["accuracy"] = accuracy(path)
+        if args.profile and not rows:
+            row["profile"] = kernel_profile(path)
         print(json.dumps(row), flush=True)
         rows.append(row)
         torch.cuda.empty_cache()
@@ -145,6 +184,14 @@ def main() -> None:
               f"| {r['tg_of_bound']:.3f} | {r['graph_step_s'] * 1e6:.0f} | {g:.0f} ({g / r['tg_bound']:.3f}) "
               f"| {r['tg_no_graphs']:.1f} | {q8['rel_max']:.1e} / {f16['rel_max']:.1e} "
               f"| {q8['top1']:.2f} / {f16['top1']:.2f} |")
+    for r in rows:
+        if "profile" in r:
+            total = sum(v["us_per_step"] for v in r["profile"].values())
+            print(f"\n{r['type']}: CUDA kernel time per eager decode step {total:.0f} us "
+                  f"(graph replay {r['graph_step_s'] * 1e6:.0f} us)")
+            print("| kernels | us per step | kernels per step |\n|---|---:|---:|")
+            for g, v in sorted(r["profile"].items(), key=lambda kv: -kv[1]["us_per_step"]):
+                print(f"| {g} | {v['us_per_step']:.0f} | {v['kernels_per_step']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ def test_graph_on_cpu_matches_cpu_runner(tiny_gguf, arch):
 
 def test_bucket_mask_equals_exact_context(tiny_gguf):
     """A decode step over a whole bucket (later positions masked, holding an old sequence's keys) gives what the
-    step over exactly the cached positions gives (float32 cache: float16 attention sums in another order)."""
+    step over exactly the cached positions gives. The float16 weights round each product's input to float16, so a
+    sum taken in another order can move a logit by a float16 ulp (~1e-3); a stale key attended would move them
+    by far more."""
     m = cpu_graph_model(tiny_gguf("LlamaForCausalLM", "Q8_0"), act_q8=False)
     old = m.new_cache()
     m.forward(tokens(m, 60, seed=2), old)  # fills positions 0..59 with another sequence
@@ -79,7 +81,7 @@ def test_bucket_mask_equals_exact_context(tiny_gguf):
         exact = m._decode_step(cache, 11)
         bucket = m._decode_step(cache, 64)
     assert torch.isfinite(bucket).all()
-    assert rel(bucket, exact) < 1e-5
+    assert rel(bucket, exact) < 3e-3
 
 
 def test_retired_cache_raises(tiny_gguf):
