@@ -180,6 +180,8 @@ class GpuModel:
         host knows it (prompts: attention chunks then stop at the keys they can see); None in the decode step."""
         hp, q8 = self.hp, self.act_q8
         n = x.shape[0]
+        rope_rows = self.rope.rows(pos)  # once per step, not per layer
+        masks = self._masks(pos, t, p0)
         for il, ly in enumerate(self.gw.layers):
             h = self._norm(x, ly.attn_norm)
             q, k, v = ly.qkv(h, q8)  # float32 [n, rows] each (column views of one product where fused)
@@ -191,10 +193,10 @@ class GpuModel:
             if ly.q_norm is not None:
                 q = self._norm(q, ly.q_norm)
                 k = self._norm(k, ly.k_norm)
-            q, k = self.rope(q, pos), self.rope(k, pos)
+            q, k = self.rope.apply(q, rope_rows), self.rope.apply(k, rope_rows)
             cache.store(il, k.transpose(0, 1), v.transpose(0, 1), pos)
             keys, values = cache.keys_values(il, t)  # [n_kv, t, d]
-            x = x + ly.wo.matmul(self._attention(q, keys, values, pos, p0), q8)
+            x = x + ly.wo.matmul(self._attention(q, keys, values, masks), q8)
             gate, up = ly.gate_up(self._norm(x, ly.ffn_norm), q8)
             x = x + ly.w_down.matmul(torch.nn.functional.silu(gate) * up, q8)
         return self._norm(x, self.gw.output_norm)
@@ -203,24 +205,33 @@ class GpuModel:
         """RMSNorm over the last dimension times w (runner.model.rms_norm's formula, one fused op)."""
         return torch.nn.functional.rms_norm(x, (x.shape[-1],), w, self.hp.rms_eps)
 
-    def _attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
-                   p0: int | None) -> torch.Tensor:
-        """q float32 [n, n_head, d]; keys/values [n_kv, t, d]; pos int64 [n] -> [n, n_head * d] in the cache's
-        dtype, causal. Query head h reads kv head h // n_gqa: the n_gqa heads of a kv head are put side by side as
-        n_gqa * n queries of that head, so one fused attention call (SDPA) serves grouped-query attention."""
-        hp = self.hp
-        n, t, d, g = q.shape[0], keys.shape[1], hp.head_dim, hp.n_gqa
-        qg = q.to(keys.dtype).view(n, hp.n_head_kv, g, d).permute(1, 2, 0, 3).reshape(hp.n_head_kv, g * n, d)
-        outs = []
+    def _masks(self, pos: torch.Tensor, t: int, p0: int | None) -> list[tuple[int, int, int, torch.Tensor]]:
+        """Per chunk of ATTN_CHUNK queries: (first query c0, queries c, keys it sees, bool mask [n_gqa * c, keys]) with row
+        j * c + i for query i, head j of a kv group (c == 1: [1, keys], broadcast). Made once per forward step:
+        every layer attends with the same masks. p0: the first position when the host knows it (prompts: a chunk
+        stops at the keys its last query can see); None: all t."""
+        n, g = pos.shape[0], self.hp.n_gqa
+        out = []
         for c0 in range(0, n, ATTN_CHUNK):
             c1 = min(n, c0 + ATTN_CHUNK)
-            c = c1 - c0
-            tc = t if p0 is None else min(t, p0 + c1)  # keys the chunk's last query can see
+            tc = t if p0 is None else min(t, p0 + c1)
             allowed = self._arange[:tc][None, :] <= pos[c0:c1, None]  # [c, tc]
-            mask = allowed if c == 1 else allowed.repeat(g, 1)  # [g * c, tc]: row j * c + i is query i, head j
-            qc = qg if c == n else qg.view(hp.n_head_kv, g, n, d)[:, :, c0:c1].reshape(hp.n_head_kv, g * c, d)
+            out.append((c0, c1 - c0, tc, allowed if c1 - c0 == 1 else allowed.repeat(g, 1)))
+        return out
+
+    def _attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                   masks: list[tuple[int, int, int, torch.Tensor]]) -> torch.Tensor:
+        """q float32 [n, n_head, d]; keys/values [n_kv, t, d] -> [n, n_head * d] in the cache's dtype, causal
+        through masks (_masks). Query head h reads kv head h // n_gqa: the n_gqa heads of a kv head are put side by
+        side as n_gqa * n queries of that head, so one fused attention call (SDPA) serves grouped-query attention."""
+        hp = self.hp
+        n, d, g, n_kv = q.shape[0], hp.head_dim, hp.n_gqa, hp.n_head_kv
+        qg = q.to(keys.dtype).view(n, n_kv, g, d).permute(1, 2, 0, 3)  # [n_kv, g, n, d]
+        outs = []
+        for c0, c, tc, mask in masks:
+            qc = qg[:, :, c0 : c0 + c].reshape(n_kv, g * c, d)
             out = torch.nn.functional.scaled_dot_product_attention(
                 qc[None], keys[None, :, :tc], values[None, :, :tc], attn_mask=mask, scale=1.0 / d**0.5
             )[0]  # [n_kv, g * c, d]
-            outs.append(out.view(hp.n_head_kv, g, c, d).permute(2, 0, 1, 3).reshape(c, hp.n_head * d))
+            outs.append(out.view(n_kv, g, c, d).permute(2, 0, 1, 3).reshape(c, hp.n_head * d))
         return outs[0] if len(outs) == 1 else torch.cat(outs)

@@ -40,18 +40,29 @@ class Rope:
 
     def __call__(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """x [n_tok, n_heads, head_dim], pos int64 [n_tok] -> rotated copy of x."""
-        cos = self.cos[pos][:, None, :]  # [n_tok, 1, half]
-        sin = self.sin[pos][:, None, :]
+        return self.apply(x, self.rows(pos))
+
+    def rows(self, pos: torch.Tensor) -> torch.Tensor:
+        """The table rows of positions pos (int64 [n_tok]), for apply: complex cos + i sin [n_tok, 1, half] in
+        NORMAL mode, float32 [2, n_tok, 1, half] (cos, sin) in NEOX mode. One lookup serves every layer."""
+        if self.mode == RopeMode.NORMAL:
+            return self.cis[pos][:, None, :]
+        return torch.stack((self.cos[pos], self.sin[pos]))[:, :, None, :]
+
+    def apply(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """x [n_tok, n_heads, head_dim] rotated by the rows of its positions (rows(pos)) -> a new tensor."""
         r = self.n_rot
         if self.mode == RopeMode.NORMAL and x.dtype == torch.float32:
             # (x0 + i x1) * (cos + i sin): the same two products and sums per pair as below, one fused kernel
             # (bit-equal to the stack path; pp512 RoPE 2.7 -> 0.25 ms per call on the dev machine)
             pairs = x[..., :r].reshape(*x.shape[:-1], r // 2, 2)
-            out = torch.view_as_real(torch.view_as_complex(pairs) * self.cis[pos][:, None, :]).flatten(-2)
+            out = torch.view_as_real(torch.view_as_complex(pairs) * rows).flatten(-2)
         elif self.mode == RopeMode.NORMAL:
+            cos, sin = rows.real, rows.imag
             x0, x1 = x[..., 0:r:2], x[..., 1:r:2]
             out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
         else:
+            cos, sin = rows[0], rows[1]
             x0, x1 = x[..., : r // 2], x[..., r // 2 : r]
             out = torch.cat((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
         if r < x.shape[-1]:
