@@ -1,4 +1,5 @@
-"""The local runner: reads a GGUF file written by the converter and runs it on the CPU, as llama.cpp would.
+"""The local runner: reads a GGUF file written by the converter and runs it on the CPU, as llama.cpp would (or,
+with --device cuda, on an NVIDIA GPU).
 
 Modules, one concept each:
   gguf_check     validates a GGUF header (sizes, offsets, counts) before anything trusts it
@@ -11,6 +12,11 @@ Modules, one concept each:
   kv_cache       the per-layer key/value cache
   model          the transformer forward pass (RMSNorm, GQA attention, SwiGLU); one-token steps on the kernels
                  backend run every layer in one C call (awq_gguf.cpu_kernels.DecodeStack)
+  device         --device cpu|cuda: which model a command gets, and why cuda is unavailable where it is
+  gpu_weights    the weights on a CUDA device (the cuda_kernels layout, or float16) and their products
+  gpu_kv_cache   the GPU model's KV cache (one storage per model, for its CUDA graphs)
+  gpu_model      the forward pass on the GPU: cuda_kernels for the products, torch for the rest, CUDA graphs
+  gpu_bandwidth  the card's copy bandwidth, the peer of GPU decode speed
   tokenizer      the file's own vocabulary, through llama.cpp (llama-cpp-python, vocab_only)
   generate       sampling and streaming generation
   evaluate       perplexity with the runner, windowed as awq_gguf.perplexity does
