@@ -37,11 +37,13 @@ int awq_get_rows(int qtype, const void *w, int64_t rows, int64_t row_bytes, int6
                  const int64_t *ids, int64_t n_ids, float *out, int nthreads);
 
 /* ---- decode step: one token through whole transformer layers (layer.c) ---------------------------
- * One weight matrix as stored in the file: rows of row_bytes bytes, each `cols` elements of ggml type qtype. */
+ * One weight matrix as stored in the file: rows of row_bytes bytes, each `cols` elements of ggml type qtype;
+ * or, with packed = 1, awq_pack's copy of it (rows interleaved by 8; row_bytes still a file row's size). */
 typedef struct {
     const void *w;
     int64_t rows, row_bytes, cols;
     int qtype;
+    int packed;
 } awq_mat_t;
 
 /* Shapes and model-wide tables shared by every layer. rope_cos/rope_sin: [rope_rows, head_dim / 2], the angle

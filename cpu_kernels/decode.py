@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from gguf import GGML_QUANT_SIZES
 
 from . import ops
 from .ops import KernelShapeError, KernelTypeError
@@ -98,8 +99,27 @@ class DecodeConfig:
         self._c = c
 
 
+def _layer_matrix(m: Any, rows: int, cols: int, name: str) -> tuple[np.ndarray, Any, int, bool]:
+    """(uint8 GGUF bytes [rows, row_bytes], qtype), or a PackedMatrix (pack_weights) of rows x cols:
+    (buffer, type, cols, packed)."""
+    if isinstance(m, ops.PackedMatrix):
+        data, t = ops._packed(m, name)  # noqa: SLF001
+        if (m.rows, m.cols) != (rows, cols):
+            raise KernelShapeError(f"{name} must be {rows} x {cols} ({t.name}), got a packed {m.rows} x {m.cols}")
+        return data, t, cols, True
+    if not isinstance(m, tuple) or len(m) != 2:
+        raise KernelTypeError(f"{name} must be a (uint8 array, qtype) pair or a PackedMatrix")
+    t = ops._qtype(m[1])  # noqa: SLF001
+    raw, cols_w = ops._weights(m[0], t, name)  # noqa: SLF001
+    if raw.shape[0] != rows or cols_w != cols:
+        raise KernelShapeError(f"{name} must be {rows} x {cols} ({t.name}), got {raw.shape[0]} rows of "
+                               f"{cols_w} elements ({raw.shape[1]} B)")
+    return raw, t, cols, False
+
+
 class DecodeLayer:
-    """One layer's weights, checked against cfg. Matrices are (uint8 GGUF bytes [rows, row_bytes], qtype)."""
+    """One layer's weights, checked against cfg. Matrices are (uint8 GGUF bytes [rows, row_bytes], qtype), or
+    PackedMatrix copies (pack_weights: Q4_0 rows interleaved by 8, multiplied by the interleaved kernel)."""
 
     def __init__(self, cfg: DecodeConfig, *, attn_norm: np.ndarray, ffn_norm: np.ndarray,
                  wq: tuple, wk: tuple, wv: tuple, wo: tuple, w_gate: tuple, w_up: tuple, w_down: tuple,
@@ -120,17 +140,9 @@ class DecodeLayer:
         shapes = {"wq": (nq, e), "wk": (nkv, e), "wv": (nkv, e), "wo": (e, nq), "w_gate": (f, e), "w_up": (f, e),
                   "w_down": (e, f)}
         given = {"wq": wq, "wk": wk, "wv": wv, "wo": wo, "w_gate": w_gate, "w_up": w_up, "w_down": w_down}
-        self.mats: dict[str, tuple[np.ndarray, Any, int]] = {}
+        self.mats: dict[str, tuple[np.ndarray, Any, int, bool]] = {}
         for name, (rows, cols) in shapes.items():
-            m = given[name]
-            if not isinstance(m, tuple) or len(m) != 2:
-                raise KernelTypeError(f"{name} must be a (uint8 array, qtype) pair")
-            t = ops._qtype(m[1])  # noqa: SLF001
-            raw, cols_w = ops._weights(m[0], t, name)  # noqa: SLF001
-            if raw.shape[0] != rows or cols_w != cols:
-                raise KernelShapeError(f"{name} must be {rows} x {cols} ({t.name}), got {raw.shape[0]} rows of "
-                                       f"{cols_w} elements ({raw.shape[1]} B)")
-            self.mats[name] = (raw, t, cols)
+            self.mats[name] = _layer_matrix(given[name], rows, cols, name)
         self.caches: tuple[np.ndarray, np.ndarray] | None = None
 
     def _fill(self, ffi, c) -> None:  # c: awq_layer_t
@@ -145,11 +157,14 @@ class DecodeLayer:
             c.q_norm, c.k_norm = fp(self.vec["q_norm"]), fp(self.vec["k_norm"])
         for name, field in (("wq", "wq"), ("wk", "wk"), ("wv", "wv"), ("wo", "wo"), ("w_gate", "gate"),
                             ("w_up", "up"), ("w_down", "down")):
-            raw, t, cols = self.mats[name]
+            raw, t, cols, packed = self.mats[name]
             m = getattr(c, field)
             buf = ffi.from_buffer("char[]", raw)
             self._keep.append(buf)
-            m.w, m.rows, m.row_bytes, m.cols, m.qtype = buf, raw.shape[0], raw.shape[1], cols, int(t)
+            block, size = GGML_QUANT_SIZES[t]
+            rows = raw.shape[0] * 8 if packed else raw.shape[0]
+            m.w, m.rows, m.row_bytes, m.cols, m.qtype = buf, rows, cols // block * size, cols, int(t)
+            m.packed = int(packed)
 
 
 class DecodeStack:

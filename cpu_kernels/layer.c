@@ -26,9 +26,10 @@
 static int is_k(int t) { return t >= AWQ_Q2_K && t <= AWQ_Q6_K; }
 static int is_float(int t) { return t == AWQ_F32 || t == AWQ_F16; }
 
-/* 0 if m is a valid matrix of rows x cols for the current kernels */
+/* 0 if m is a valid matrix of rows x cols for the current kernels (packed: a type and row count awq_pack takes) */
 static int check_mat(const awq_mat_t *m, int64_t rows, int64_t cols) {
-    if (!m->w || m->rows != rows || m->cols != cols) return -2;
+    if (!m->w || m->rows != rows || m->cols != cols || (m->packed != 0 && m->packed != 1)) return -2;
+    if (m->packed && !awq_packed_bytes(m->qtype, rows, cols)) return awq_packed_bytes(m->qtype, 8, 32) ? -2 : -1;
     return awq_check_weights(m->qtype, cols, m->row_bytes);
 }
 
@@ -56,22 +57,44 @@ static const uint8_t *act_for(const awq_kernels *k, act_t *a, int t) {
 typedef struct {
     const awq_kernels *k;
     int nm;
+    int64_t unit; /* rows per pool item: 8 when every matrix has a multiple of 8 rows (whole interleaved groups) */
     const awq_mat_t *m[3];
     const uint8_t *xq[3];
     float *y[3];
     int64_t start[4];
 } gemv_job_t;
 
-static void gemv_rows(void *ctx, int64_t r0, int64_t r1) {
+/* rows a..b-1 of the interleaved matrix m (groups of 8 computed whole; rows outside a..b-1 are not written) */
+static void gemv_packed(const awq_kernels *k, const awq_mat_t *m, const uint8_t *xq, float *y, int64_t a, int64_t b) {
+    awq_gemm8_fn g8 = k->gemm8[m->qtype];
+    if (!g8) g8 = awq_kernels_scalar()->gemm8[m->qtype]; /* an ISA without its own interleaved kernel */
+    const int64_t gbytes = m->cols / QK32 * (int64_t)sizeof(blk_q4_0x8);
+    for (int64_t g = a / 8; 8 * g < b; g++) {
+        if (8 * g >= a && 8 * g + 8 <= b) {
+            g8(m->cols, (const uint8_t *)m->w + g * gbytes, xq, 0, 1, y + 8 * g, 0);
+        } else {
+            float tmp[8];
+            g8(m->cols, (const uint8_t *)m->w + g * gbytes, xq, 0, 1, tmp, 0);
+            for (int64_t r = 8 * g > a ? 8 * g : a; r < 8 * g + 8 && r < b; r++) y[r] = tmp[r - 8 * g];
+        }
+    }
+}
+
+static void gemv_rows(void *ctx, int64_t u0, int64_t u1) {
     const gemv_job_t *j = ctx;
+    const int64_t r0 = u0 * j->unit, r1 = u1 * j->unit;
     for (int i = 0; i < j->nm; i++) {
         const int64_t a = r0 > j->start[i] ? r0 : j->start[i], b = r1 < j->start[i + 1] ? r1 : j->start[i + 1];
         if (a >= b) continue;
         const awq_mat_t *m = j->m[i];
-        const awq_dot_fn dot = j->k->dot[m->qtype];
         const uint8_t *w = (const uint8_t *)m->w;
         const uint8_t *xq = j->xq[i];
         float *y = j->y[i] - j->start[i];
+        if (m->packed) {
+            gemv_packed(j->k, m, xq, j->y[i], a - j->start[i], b - j->start[i]);
+            continue;
+        }
+        const awq_dot_fn dot = j->k->dot[m->qtype];
         for (int64_t r = a; r < b; r++) y[r] = dot(m->cols, w + (r - j->start[i]) * m->row_bytes, xq);
     }
 }
@@ -80,14 +103,16 @@ static void gemv(const awq_kernels *k, act_t *a, int nm, const awq_mat_t *const 
     gemv_job_t j;
     j.k = k;
     j.nm = nm;
+    j.unit = 8;
     j.start[0] = 0;
     for (int i = 0; i < nm; i++) {
         j.m[i] = m[i];
         j.xq[i] = act_for(k, a, m[i]->qtype);
         j.y[i] = y[i];
         j.start[i + 1] = j.start[i] + m[i]->rows;
+        if (m[i]->rows % 8) j.unit = 1;
     }
-    awq_parallel_for(gemv_rows, &j, j.start[nm], nthreads);
+    awq_parallel_for(gemv_rows, &j, j.start[nm] / j.unit, nthreads);
 }
 
 /* ---- small ops -------------------------------------------------------------------------------- */

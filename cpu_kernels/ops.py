@@ -261,19 +261,25 @@ def pack_weights(w: np.ndarray, qtype: Any) -> PackedMatrix:
     return PackedMatrix(data, t, rows, cols)
 
 
+def _packed(p: Any, name: str = "p") -> tuple[np.ndarray, GGMLQuantizationType]:
+    """Checks a PackedMatrix (its data against its rows, cols and type); returns its data and type."""
+    if not isinstance(p, PackedMatrix):
+        raise KernelTypeError(f"{name} must be a PackedMatrix from pack_weights, got {type(p).__name__}")
+    t = _qtype(p.qtype)
+    expect = _lib().awq_packed_bytes(int(t), p.rows, p.cols)
+    d = p.data
+    if (not isinstance(d, np.ndarray) or d.dtype != _U8 or not d.flags.c_contiguous or expect == 0
+            or d.nbytes != expect or d.ndim != 2 or d.shape[0] != p.rows // 8):
+        raise KernelShapeError(f"{name} does not hold {p.rows} interleaved {t.name} rows of {p.cols} columns "
+                               f"({expect} B); data {getattr(d, 'shape', None)}")
+    return d, t
+
+
 def matmul_packed(p: PackedMatrix, x: np.ndarray, threads: int | None = None,
                   out: np.ndarray | None = None) -> np.ndarray:
     """matmul on pack_weights' interleaved rows: y = x @ W^T, x float32 [n, cols] (or [cols]) -> [n, rows]."""
     lib = _lib()
-    if not isinstance(p, PackedMatrix):
-        raise KernelTypeError(f"p must be a PackedMatrix from pack_weights, got {type(p).__name__}")
-    t = _qtype(p.qtype)
-    expect = lib.awq_packed_bytes(int(t), p.rows, p.cols)
-    d = p.data
-    if (not isinstance(d, np.ndarray) or d.dtype != _U8 or not d.flags.c_contiguous or expect == 0
-            or d.nbytes != expect or d.ndim != 2 or d.shape[0] != p.rows // 8):
-        raise KernelShapeError(f"p does not hold {p.rows} interleaved {t.name} rows of {p.cols} columns "
-                               f"({expect} B); data {getattr(d, 'shape', None)}")
+    d, t = _packed(p)
     x2, squeeze = _activations(x)
     n, cols = x2.shape
     if cols != p.cols:

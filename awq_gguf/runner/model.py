@@ -149,11 +149,14 @@ class Model:
         def vec(t):
             return None if t is None else np.ascontiguousarray(t.numpy(), dtype=np.float32)
 
+        def mat(w):  # the prompt's interleaved copy where there is one (Q4_0): one copy serves both paths
+            p = self.backend.packed(w)
+            return (w.raw, w.qtype) if p is None else p
+
         layers = [
             ck.DecodeLayer(cfg, attn_norm=vec(lw.attn_norm), ffn_norm=vec(lw.ffn_norm),
-                           wq=(lw.wq.raw, lw.wq.qtype), wk=(lw.wk.raw, lw.wk.qtype), wv=(lw.wv.raw, lw.wv.qtype),
-                           wo=(lw.wo.raw, lw.wo.qtype), w_gate=(lw.w_gate.raw, lw.w_gate.qtype),
-                           w_up=(lw.w_up.raw, lw.w_up.qtype), w_down=(lw.w_down.raw, lw.w_down.qtype),
+                           wq=mat(lw.wq), wk=mat(lw.wk), wv=mat(lw.wv), wo=mat(lw.wo), w_gate=mat(lw.w_gate),
+                           w_up=mat(lw.w_up), w_down=mat(lw.w_down),
                            bq=vec(lw.bq), bk=vec(lw.bk), bv=vec(lw.bv), q_norm=vec(lw.q_norm), k_norm=vec(lw.k_norm))
             for lw in self.w.layers
         ]

@@ -65,7 +65,8 @@ static awq_mat_t random_mat(int t, int64_t rows, int64_t cols) {
     return m;
 }
 
-/* two layers, 3 positions: the variant (2 threads) against the scalar table (1 thread) */
+/* two layers (the second with an interleaved Q4_0 wq), 3 positions: the variant (2 threads) against the scalar
+ * table (1 thread) */
 static void check_decode(int isa) {
     enum { E = 256, NH = 4, NKV = 2, D = 64, FF = 512, CTX = 4, NL = 2 };
     float cs[CTX * D / 2], sn[CTX * D / 2];
@@ -86,6 +87,14 @@ static void check_decode(int isa) {
         L[l].wv = random_mat(AWQ_Q8_0, NKV * D, E); L[l].wo = random_mat(AWQ_Q4_K, E, NH * D);
         L[l].gate = random_mat(AWQ_Q6_K, FF, E); L[l].up = random_mat(AWQ_Q5_1, FF, E);
         L[l].down = random_mat(AWQ_Q3_K, E, FF);
+        if (l == 1) { /* the second layer's wq as awq_pack's interleaved copy */
+            const int64_t size = awq_packed_bytes(AWQ_Q4_0, NH * D, E);
+            void *wp = malloc(size);
+            if (awq_pack(AWQ_Q4_0, L[l].wq.w, NH * D, L[l].wq.row_bytes, E, wp, size) == 0) {
+                L[l].wq.w = wp;
+                L[l].wq.packed = 1;
+            }
+        }
         for (int c = 0; c < 2; c++)
             for (int kv = 0; kv < 2; kv++) caches[c][l][kv] = calloc(NKV * CTX * D, 4);
     }

@@ -62,10 +62,14 @@ class Spec:
         self.ref_k = np.zeros((n_kv, n_ctx, d))
         self.ref_v = np.zeros((n_kv, n_ctx, d))
 
-    def build(self) -> ck.DecodeStack:
+    def build(self, packed: bool = False) -> ck.DecodeStack:
+        """packed: Q4_0 matrices with a multiple of 8 rows go in as pack_weights' interleaved copies."""
         cfg = ck.DecodeConfig(self.n_embd, self.n_head, self.n_kv, self.d, self.n_ff, self.n_ctx, self.eps,
                               self.neox, self.cos, self.sin)
-        layer = ck.DecodeLayer(cfg, **self.vecs, **self.mats)
+        mats = {k: ck.pack_weights(raw, t) if packed and t == T.Q4_0 and raw.shape[0] % 8 == 0 else (raw, t)
+                for k, (raw, t) in self.mats.items()}
+        layer = ck.DecodeLayer(cfg, **self.vecs, **mats)
+        assert not packed or any(m[3] for m in layer.mats.values()), "no matrix went in packed"
         stack = ck.DecodeStack(cfg, [layer])
         shape = (self.n_kv, self.n_ctx, self.d)
         self.k_cache = np.full(shape, np.nan, np.float32)  # poisoned: positions > pos must never be read
@@ -126,8 +130,8 @@ class Spec:
         return x + self._mm("w_down", gate / (1 + np.exp(-gate)) * up)
 
 
-def run_positions(spec: Spec, n_pos: int = 5, threads: int = 1) -> None:
-    stack = spec.build()
+def run_positions(spec: Spec, n_pos: int = 5, threads: int = 1, packed: bool = False) -> None:
+    stack = spec.build(packed)
     x = spec.rng.standard_normal(spec.n_embd).astype(np.float32)
     ref = x.astype(np.float64)
     quant = any(t not in (T.F32, T.F16) for _, t in spec.mats.values())
@@ -171,6 +175,18 @@ def test_mixed_types_neox_bias_qknorm_threads(isa) -> None:
     for threads in (1, 2, 3):
         run_positions(Spec(3, 256, 6, 2, 32, 256, types, neox=True, bias=True, qk_norm=True), n_pos=4,
                       threads=threads)
+
+
+def test_packed_q4_0(isa) -> None:
+    """Q4_0 matrices as interleaved copies (pack_weights; the runner's decode on Q4_0 files) beside file rows:
+    whole groups of 8 rows per thread, and (second spec: wk has 6 rows, so the q/k/v job splits by single rows)
+    groups cut by a thread boundary, computed whole and written only in range."""
+    types = dict.fromkeys(ALL32, T.Q4_0) | {"wv": T.Q8_0}
+    cut = {"wq": T.Q4_0, "wk": T.Q8_0, "wv": T.Q8_0, "wo": T.F32, "w_gate": T.Q4_0, "w_up": T.Q4_0,
+           "w_down": T.Q4_0}
+    for threads in (1, 2, 3):
+        run_positions(Spec(7, 96, 3, 1, 32, 160, types), n_pos=4, threads=threads, packed=True)
+        run_positions(Spec(8, 64, 4, 1, 6, 64, cut), n_pos=4, threads=threads, packed=True)
 
 
 def test_normal_rope_gqa_f32_tight(isa) -> None:
@@ -276,6 +292,11 @@ def test_c_refuses_bad_sizes(spec: Spec) -> None:
     lay.k_cache = ffi.NULL
     assert lib.awq_decode_layers(cfg, stack._c, 1, 0, px, 1) == -2
     lay.k_cache = cache
+    lay.wk.packed = 2  # a flag other than 0 / 1
+    assert lib.awq_decode_layers(cfg, stack._c, 1, 0, px, 1) == -2
+    lay.wk.packed = 1  # Q8_0 (the fixture's type) has no interleaved layout
+    assert lib.awq_decode_layers(cfg, stack._c, 1, 0, px, 1) == -1
+    lay.wk.packed = 0
     assert np.all(x == 0) and np.isnan(spec.k_cache).all()  # nothing ran
     assert lib.awq_decode_layers(cfg, stack._c, 1, 0, px, 1) == 0
 

@@ -1,5 +1,6 @@
-"""The runner's prompt path on interleaved Q4_0 rows (KernelBackend.packed, cpu_kernels.matmul_packed) and its
-attention spread over threads (runner.parallel.TaskPool): against the file-row kernels and one thread."""
+"""The runner on interleaved Q4_0 rows (KernelBackend.packed: cpu_kernels.matmul_packed for prompts, the fused
+decode step on the same copies) and its prompt attention spread over threads (runner.parallel.TaskPool):
+against the file-row kernels and one thread."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def _prompt_logits(path, threads: int, packed: bool) -> tuple[Model, np.ndarray]
     return m, m.forward(PROMPT, m.new_cache(), all_logits=True).numpy()
 
 
+def _decode_logits(path, packed: bool) -> tuple[Model, np.ndarray]:
+    """A prompt, then tokens one at a time through the fused decode step."""
+    m = Model.load(path, n_ctx=64, backend="kernels", threads=2)
+    m.backend._pack = packed
+    cache = m.new_cache()
+    out = [m.forward(PROMPT[:5], cache)[-1]] + [m.forward([t], cache)[-1] for t in PROMPT[5:]]
+    return m, torch.stack(out).numpy()
+
+
 @kernels
 def test_packed_prompt_close_to_file_rows(tiny_gguf):
     """Same integer block sums, another float summation order: close, not bit-equal (as the fused decode)."""
@@ -37,6 +47,25 @@ def test_packed_prompt_close_to_file_rows(tiny_gguf):
     used = [p for p in m.backend._packed.values() if p is not None]
     assert used, "no matrix went through the interleaved kernel"
     _, ref = _prompt_logits(path, 2, False)
+    assert np.isfinite(packed).all()
+    assert (packed.argmax(-1) == ref.argmax(-1)).mean() >= 0.9
+    assert np.median(np.abs(packed - ref).max(-1)) < 2e-2 * np.abs(ref).max()
+
+
+@kernels
+def test_packed_decode_close_to_file_rows(tiny_gguf):
+    """The fused decode step on the same interleaved copies as the prompt (one copy per matrix)."""
+    from awq_gguf import cpu_kernels as ck
+    from gguf import GGMLQuantizationType as QT
+
+    if not ck.packed_gemm_native(QT.Q4_0):
+        pytest.skip(f"ISA {ck.isa()} has no interleaved Q4_0 kernel: the runner keeps the file's rows")
+    path = tiny_gguf("LlamaForCausalLM", "Q4_0")
+    m, packed = _decode_logits(path, True)
+    assert m._stack is not None and any(mat[3] for mat in m._stack.layers[0].mats.values()), "decode not packed"
+    lw = m.w.layers[0]
+    assert m._stack.layers[0].mats["wq"][0] is m.backend.packed(lw.wq).data  # shared with the prompt path
+    _, ref = _decode_logits(path, False)
     assert np.isfinite(packed).all()
     assert (packed.argmax(-1) == ref.argmax(-1)).mean() >= 0.9
     assert np.median(np.abs(packed - ref).max(-1)) < 2e-2 * np.abs(ref).max()
