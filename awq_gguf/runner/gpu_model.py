@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 
 from awq_gguf.runner.errors import RunnerError
-from awq_gguf.runner.gguf_file import GgufFile, open_checked
+from awq_gguf.runner.gguf_file import GgufFile
 from awq_gguf.runner.gpu_kv_cache import GpuKVCache, KVStorage
 from awq_gguf.runner.gpu_weights import GpuWeights, upload_weights
-from awq_gguf.runner.hparams import HParams, read_hparams
+from awq_gguf.runner.hparams import HParams
 from awq_gguf.runner.model import ATTN_CHUNK, UBATCH
 from awq_gguf.runner.rope import Rope
-from awq_gguf.runner.weights import ModelWeights, load_weights, vocab_size
+from awq_gguf.runner.weights import ModelWeights, open_model
 
 MIN_BUCKET = 256  # smallest context bucket of a decode graph
 
@@ -77,19 +77,13 @@ class GpuModel:
              graphs: bool | None = None) -> GpuModel:
         """Open, validate and upload `path`. The caller checks that the CUDA kernels are available
         (runner.device.load_runner does). graphs: None means $AWQ_GGUF_CUDA_GRAPHS (default on)."""
-        f = open_checked(Path(path))
-        hp = read_hparams(f, vocab_size(f))
-        weights = load_weights(f, hp)
-        if n_ctx is None:
-            n_ctx = min(hp.n_ctx_train, 4096)
-        if n_ctx < 1:
-            raise RunnerError(f"context length must be positive, got {n_ctx}")
+        mf = open_model(path, n_ctx)
         if graphs is None:
             graphs = os.environ.get("AWQ_GGUF_CUDA_GRAPHS", "1") != "0"
         dev = torch.device(device)
         with torch.no_grad():
-            gpu = upload_weights(weights, dev)
-        return cls(f, hp, weights, gpu, n_ctx, dev, act_q8, graphs)
+            gpu = upload_weights(mf.weights, dev)
+        return cls(mf.file, mf.hp, mf.weights, gpu, mf.n_ctx, dev, act_q8, graphs)
 
     def new_cache(self) -> GpuKVCache:
         """An empty cache; retires the previous one (one storage per model, see gpu_kv_cache)."""

@@ -21,11 +21,11 @@ import torch
 
 from awq_gguf.runner.backend import Backend, select_backend
 from awq_gguf.runner.errors import RunnerError
-from awq_gguf.runner.gguf_file import GgufFile, open_checked
-from awq_gguf.runner.hparams import HParams, RopeMode, read_hparams
+from awq_gguf.runner.gguf_file import GgufFile
+from awq_gguf.runner.hparams import HParams, RopeMode
 from awq_gguf.runner.kv_cache import KVCache
 from awq_gguf.runner.rope import Rope
-from awq_gguf.runner.weights import ModelWeights, load_weights, vocab_size
+from awq_gguf.runner.weights import ModelWeights, open_model
 
 UBATCH = 512  # tokens per forward chunk for long inputs (bounds activation memory, as llama.cpp's n_ubatch)
 ATTN_CHUNK = 128  # queries per attention call in a prompt batch
@@ -51,13 +51,8 @@ class Model:
 
         emulate_llama_cpp: the torch backend with ggml's activation rounding and an F16 KV cache, to compare
         with llama.cpp to float rounding (tests); the default keeps float32 everywhere."""
-        f = open_checked(Path(path))
-        hp = read_hparams(f, vocab_size(f))
-        weights = load_weights(f, hp)
-        if n_ctx is None:
-            n_ctx = min(hp.n_ctx_train, 4096)
-        if n_ctx < 1:
-            raise RunnerError(f"context length must be positive, got {n_ctx}")
+        mf = open_model(path, n_ctx)
+        f, hp, weights, n_ctx = mf.file, mf.hp, mf.weights, mf.n_ctx
         threads = threads or os.cpu_count() or 1
         be = select_backend(backend, threads, emulate_llama_cpp)
         # With the C kernels, torch only does the small ops (norms, RoPE, attention); waking its OpenMP pool for

@@ -7,6 +7,7 @@ become float32 torch tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,9 +15,9 @@ from gguf import GGMLQuantizationType as QT
 
 from awq_gguf.errors import CorruptModelError
 from awq_gguf.runner.backend import QTensor, dequantize_rows
-from awq_gguf.runner.errors import UnsupportedModelError
-from awq_gguf.runner.gguf_file import GgufFile
-from awq_gguf.runner.hparams import HParams
+from awq_gguf.runner.errors import RunnerError, UnsupportedModelError
+from awq_gguf.runner.gguf_file import GgufFile, open_checked
+from awq_gguf.runner.hparams import HParams, read_hparams
 
 
 @dataclass
@@ -142,3 +143,26 @@ def load_weights(f: GgufFile, hp: HParams) -> ModelWeights:
     output = ld.matrix("output.weight", hp.n_vocab, hp.n_embd, optional=True) or token_embd
     rope_freqs = ld.vector("rope_freqs.weight", hp.n_rot // 2, optional=True)
     return ModelWeights(token_embd, ld.vector("output_norm.weight", hp.n_embd), output, rope_freqs, layers)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A validated, mapped model file: what every runner model (CPU or GPU) is built from."""
+
+    file: GgufFile
+    hp: HParams
+    weights: ModelWeights
+    n_ctx: int
+
+
+def open_model(path: Path, n_ctx: int | None = None) -> ModelFile:
+    """Open and validate `path`, read its hyperparameters, map its weights. n_ctx defaults to min(the training
+    context, 4096)."""
+    f = open_checked(Path(path))
+    hp = read_hparams(f, vocab_size(f))
+    weights = load_weights(f, hp)
+    if n_ctx is None:
+        n_ctx = min(hp.n_ctx_train, 4096)
+    if n_ctx < 1:
+        raise RunnerError(f"context length must be positive, got {n_ctx}")
+    return ModelFile(f, hp, weights, n_ctx)
