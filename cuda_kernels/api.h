@@ -6,7 +6,7 @@
  * a cudaError_t value, or AWQ_ERR_TYPE for a weight type without kernels. awq_cuda_error_string names it.
  *
  * qtype: GGML type id (2 = Q4_0, 8 = Q8_0, 12 = Q4_K, 14 = Q6_K); p0, p1, p2: the format's planes (see the
- * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations. nr: rows per warp (1, 2,
+ * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations, 2 = float32 (modes 4-9 only: rounded to int8 from float32). nr: rows per warp (1, 2,
  * 4; 0 = default); mode: 1 = register prefetch, 2 = cp.async ring, 3 = 1 + factored batch-1 math, 4 = int8
  * activations (dp4a), 5 = 4 with programmatic dependent launch, 6-9 = 5 with deeper prefetch / split columns / a register cap
  * (0 = default: 4 with a workspace, else 3 at

@@ -324,13 +324,19 @@ inline size_t q8_workspace_bytes(int batch, int cols) {
 // q = 0, so its products are NaN too. Rounding as the tests' float32 reference: p = x * (127 / max) rounded,
 // then round-half-even to an integer by adding 1.5 * 2^23 (whose low byte is then q mod 256).
 template <int ACT>
-__global__ void __launch_bounds__(256) quant_x_kernel(const uint16_t* __restrict__ x, int8_t* __restrict__ xq,
+__global__ void __launch_bounds__(256) quant_x_kernel(const void* __restrict__ x, int8_t* __restrict__ xq,
                                                       float* __restrict__ xd, int n8) {
     griddep_launch_dependents();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const int ic = i < n8 ? i : n8 - 1;  // every lane takes part in the shuffles
     float f[8];
-    load_x8<ACT>(reinterpret_cast<const uint16_t*>(x) + static_cast<size_t>(ic) * 8, f);
+    if constexpr (ACT == ACT_F32) {  // 32 aligned bytes of float32
+        const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(x) + static_cast<size_t>(ic) * 8);
+        const float4 a = p[0], b = p[1];
+        f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+    } else {
+        load_x8<ACT>(static_cast<const uint16_t*>(x) + static_cast<size_t>(ic) * 8, f);
+    }
     float m = 0.0f;
     int bad = 0;
 #pragma unroll
@@ -504,9 +510,11 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
     const int n8 = batch * (cols / 8);
     const unsigned qblocks = static_cast<unsigned>((n8 + 255) / 256);
     if (act == ACT_BF16)
-        quant_x_kernel<ACT_BF16><<<qblocks, 256, 0, s>>>(static_cast<const uint16_t*>(x), xq, xd, n8);
+        quant_x_kernel<ACT_BF16><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
+    else if (act == ACT_F32)
+        quant_x_kernel<ACT_F32><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
     else
-        quant_x_kernel<ACT_F16><<<qblocks, 256, 0, s>>>(static_cast<const uint16_t*>(x), xq, xd, n8);
+        quant_x_kernel<ACT_F16><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
 
@@ -583,7 +591,7 @@ template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         void* ws, long long ws_bytes, cudaStream_t s) {
     if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 9) return cudaErrorInvalidValue;
-    if (act != ACT_BF16 && act != ACT_F16) return cudaErrorInvalidValue;
+    if (act != ACT_BF16 && act != ACT_F16 && act != ACT_F32) return cudaErrorInvalidValue;
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
     if (mode <= 0 && have_ws) {
@@ -598,6 +606,7 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
         if (nr <= 0) nr = 4;
         return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
     }
+    if (act == ACT_F32) return cudaErrorInvalidValue;  // float32 x: the int8-activation modes only
     // defaults from the H200 run of 2026-11-27 (BENCHMARKS.md): at batch 1 the factored arithmetic, 2 rows per
     // warp for Q4_0 and 4 otherwise; above batch 1 register prefetch with 4 rows per warp
     if (nr <= 0) nr = (batch == 1 && F::kType == 2) ? 2 : 4;

@@ -25,6 +25,7 @@ SUPPORTED = (GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q8_0, GGMLQuantizat
              GGMLQuantizationType.Q6_K)
 MAX_GEMV_BATCH = 16
 _ACT = {torch.float16: 0, torch.bfloat16: 1}
+_ACT_Q8_ONLY = {torch.float32: 2}  # x the int8-activation modes round from float32 (no float16 copy first)
 _OUT = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
 
 
@@ -144,7 +145,8 @@ def round_activations_q8(x: torch.Tensor) -> torch.Tensor:
 
 def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: int = 0, mode: int = 0
          ) -> torch.Tensor:
-    """x fp16/bf16 [batch, cols] (batch 1..16, or [cols]) -> float32 [batch, rows] (or [rows]) = x @ W^T.
+    """x fp16/bf16 [batch, cols] (batch 1..16, or [cols]) -> float32 [batch, rows] (or [rows]) = x @ W^T; in the
+    int8-activation modes (the default) x may also be float32, rounded to int8 from float32 directly.
 
     The default (mode 0, the q8 family: DEFAULT_MODE) rounds x to int8 per 32 values first, as llama.cpp's CUDA
     and CPU GEMV and this project's CPU kernels do (relative error ~5e-3 on Gaussian activations, ~1e-2 with
@@ -158,8 +160,10 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     if squeeze:
         x = x.unsqueeze(0)
     _check_tensor(x, "x", w)
-    if x.dtype not in _ACT:
-        raise TypeError(f"x must be float16 or bfloat16, got {x.dtype}")
+    q8 = mode in Q8_MODES or (mode == 0 and DEFAULT_MODE in Q8_MODES)
+    if x.dtype not in _ACT and not (q8 and x.dtype in _ACT_Q8_ONLY):
+        kinds = "float16, bfloat16 or float32" if q8 else "float16 or bfloat16 (float32 needs an int8 mode)"
+        raise TypeError(f"x must be {kinds}, got {x.dtype}")
     if x.dim() != 2 or x.shape[1] != w.cols:
         raise ValueError(f"x has shape {tuple(x.shape)}, expected [batch, {w.cols}]")
     batch = x.shape[0]
@@ -179,12 +183,13 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
             raise ValueError(f"out must be float32 [{batch}, {w.rows}], got {out.dtype} {tuple(out.shape)}")
     p0, p1, p2 = _pointers(ffi, w)
     ws, ws_ptr, ws_bytes = None, ffi.NULL, 0
-    if mode in Q8_MODES or (mode == 0 and DEFAULT_MODE in Q8_MODES):
+    if q8:
         ws_bytes = workspace_bytes(batch, w.cols)
         ws = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device)  # the caching allocator: 512-byte aligned
         ws_ptr = ffi.cast("void*", ws.data_ptr())
     with torch.cuda.device(x.device):
-        code = lib.awq_cuda_gemv(int(w.qtype), p0, p1, p2, ffi.cast("const void*", x.data_ptr()), _ACT[x.dtype],
+        act = _ACT[x.dtype] if x.dtype in _ACT else _ACT_Q8_ONLY[x.dtype]
+        code = lib.awq_cuda_gemv(int(w.qtype), p0, p1, p2, ffi.cast("const void*", x.data_ptr()), act,
                                  ffi.cast("float*", out.data_ptr()), w.rows, w.cols, batch, nr,
                                  mode, ws_ptr, ws_bytes, _stream(ffi, x.device))
     _check(code, f"gemv {w.qtype.name} [{w.rows}, {w.cols}] batch {batch}")

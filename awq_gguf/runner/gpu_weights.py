@@ -39,17 +39,19 @@ class GpuMatrix:
         """x float32 or float16 [n, cols] -> float32 [n, rows] = x W^T.
 
         act_q8: the GEMV rounds x to int8 per 32 values (the kernels' default, as llama.cpp's GPU and CPU
-        GEMV do); False keeps x as float16 (the float GEMV modes, float32 accumulation)."""
+        GEMV do; float32 x is rounded from float32, no float16 copy first); False keeps x as float16 (the float
+        GEMV modes, float32 accumulation)."""
         from awq_gguf import cuda_kernels as ck
         from awq_gguf.cuda_kernels import ops
 
+        n = x.shape[0]
+        if self.quant is not None and n <= ops.MAX_GEMV_BATCH and act_q8:
+            return ck.gemv(x.contiguous(), self.quant)  # float32 [n, rows]; float32 x rounded to int8 directly
         x16 = x.to(torch.float16).contiguous()  # [n, cols] (no copy when x is already contiguous float16)
         if self.quant is None:
             return torch.nn.functional.linear(x16, self.dense).float()
-        n = x16.shape[0]
         if n <= ops.MAX_GEMV_BATCH:
-            mode = 0 if act_q8 else (3 if n == 1 else 1)  # ops.gemv: 0 = default (q8); 3/1 = float, batch 1/more
-            return ck.gemv(x16, self.quant, mode=mode)  # float32 [n, rows]
+            return ck.gemv(x16, self.quant, mode=3 if n == 1 else 1)  # the float modes, batch 1 / more
         w16 = ck.dequantize(self.quant, torch.float16)  # [rows, cols], freed after the product
         return torch.matmul(x16, w16.T).float()
 

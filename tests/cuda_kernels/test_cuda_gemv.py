@@ -134,6 +134,26 @@ def test_q8_activation_rounding_cost_and_nan(ck, seed, qt):
 
 
 @pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+def test_float32_activations_in_q8_modes(ck, seed, qt):
+    """float32 x is rounded to int8 from float32 (no float16 copy first): every int8 mode gives
+    round_activations_q8(x) times the weights; the float modes refuse float32 x."""
+    for rows, cols in shapes(qt):
+        w, ref_w = weight(ck, qt, rows, cols, seed)
+        for batch in (1, 5, 16):
+            x = fresh_x(batch, cols, torch.float32, seed + 3) * 1.001  # values no float16 holds
+            ref = x_seen(ck, x, 4).double() @ ref_w.T
+            for mode in (0, 4, 5, 6, 7, 8, 9):
+                out = torch.full((batch, rows), float("nan"), device="cuda")
+                ck.gemv(x, w, out=out, mode=mode)
+                torch.cuda.synchronize()
+                assert torch.isfinite(out).all(), f"unwritten outputs: {qt.name} {rows}x{cols} batch {batch}"
+                err = rel_err(out, ref)
+                assert err < 2e-5, f"{qt.name} {rows}x{cols} mode {mode} batch {batch}: rel err {err:.2e} (seed {seed})"
+    with pytest.raises(TypeError, match="int8 mode"):
+        ck.gemv(x, w, mode=3)
+
+
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
 def test_planes_are_aligned(ck, seed, qt):
     for rows, cols in shapes(qt):  # (1, one block) once made a view at byte offset 2
         w, _ = weight(ck, qt, rows, cols, seed)
