@@ -3,6 +3,7 @@
  * maddubs (u8 x s8 -> s16 pairs); offsets (Q4_0's -8, Q3_K's -4, Q6_K's -32) and mins come back through the
  * activations' block sums. K types share one core: 8 chunks of 32 bytes, per-16 int8 scales. */
 #include <immintrin.h>
+#include <stddef.h>
 
 #include "kernels.h"
 #include "scalar.h"
@@ -475,7 +476,7 @@ static void dot4_q8_0(int64_t n, const void *vw, const void *vx, int64_t xs, flo
     for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
 }
 
-/* ---- GEMM over interleaved Q4_0 (blk_q4_0x8): 8 weight rows x up to 4 activation rows ------------- */
+/* ---- GEMM over interleaved Q4_0 / Q5_0 (blk_q4_0x8 / blk_q5_0x8): 8 weight rows x up to 4 activations */
 
 static inline __m256i bcast32(const int8_t *p) {
     int32_t v;
@@ -485,11 +486,16 @@ static inline __m256i bcast32(const int8_t *p) {
 
 /* Per block: 4 loads give the 8 rows' 32 nibbles as 8 vectors of 4 elements per row (lane r = row r); each
  * meets the matching 4 activation bytes broadcast to every lane, so lane r of the int16 sums collects row r.
- * Eight maddubs results summed in int16 stay below 8 * 2 * 15 * 127 = 30480 < 32767; the offset 8 comes back
- * as 8 * (the activation block's sum), the same for all 8 lanes. nx is a constant after inlining. */
-static inline __attribute__((always_inline)) void gemm8_q4_0_nx(int64_t n, const void *wp, const void *vx,
-                                                                int64_t xs, float *y, int64_t ys, const int nx) {
-    const blk_q4_0x8 *w = wp;
+ * Q4_0 (kind 0): eight maddubs results summed in int16 stay below 8 * 2 * 15 * 127 = 30480 < 32767. Q5_0
+ * (kind 2): the fifth bits OR'd in from the regrouped qh words; values up to 31, so the low- and high-nibble
+ * vectors sum apart (4 * 2 * 31 * 127 = 31496 each). The offset (8 / 16) comes back as offset * (the activation
+ * block's sum), the same for all 8 lanes. nx and kind are constants after inlining. */
+static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void *wp, const void *vx, int64_t xs,
+                                                           float *y, int64_t ys, const int nx, const int kind) {
+    const uint8_t *w = wp;
+    const size_t bs = kind == 0 ? sizeof(blk_q4_0x8) : sizeof(blk_q5_0x8);
+    const size_t qs_at = kind == 0 ? offsetof(blk_q4_0x8, qs) : offsetof(blk_q5_0x8, qs);
+    const int32_t off = kind == 0 ? 8 : 16;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const act_q8_32 *x[4];
     __m256 acc[4];
@@ -498,38 +504,57 @@ static inline __attribute__((always_inline)) void gemm8_q4_0_nx(int64_t n, const
         acc[t] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < n / QK32; b++) {
-        __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        const uint8_t *blk = w + b * bs;
+        __m256i slo[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i shi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
-            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + qs_at + 32 * j));
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (kind == 2) {
+                const blk_q5_0x8 *k5 = (const void *)blk;
+                lo = _mm256_or_si256(lo, bits32_x10(k5->qh[j]));
+                hi = _mm256_or_si256(hi, bits32_x10(k5->qh[j + 4]));
+            }
 #pragma GCC unroll 4
             for (int t = 0; t < nx; t++) {
-                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, bcast32(x[t][b].qs + 4 * j)));
-                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, bcast32(x[t][b].qs + 16 + 4 * j)));
+                const __m256i plo = _mm256_maddubs_epi16(lo, bcast32(x[t][b].qs + 4 * j));
+                const __m256i phi = _mm256_maddubs_epi16(hi, bcast32(x[t][b].qs + 16 + 4 * j));
+                if (kind == 0) {
+                    slo[t] = _mm256_add_epi16(slo[t], _mm256_add_epi16(plo, phi));
+                } else {
+                    slo[t] = _mm256_add_epi16(slo[t], plo);
+                    shi[t] = _mm256_add_epi16(shi[t], phi);
+                    __asm__("" : "+x"(shi[t]));
+                }
                 /* keeps each row's sum a chain: reassociated into a tree of all 32 products, the sums spill
-                 * (512 x 1536x576 on the dev machine: 7.7-12.9 -> 5.8 ms) */
-                __asm__("" : "+x"(s16[t]));
+                 * (Q4_0, 512 x 1536x576 on the dev machine: 7.7-12.9 -> 5.8 ms) */
+                __asm__("" : "+x"(slo[t]));
             }
         }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w[b].d));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
 #pragma GCC unroll 4
         for (int t = 0; t < nx; t++) {
-            const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * x[t][b].s));
+            __m256i s = _mm256_madd_epi16(slo[t], ones);
+            if (kind == 2) s = _mm256_add_epi32(s, _mm256_madd_epi16(shi[t], ones));
+            s = _mm256_sub_epi32(s, _mm256_set1_epi32(off * x[t][b].s));
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x[t][b].d)), _mm256_cvtepi32_ps(s), acc[t]);
         }
     }
     for (int t = 0; t < nx; t++) _mm256_storeu_ps(y + t * ys, acc[t]);
 }
 
-static void gemm8_q4_0(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
-    switch (nx) {
-    case 4: gemm8_q4_0_nx(n, wp, vx, xs, y, ys, 4); break;
-    case 3: gemm8_q4_0_nx(n, wp, vx, xs, y, ys, 3); break;
-    case 2: gemm8_q4_0_nx(n, wp, vx, xs, y, ys, 2); break;
-    default: gemm8_q4_0_nx(n, wp, vx, xs, y, ys, 1); break;
+#define GEMM8_ENTRY(T, KIND)                                                                                   \
+    static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
+        switch (nx) {                                                                                          \
+        case 4: gemm8_nx(n, wp, vx, xs, y, ys, 4, KIND); break;                                                \
+        case 3: gemm8_nx(n, wp, vx, xs, y, ys, 3, KIND); break;                                                \
+        case 2: gemm8_nx(n, wp, vx, xs, y, ys, 2, KIND); break;                                                \
+        default: gemm8_nx(n, wp, vx, xs, y, ys, 1, KIND); break;                                               \
+        }                                                                                                      \
     }
-}
+GEMM8_ENTRY(q4_0, 0)
+GEMM8_ENTRY(q5_0, 2)
 
 /* ---- float weights ---------------------------------------------------------------------------- */
 
@@ -574,7 +599,7 @@ const awq_kernels *awq_kernels_avx2(void) {
         k.dot4[AWQ_Q5_1] = dot4_q5_1; k.dot4[AWQ_Q8_0] = dot4_q8_0;
         k.dot4[AWQ_Q2_K] = dot4_q2_K; k.dot4[AWQ_Q3_K] = dot4_q3_K; k.dot4[AWQ_Q4_K] = dot4_q4_K;
         k.dot4[AWQ_Q5_K] = dot4_q5_K; k.dot4[AWQ_Q6_K] = dot4_q6_K;
-        k.gemm8[AWQ_Q4_0] = gemm8_q4_0;
+        k.gemm8[AWQ_Q4_0] = gemm8_q4_0; k.gemm8[AWQ_Q5_0] = gemm8_q5_0;
         k.name = "avx2";
     }
     return &k;

@@ -36,6 +36,9 @@ typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d;
  * nibbles: elements 4j..4j+3, high: 16+4j..16+4j+3), so one broadcast activation word meets all 8 rows and the
  * 8 row sums land in the 8 lanes of a vector, with no horizontal sums. */
 typedef struct { uint16_t d[8]; uint8_t qs[128]; } blk_q4_0x8;                          /* 144 = 8 x 18 */
+/* Q5_0 likewise, with the fifth bits regrouped the same way: bit 4r + k of qh[v] = bit 4v + k of row r's qh
+ * (v 0..7: the vectors of elements 4v..4v+3, low nibbles for v < 4, high for v >= 4) */
+typedef struct { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[128]; } blk_q5_0x8;          /* 176 = 8 x 22 */
 
 /* Activation blocks (internal, not a file format).
  * q8_32: x ~= d * qs, s = sum(qs); used with the 32-element weight types.
@@ -48,8 +51,8 @@ typedef struct { float d; int16_t bsums[16]; int8_t qs[256]; } act_q8_K;        
 typedef float (*awq_dot_fn)(int64_t n, const void *w, const void *xq);
 /* one weight row against 4 activation rows xq, xq + xstride, ... (GEMM: the row is unpacked once) */
 typedef void (*awq_dot4_fn)(int64_t n, const void *w, const void *xq, int64_t xstride, float out[4]);
-/* 8 interleaved weight rows (n / 32 blocks of blk_q4_0x8) against nx (1..4) activation rows xq, xq + xstride,
- * ...: y[t * ystride + r] for t < nx, r < 8 */
+/* 8 interleaved weight rows (n / 32 blocks of blk_q4_0x8 / blk_q5_0x8) against nx (1..4) activation rows xq,
+ * xq + xstride, ...: y[t * ystride + r] for t < nx, r < 8 */
 typedef void (*awq_gemm8_fn)(int64_t n, const void *wp, const void *xq, int64_t xstride, int nx, float *y,
                              int64_t ystride);
 typedef void (*awq_dequant_fn)(int64_t n, const void *w, float *y);
@@ -61,7 +64,7 @@ typedef struct {
     awq_quant_fn quantize_q8_K;
     awq_dot_fn dot[AWQ_NTYPES];        /* NULL: type not supported */
     awq_dot4_fn dot4[AWQ_NTYPES];      /* NULL: GEMM calls dot once per activation row */
-    awq_gemm8_fn gemm8[AWQ_NTYPES];    /* over awq_pack's interleaved rows; NULL: this ISA has none (Q4_0 only) */
+    awq_gemm8_fn gemm8[AWQ_NTYPES];    /* over awq_pack's interleaved rows; NULL: none (Q4_0, Q5_0 only) */
     awq_dequant_fn dequant[AWQ_NTYPES];
 } awq_kernels;
 

@@ -68,7 +68,7 @@ typedef struct {
 static void gemv_packed(const awq_kernels *k, const awq_mat_t *m, const uint8_t *xq, float *y, int64_t a, int64_t b) {
     awq_gemm8_fn g8 = k->gemm8[m->qtype];
     if (!g8) g8 = awq_kernels_scalar()->gemm8[m->qtype]; /* an ISA without its own interleaved kernel */
-    const int64_t gbytes = m->cols / QK32 * (int64_t)sizeof(blk_q4_0x8);
+    const int64_t gbytes = 8 * m->row_bytes; /* a group of 8 rows takes the bytes of 8 file rows */
     for (int64_t g = a / 8; 8 * g < b; g++) {
         if (8 * g >= a && 8 * g + 8 <= b) {
             g8(m->cols, (const uint8_t *)m->w + g * gbytes, xq, 0, 1, y + 8 * g, 0);

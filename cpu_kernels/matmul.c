@@ -126,7 +126,7 @@ int awq_matmul(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t co
     if (rc) return rc;
     if (rows < 0 || n < 0) return -2;
     if (rows == 0 || n == 0) return 0;
-    job_t j = {awq_current(), t, w, rows, row_bytes, cols, 0, n, awq_act_row_bytes(t, cols), y, 0, mm_rows};
+    job_t j = {awq_current(), t, w, rows, row_bytes, cols, 0, n, awq_act_row_bytes(t, cols), y, 0, mm_rows, 0};
     uint8_t *buf = 0;
     if (is_float(t)) {
         j.xq = (const uint8_t *)x;
@@ -145,15 +145,17 @@ int awq_matmul(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t co
     return rc;
 }
 
-/* ---- Q4_0 rows interleaved by 8 (blk_q4_0x8) for the prompt GEMM ---------------------------------- */
+/* ---- Q4_0 / Q5_0 rows interleaved by 8 (blk_q4_0x8 / blk_q5_0x8) for the prompt GEMM -------------- */
 
-static int packable(int t) { return t == AWQ_Q4_0; }
+static int packable(int t) { return t == AWQ_Q4_0 || t == AWQ_Q5_0; }
 
 int awq_packed_gemm_native(int t) { return t >= 0 && t < AWQ_NTYPES && awq_current()->gemm8[t] != 0; }
 
 int64_t awq_packed_bytes(int t, int64_t rows, int64_t cols) {
+    int64_t e, b;
+    type_block(t, &e, &b);
     if (!packable(t) || rows <= 0 || rows % 8 || cols <= 0 || cols % QK32) return 0;
-    return rows * (cols / QK32) * (int64_t)sizeof(blk_q4_0);
+    return rows * (cols / QK32) * b;
 }
 
 int awq_pack(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols, void *out, int64_t out_bytes) {
@@ -162,13 +164,28 @@ int awq_pack(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols
     if (rc) return rc;
     if (out_bytes <= 0 || out_bytes != awq_packed_bytes(t, rows, cols)) return -2;
     const int64_t nb = cols / QK32;
-    blk_q4_0x8 *o = out;
+    uint8_t *o = out;
     for (int64_t g = 0; g < rows / 8; g++)
-        for (int64_t b = 0; b < nb; b++, o++)
+        for (int64_t b = 0; b < nb; b++)
             for (int r = 0; r < 8; r++) {
-                const blk_q4_0 *src = (const blk_q4_0 *)((const uint8_t *)w + (8 * g + r) * row_bytes) + b;
-                o->d[r] = src->d;
-                for (int j = 0; j < 4; j++) memcpy(o->qs + 32 * j + 4 * r, src->qs + 4 * j, 4);
+                const uint8_t *row = (const uint8_t *)w + (8 * g + r) * row_bytes;
+                if (t == AWQ_Q4_0) {
+                    const blk_q4_0 *src = (const blk_q4_0 *)row + b;
+                    blk_q4_0x8 *dst = (blk_q4_0x8 *)o + g * nb + b;
+                    dst->d[r] = src->d;
+                    for (int j = 0; j < 4; j++) memcpy(dst->qs + 32 * j + 4 * r, src->qs + 4 * j, 4);
+                } else {
+                    const blk_q5_0 *src = (const blk_q5_0 *)row + b;
+                    blk_q5_0x8 *dst = (blk_q5_0x8 *)o + g * nb + b;
+                    uint32_t qh;
+                    memcpy(&qh, src->qh, 4);
+                    dst->d[r] = src->d;
+                    for (int j = 0; j < 4; j++) memcpy(dst->qs + 32 * j + 4 * r, src->qs + 4 * j, 4);
+                    for (int v = 0; v < 8; v++) {
+                        if (r == 0) dst->qh[v] = 0;
+                        dst->qh[v] |= ((qh >> (4 * v)) & 0xFu) << (4 * r);
+                    }
+                }
             }
     return 0;
 }
@@ -177,7 +194,7 @@ int awq_pack(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols
 #define GROUP_TILE 2
 
 static void mm_packed(const job_t *j, int64_t g0, int64_t g1) {
-    const int64_t gbytes = j->cols / QK32 * (int64_t)sizeof(blk_q4_0x8);
+    const int64_t gbytes = 8 * j->row_bytes; /* a group of 8 rows takes the bytes of 8 file rows */
     for (int64_t gb = g0; gb < g1; gb += GROUP_TILE) {
         const int64_t ge = gb + GROUP_TILE < g1 ? gb + GROUP_TILE : g1;
         for (int64_t i = 0; i < j->n; i += 4) {
@@ -197,7 +214,8 @@ int awq_matmul_packed(int t, const void *wp, int64_t wp_bytes, int64_t rows, int
     if (n < 0 || wp_bytes <= 0 || wp_bytes != awq_packed_bytes(t, rows, cols)) return -2;
     if (n == 0) return 0;
     const awq_kernels *k = awq_current();
-    job_t j = {k, t, wp, rows, 0, cols, 0, n, awq_act_row_bytes(t, cols), y, 0, mm_packed, k->gemm8[t]};
+    job_t j = {k, t, wp, rows, awq_packed_bytes(t, 8, cols) / 8, cols, 0, n, awq_act_row_bytes(t, cols), y, 0,
+               mm_packed, k->gemm8[t]};
     /* an ISA without its own interleaved kernel (the ISA was switched after packing): the scalar reference */
     if (!j.gemm8) j.gemm8 = awq_kernels_scalar()->gemm8[t];
     uint8_t *buf = malloc((size_t)(n * j.xbytes));
@@ -225,7 +243,7 @@ int awq_get_rows(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t 
     for (int64_t i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= rows) return -2;
     if (n_ids <= 0) return n_ids < 0 ? -2 : 0;
-    job_t j = {awq_current(), t, w, rows, row_bytes, cols, 0, 0, 0, out, ids, rows_deq};
+    job_t j = {awq_current(), t, w, rows, row_bytes, cols, 0, 0, 0, out, ids, rows_deq, 0};
     return fork_join(&j, n_ids, n_ids * cols >= (1 << 16) ? nthreads : 1);
 }
 

@@ -316,7 +316,7 @@ static void deq_f16(int64_t n, const void *vw, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] = awq_h2f(awq_rd16(w + 2 * i));
 }
 
-/* ---- interleaved Q4_0 (blk_q4_0x8): 8 rows against nx activation rows ---------------------------- */
+/* ---- interleaved Q4_0 / Q5_0 (blk_q4_0x8 / blk_q5_0x8): 8 rows against nx activation rows -------- */
 
 static void gemm8_q4_0(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
     const blk_q4_0x8 *w = wp;
@@ -338,6 +338,27 @@ static void gemm8_q4_0(int64_t n, const void *wp, const void *vx, int64_t xs, in
     }
 }
 
+static void gemm8_q5_0(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
+    const blk_q5_0x8 *w = wp;
+    for (int t = 0; t < nx; t++) {
+        const act_q8_32 *x = (const act_q8_32 *)((const uint8_t *)vx + t * xs);
+        for (int r = 0; r < 8; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < n / QK32; b++) {
+                int32_t s = 0;
+                for (int v = 0; v < 8; v++) /* elements 4v .. 4v+3 */
+                    for (int k = 0; k < 4; k++) {
+                        const uint8_t byte = w[b].qs[32 * (v % 4) + 4 * r + k];
+                        const int q = (v < 4 ? byte & 0xF : byte >> 4) | (int)((w[b].qh[v] >> (4 * r + k)) & 1) << 4;
+                        s += q * x[b].qs[4 * v + k];
+                    }
+                acc += awq_h2f(w[b].d[r]) * x[b].d * (float)(s - 16 * x[b].s);
+            }
+            y[t * ys + r] = acc;
+        }
+    }
+}
+
 void awq_scalar_fill(awq_kernels *k) {
     k->quantize_q8_32 = awq_scalar_quantize_q8_32;
     k->quantize_q8_K = awq_scalar_quantize_q8_K;
@@ -353,6 +374,7 @@ const awq_kernels *awq_kernels_scalar(void) {
     if (!k.name) {
         awq_scalar_fill(&k);
         k.gemm8[AWQ_Q4_0] = gemm8_q4_0;
+        k.gemm8[AWQ_Q5_0] = gemm8_q5_0;
         k.name = "scalar";
     }
     return &k;

@@ -122,31 +122,36 @@ static void check_decode(int isa) {
     printf("decode %s\n", failed ? "FAILED" : "ok");
 }
 
-/* the prompt GEMM over interleaved Q4_0 rows (awq_pack + awq_matmul_packed; the variant's own kernel, or the
+/* the GEMM over interleaved Q4_0 / Q5_0 rows (awq_pack + awq_matmul_packed; the variant's own kernel, or the
  * scalar one where it has none, as NEON) against the scalar table's file-row matmul; and its refusals */
 static void check_packed(int isa) {
     enum { R = 40, C = 544, N = 17 };
-    awq_mat_t m = random_mat(AWQ_Q4_0, R, C);
-    const int64_t size = awq_packed_bytes(AWQ_Q4_0, R, C);
-    uint8_t *wp = malloc(size);
-    float *x = malloc(N * C * sizeof(float)), *y = malloc(N * R * sizeof(float)), *yr = malloc(N * R * sizeof(float));
-    for (int64_t i = 0; i < N * C; i++) x[i] = frnd();
-    for (int i = 0; i < N * R; i++) y[i] = yr[i] = NAN;
-    int rc = awq_pack(AWQ_Q4_0, m.w, R, m.row_bytes, C, wp, size);
-    rc |= awq_matmul_packed(AWQ_Q4_0, wp, size, R, C, x, N, y, 3);
-    awq_set_isa(AWQ_ISA_SCALAR);
-    rc |= awq_matmul(AWQ_Q4_0, m.w, R, m.row_bytes, C, x, N, yr, 1);
-    awq_set_isa(isa);
-    int ok = rc == 0 && size == R * C / 32 * 18;
-    for (int i = 0; i < N * R; i++) ok &= isfinite(y[i]) && fabsf(y[i] - yr[i]) <= 1e-4f * (fabsf(yr[i]) + 1.0f);
-    check(ok, "matmul_packed", "Q4_0", rc, 0);
-    check(awq_packed_bytes(AWQ_Q4_0, 12, C) == 0 && awq_pack(AWQ_Q4_0, m.w, 12, m.row_bytes, C, wp, size) == -2,
-          "pack refuses", "12 rows", 0, 0);
-    check(awq_pack(AWQ_Q8_0, m.w, R, m.row_bytes, C, wp, size) == -1 &&
-          awq_matmul_packed(AWQ_Q4_0, wp, size, R, C + 32, x, N, y, 1) == -2 &&
-          awq_matmul_packed(AWQ_Q4_0, wp, size - 1, R, C, x, N, y, 1) == -2, "packed refuses", "type/size", 0, 0);
-    printf("packed %s (own kernel: %d)\n", failed ? "FAILED" : "ok", awq_packed_gemm_native(AWQ_Q4_0));
-    free(wp); free(x); free(y); free(yr); free((void *)m.w);
+    static const int types[2] = {AWQ_Q4_0, AWQ_Q5_0};
+    for (int ti = 0; ti < 2; ti++) {
+        const int t = types[ti];
+        awq_mat_t m = random_mat(t, R, C);
+        const int64_t size = awq_packed_bytes(t, R, C);
+        uint8_t *wp = malloc(size);
+        float *x = malloc(N * C * sizeof(float)), *y = malloc(N * R * sizeof(float)), *yr = malloc(N * R * sizeof(float));
+        for (int64_t i = 0; i < N * C; i++) x[i] = frnd();
+        for (int i = 0; i < N * R; i++) y[i] = yr[i] = NAN;
+        int rc = awq_pack(t, m.w, R, m.row_bytes, C, wp, size);
+        rc |= awq_matmul_packed(t, wp, size, R, C, x, N, y, 3);
+        awq_set_isa(AWQ_ISA_SCALAR);
+        rc |= awq_matmul(t, m.w, R, m.row_bytes, C, x, N, yr, 1);
+        awq_set_isa(isa);
+        int ok = rc == 0 && size == R * m.row_bytes;
+        for (int i = 0; i < N * R; i++) ok &= isfinite(y[i]) && fabsf(y[i] - yr[i]) <= 1e-4f * (fabsf(yr[i]) + 1.0f);
+        check(ok, "matmul_packed", type_of(t)->name, rc, 0);
+        check(awq_packed_bytes(t, 12, C) == 0 && awq_pack(t, m.w, 12, m.row_bytes, C, wp, size) == -2,
+              "pack refuses", "12 rows", 0, 0);
+        check(awq_pack(AWQ_Q8_0, m.w, R, m.row_bytes, C, wp, size) == -1 &&
+              awq_matmul_packed(t, wp, size, R, C + 32, x, N, y, 1) == -2 &&
+              awq_matmul_packed(t, wp, size - 1, R, C, x, N, y, 1) == -2, "packed refuses", "type/size", 0, 0);
+        free(wp); free(x); free(y); free(yr); free((void *)m.w);
+    }
+    printf("packed %s (own kernels: %d %d)\n", failed ? "FAILED" : "ok", awq_packed_gemm_native(AWQ_Q4_0),
+           awq_packed_gemm_native(AWQ_Q5_0));
 }
 
 int main(int argc, char **argv) {
