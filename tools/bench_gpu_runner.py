@@ -152,7 +152,7 @@ def main() -> None:
         print(f"{type_}: converted in {row['convert_s']:.1f} s", flush=True)
         rep = bench(path, n_pp=512, n_tg=128, reps=args.reps, device="cuda")
         d = rep.as_dict()
-        row |= {"weight_bytes": rep.weight_bytes, "copy_bw": rep.copy_bandwidth, "pp": d["runner"]["pp"],
+        row |= {"weight_bytes": rep.weight_bytes, "copy_bw": rep.copy_bandwidth, "pp": d["runner"]["pp"], "pp_runs": d["runner"]["pp_runs"],
                 "tg": d["runner"]["tg"], "tg_runs": d["runner"]["tg_runs"], "tg_bound": d["tg_bound"],
                 "tg_of_bound": d["tg_of_bound"], "backend": d["runner"]["backend"]}
         os.environ["AWQ_GGUF_CUDA_GRAPHS"] = "0"

@@ -207,8 +207,10 @@ def test_matmul_both_paths(ck, seed, qt, dtype):
 def test_bad_arguments_raise_clearly(ck, seed):
     w, _ = weight(ck, T.Q4_0, *SHAPES[32][0], seed)
     x = fresh_x(2, w.cols, torch.float16, seed)
-    with pytest.raises(TypeError, match="float16 or bfloat16"):
-        ck.gemv(x.float(), w)
+    with pytest.raises(TypeError, match="float16, bfloat16 or float32"):
+        ck.gemv(x.double(), w)
+    with pytest.raises(TypeError, match="float32 needs an int8 mode"):
+        ck.gemv(x.float(), w, mode=1)
     with pytest.raises(ValueError, match="expected"):
         ck.gemv(x[:, :32].contiguous(), w)
     with pytest.raises(ValueError, match="contiguous"):
