@@ -222,7 +222,7 @@ class Model:
         if self._tasks is None:
             from awq_gguf.runner.parallel import TaskPool
 
-            self._tasks = TaskPool(self.threads)
+            self._tasks = TaskPool.shared(self.threads)
         out = torch.empty(n, hp.n_head, hp.head_dim)
         g, scale = hp.n_gqa, 1.0 / hp.head_dim**0.5
         inference = torch.is_inference_mode_enabled()  # thread-local: the helpers take the caller's

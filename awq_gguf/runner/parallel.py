@@ -15,9 +15,22 @@ from typing import Callable, Sequence
 
 
 class TaskPool:
+    _shared: dict[int, "TaskPool"] = {}
+    _shared_lock = threading.Lock()
+
     def __init__(self, threads: int) -> None:
         self.threads = max(1, int(threads))
         self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="awq-runner") if self.threads > 1 else None
+
+    @classmethod
+    def shared(cls, threads: int) -> "TaskPool":
+        """One pool per thread count for the whole process (models come and go; their helpers need not)."""
+        threads = max(1, int(threads))
+        with cls._shared_lock:
+            pool = cls._shared.get(threads)
+            if pool is None or pool._pool is None and threads > 1:
+                pool = cls._shared[threads] = cls(threads)
+            return pool
 
     def run(self, fn: Callable[[object], None], tasks: Sequence[object]) -> None:
         """fn(task) for every task, spread over the threads (order not kept; fn writes its own results)."""

@@ -99,6 +99,11 @@ def test_task_pool_runs_each_task_once():
     pool.close()
 
 
+def test_task_pool_shared_per_thread_count():
+    assert TaskPool.shared(2) is TaskPool.shared(2)
+    assert TaskPool.shared(3) is not TaskPool.shared(2) and TaskPool.shared(3).threads == 3
+
+
 def test_task_pool_reraises():
     pool = TaskPool(2)
 
