@@ -61,6 +61,9 @@ def convert(
     calib_samples: int = typer.Option(128, "--calib-samples", help="calibration sequences"),
     calib_seqlen: int = typer.Option(512, "--calib-seqlen", help="tokens per calibration sequence"),
     clip: bool = typer.Option(True, "--clip/--no-clip", help="AWQ's clipping search (never for q and k)"),
+    refine: bool = typer.Option(True, "--refine/--no-refine",
+                                help="AWQ: refine Q4_0/Q5_0/Q8_0 levels under the inputs' 32x32 block second "
+                                     "moments (lower output error than per-column importance alone)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted AWQ search from its last block"),
     scales: Optional[Path] = typer.Option(
         None, "--scales", help="use this saved AWQ results folder (e.g. re-apply it to another --type)"),
@@ -88,7 +91,7 @@ def convert(
 
     _log_to_stderr(quiet)
     cfg = ConvertConfig(model=model, out=out, type=type, method=method, calib=calib, calib_samples=calib_samples,
-                        calib_seqlen=calib_seqlen, clip=clip, resume=resume, scales=scales, imatrix=imatrix,
+                        calib_seqlen=calib_seqlen, clip=clip, refine=refine, resume=resume, scales=scales, imatrix=imatrix,
                         device=device, threads=threads, force=force, pure=pure, progress=not quiet)
     result = convert_model(cfg)
     typer.echo(result.summary())

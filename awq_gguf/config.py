@@ -26,6 +26,7 @@ class ConvertConfig:
     calib_samples: int = 128
     calib_seqlen: int = 512
     clip: bool = True  # AWQ's clipping search
+    refine: bool = True  # AWQ: refine Q4_0/Q5_0/Q8_0 levels under the inputs' block second moments
     resume: bool = False  # continue an interrupted AWQ search
     scales: Path | None = None  # an AWQ results folder to use (re-apply to this type, or resume)
     imatrix: Path | None = None  # llama.cpp imatrix file: per-column importance for the rounding

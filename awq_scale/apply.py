@@ -30,12 +30,15 @@ class AwqApplier:
             self._cached = (i, apply_awq(block_params(self.source, i), rec.scales, clip, self.cfg, self.arch))
         return self._cached[1]
 
-    def tensor(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(the float tensor to quantize, or None to keep the source's; its importance [cols] or None)."""
+    def tensor(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """(the float tensor to quantize, or None to keep the source's; its importance [cols] or None; its input's
+        second moments [cols/32, 32, 32] for the level refinement, or None)."""
         if name.startswith("blk."):
             i_str, stem = name[4:].split(".", 1)
             i = int(i_str)
             rec = self.records[i]
-            return self._block(i)[stem], rec.importance.get(stem)
+            return self._block(i)[stem], rec.importance.get(stem), rec.moments.get(stem)
         final = self.records.get(self.source.n_layer)
-        return None, None if final is None else final.importance.get(name)
+        if final is None:
+            return None, None, None
+        return None, final.importance.get(name), final.moments.get(name)

@@ -5,10 +5,12 @@ first hidden states are built). Block i+1 sees block i's float outputs (no quant
 block: one pass over the calibration tokens collects per-column statistics of every linear's input (mean |x|,
 mean x^2, per-block second moments for the clipping search) and a sample of them for the search's loss; the
 groups' scales are searched on the block's original weights, folded in together, then each linear (but q/k)
-gets its clipping search; the final importance of each linear is the mean x^2 of its input after scaling.
+gets its clipping search; the final importance of each linear is the mean x^2 of its input after scaling, and
+for the linears whose type refines its levels (Q4_0, Q5_0, Q8_0: convert.quants.refine) the full second moments
+E[x_b x_b^T] of that scaled input per block of 32 columns, which the final quantization uses.
 
 The result is small: the scales of each group and the clamp bound of each clipped block (BlockResult.scales,
-.clip_max); apply_awq replays them on the source tensors.
+.clip_max), the importance and moments; apply_awq replays the first two on the source tensors.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from gguf import GGMLQuantizationType
 from tqdm import tqdm
 
-from awq_gguf.convert.quants import fake_quantize
+from awq_gguf.convert.quants import fake_quantize, refinable
 from awq_gguf.errors import AwqGgufError
 
 from .block import (
@@ -96,6 +98,9 @@ class BlockResult:
     scales: dict[str, torch.Tensor]  # group prev stem ("attn_norm") -> its scales [n_scale]
     clip_max: dict[str, torch.Tensor]  # clipped linear stem -> clamp bound [rows, nb] of each block
     report: BlockReport
+    # "attn_q.weight" -> [cols/32, 32, 32] E[x_b x_b^T] of the scaled input per block of 32 columns, for the
+    # linears whose type refines its levels under them (convert.quants.refine); CPU
+    moments: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def apply_awq(p: Params, scales: dict[str, torch.Tensor], clip_max: dict[str, torch.Tensor], cfg: BlockConfig,
@@ -206,9 +211,12 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
     h_sample = h[seq_idx].clone() if settings.block_loss else None  # [n_seq, L, C]
     clipped = [name for name in LINEARS if settings.clip and name not in NO_CLIP and types[name] not in FLOAT_TYPES
                and p[f"{name}.weight"].shape[1] % block_size(types[name]) == 0]
+    refined = [name for name in LINEARS if refinable(types[name]) and p[f"{name}.weight"].shape[1] % 32 == 0]
     moments: dict[str, set[int]] = {}
     for name in clipped:
         moments.setdefault(INPUT_OF[name], set()).add(block_size(types[name]))
+    for name in refined:
+        moments.setdefault(INPUT_OF[name], set()).add(32)
 
     # capture pass: statistics and samples of every linear's input; h becomes the float block output
     col = _Collector(seq_idx, tok_idx, L, moments, n_screen, screen_tok)
@@ -233,13 +241,17 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
             s_cols[name] = column_scales(group, res.scales, cfg)
     new = apply_awq(p, scales, {}, cfg, arch)
 
-    # importance (post-scaling mean x^2) and clipping, per linear
+    # importance (post-scaling mean x^2), second moments for the level refinement, and clipping, per linear
     importance: dict[str, torch.Tensor] = {}
+    refine_moments: dict[str, torch.Tensor] = {}
     clip_max: dict[str, torch.Tensor] = {}
     for name in LINEARS:
         sc = s_cols.get(name, torch.ones(p[f"{name}.weight"].shape[1], device=dev))
         x_sq = (col.sq_sum[INPUT_OF[name]] / col.count).float() / sc**2  # [cols]
         importance[f"{name}.weight"] = x_sq
+        if name in refined:
+            m32 = col.moments[(INPUT_OF[name], 32)] / col.count  # [cols/32, 32, 32]
+            refine_moments[f"{name}.weight"] = scale_moments(m32, sc).float()
         if name in clipped:
             m = col.moments[(INPUT_OF[name], block_size(types[name]))] / col.count  # E[x_b x_b^T] [nb, bs, bs]
             imp = x_sq if settings.importance else None
@@ -259,7 +271,8 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
     report.seconds = time.perf_counter() - start
     changed = {k: v.cpu().contiguous() for k, v in new.items() if v is not p.get(k)}
     return BlockResult(changed, {k: v.cpu() for k, v in importance.items()},
-                       {k: v.cpu() for k, v in scales.items()}, {k: v.cpu() for k, v in clip_max.items()}, report)
+                       {k: v.cpu() for k, v in scales.items()}, {k: v.cpu() for k, v in clip_max.items()}, report,
+                       {k: v.cpu() for k, v in refine_moments.items()})
 
 
 def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch.Tensor,
@@ -298,6 +311,7 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
             yield i, result
         bar.close()
         final: dict[str, torch.Tensor] = {}
+        final_moments: dict[str, torch.Tensor] = {}
         # the output head: output.weight, or with tied embeddings token_embd.weight (its rows are read as
         # embeddings too, where no column weighting applies; as the head, its input is the final normed state)
         head = "output.weight" if "output.weight" in by_name else "token_embd.weight"
@@ -305,7 +319,9 @@ def iter_awq(source, types: dict[str, GGMLQuantizationType], calib_tokens: torch
             norm = by_name["output_norm.weight"].load_checked().to(h.device)
             x = rms_norm(h, norm, cfg.eps).reshape(-1, h.shape[-1])
             final[head] = x.pow(2).mean(0).cpu()
-        yield source.n_layer, BlockResult({}, final, {}, {}, BlockReport(-1, 0.0))
+            if refinable(types[head]) and x.shape[1] % 32 == 0:
+                final_moments[head] = (block_moments(x, 32).double() / x.shape[0]).float().cpu()
+        yield source.n_layer, BlockResult({}, final, {}, {}, BlockReport(-1, 0.0), final_moments)
     finally:
         torch.set_num_threads(threads)
 

@@ -5,6 +5,8 @@ A results folder holds meta.json (what the search ran on) and block-NNN.safetens
   scale.<prev stem>   [n_scale]  the group's scales (e.g. scale.attn_norm)
   clip.<linear stem>  [rows, nb] the clamp bound of each quantization block of a clipped linear
   imp.<linear stem>   [cols]     mean x^2 of the linear's input after scaling (the quantizer's importance)
+  mom.<linear stem>   [cols/32, 32, 32]  E[x_b x_b^T] of that input per block of 32 columns (level refinement;
+                                 only for linears whose type refines, see convert.quants.refine)
 Blocks are written as they finish, so an interrupted search continues from the last finished block (--resume).
 The scales and importance do not depend on the weight type, so a folder can be re-applied to another type
 (the clip bounds then are dropped: they belong to the type they were searched for).
@@ -15,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,7 +33,7 @@ _RESULT_SETTINGS = ("n_grid", "act_only", "duo", "clip", "max_shrink", "clip_gri
                     "screen_keep", "importance", "seed")
 # bumped whenever the search itself changes (candidates, screening, quantizer numerics): results saved by an
 # older search then get another key, and are searched again instead of silently reused
-SEARCH_VERSION = 3  # 3: importance for a tied output head (token_embd.weight)
+SEARCH_VERSION = 4  # 3: importance for a tied output head (token_embd.weight); 4: block second moments saved
 
 
 class ResultsError(AwqGgufError):
@@ -85,6 +87,7 @@ class BlockRecord:
     scales: dict[str, torch.Tensor]
     clip_max: dict[str, torch.Tensor]
     importance: dict[str, torch.Tensor]  # keyed "attn_q.weight" as BlockResult
+    moments: dict[str, torch.Tensor] = field(default_factory=dict)  # keyed as importance
 
 
 class SearchResults:
@@ -159,6 +162,7 @@ class SearchResults:
         tensors = {f"scale.{k}": v for k, v in result.scales.items()}
         tensors |= {f"clip.{k}": v for k, v in result.clip_max.items()}
         tensors |= {f"imp.{k.removesuffix('.weight')}": v for k, v in result.importance.items()}
+        tensors |= {f"mom.{k.removesuffix('.weight')}": v for k, v in result.moments.items()}
         tmp = self._path(i).with_suffix(".tmp")
         save_file({k: v.contiguous().float() for k, v in tensors.items()}, str(tmp))
         tmp.replace(self._path(i))
@@ -169,4 +173,5 @@ class SearchResults:
         except Exception as e:  # a truncated or foreign file
             raise ResultsError(f"{self._path(i)} is unreadable ({e}); delete {self.folder} and search again") from None
         pick = lambda p: {k[len(p):]: v for k, v in t.items() if k.startswith(p)}  # noqa: E731
-        return BlockRecord(pick("scale."), pick("clip."), {f"{k}.weight": v for k, v in pick("imp.").items()})
+        return BlockRecord(pick("scale."), pick("clip."), {f"{k}.weight": v for k, v in pick("imp.").items()},
+                           {f"{k}.weight": v for k, v in pick("mom.").items()})

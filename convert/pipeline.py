@@ -74,7 +74,8 @@ def convert_model(cfg: ConvertConfig) -> ConvertResult:
         settings = {"source": str(model.resolve()), "pure": cfg.pure, **cfg.extra}
         if cfg.method == "awq":
             settings |= {"calib": str(cfg.calib.resolve()) if cfg.calib else "data-free",
-                         "calib_samples": cfg.calib_samples, "calib_seqlen": cfg.calib_seqlen, "clip": cfg.clip}
+                         "calib_samples": cfg.calib_samples, "calib_seqlen": cfg.calib_seqlen, "clip": cfg.clip,
+                         "refine": cfg.refine}
         if cfg.imatrix is not None:
             settings["imatrix"] = str(cfg.imatrix.resolve())
         return _write(source, out, cfg, start, settings=settings)
@@ -125,8 +126,10 @@ def _write(source: ModelSource, out: Path, cfg: ConvertConfig, start: float, set
             writer.write_ti_data_to_file()
             with tqdm(total=n_params, desc="quantize", unit="w", unit_scale=True, disable=not cfg.progress) as bar:
                 for t in source.tensors:
-                    w, importance = weights_for(t)
-                    writer.write_tensor_data(_quantize_tensor(t, w, importance, types[t.name]))
+                    w, importance, moments = weights_for(t)
+                    if not cfg.refine:
+                        moments = None
+                    writer.write_tensor_data(_quantize_tensor(t, w, importance, types[t.name], moments))
                     bar.update(int(np.prod(t.shape)))
         finally:
             writer.close()
@@ -141,11 +144,12 @@ def _nbytes(t: SourceTensor, qtype: gguf.GGMLQuantizationType) -> int:
     return int(np.prod(_byte_shape(t, qtype)))
 
 
-WeightsFor = Callable[[SourceTensor], tuple[torch.Tensor, "torch.Tensor | None"]]
+# tensor -> (float32 values to write, per-column importance or None, input second moments per 32 columns or None)
+WeightsFor = Callable[[SourceTensor], tuple[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"]]
 
 
 def _weights_source(source: ModelSource, types: dict, cfg: ConvertConfig) -> WeightsFor:
-    """tensor -> (float32 values to write, per-column importance or None), for the chosen method."""
+    """WeightsFor the chosen method."""
     imatrix = None
     if cfg.imatrix is not None:
         from awq_gguf.awq_scale.imatrix import read_imatrix
@@ -154,12 +158,12 @@ def _weights_source(source: ModelSource, types: dict, cfg: ConvertConfig) -> Wei
     if _method(cfg, types) == "awq":
         return _awq_weights(source, types, cfg)
 
-    def plain(t: SourceTensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def plain(t: SourceTensor) -> tuple[torch.Tensor, torch.Tensor | None, None]:
         imp = None if imatrix is None else imatrix.get(t.name)
         if imp is not None and imp.shape != (t.shape[-1],):
             raise AwqGgufError(f"the imatrix entry for {t.name} has {imp.numel()} columns; the tensor has "
                                f"{t.shape[-1]}: the imatrix was made for another model")
-        return t.load_checked(), imp
+        return t.load_checked(), imp, None
     return plain
 
 
@@ -178,17 +182,18 @@ def _awq_weights(source: ModelSource, types: dict, cfg: ConvertConfig) -> Weight
     req = AwqRequest(cfg.calib, cfg.calib_samples, cfg.calib_seqlen, settings, cfg.resume, cfg.scales, cfg.type)
     applier, _ = prepare_awq(source, types, req)
 
-    def awq(t: SourceTensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        w, imp = applier.tensor(t.name)
-        return (t.load_checked() if w is None else w), imp
+    def awq(t: SourceTensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        w, imp, moments = applier.tensor(t.name)
+        return (t.load_checked() if w is None else w), imp, moments
     return awq
 
 
 def _quantize_tensor(t: SourceTensor, w: torch.Tensor, importance: torch.Tensor | None,
-                     qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+                     qtype: gguf.GGMLQuantizationType, moments: torch.Tensor | None = None) -> np.ndarray:
     # w: float32, t.shape
     with torch.no_grad():
         imp = None if importance is None or qtype in FLOAT_QTYPES else importance.float()
-        q = quantize(w.reshape(-1, t.shape[-1]).float().cpu(), qtype, imp)  # uint8 [rows, row_bytes]
+        mom = None if moments is None or qtype in FLOAT_QTYPES else moments.float()
+        q = quantize(w.reshape(-1, t.shape[-1]).float().cpu(), qtype, imp, mom)  # uint8 [rows, row_bytes]
     return q.cpu().numpy().reshape(_byte_shape(t, qtype))
 

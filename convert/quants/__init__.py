@@ -21,6 +21,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 QuantizeFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 DequantizeFn = Callable[[torch.Tensor], torch.Tensor]
+RefineFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class QuantShapeError(ValueError):
@@ -46,6 +47,12 @@ class BlockFormat:
         """(w, importance) -> float32 values of the quantized weights, bit-equal to dequantize(quantize(..)) but
         faster (no byte packing), where the format's quantizer provides it."""
         return getattr(self.quantize, "fake", None)
+
+    @property
+    def refine(self) -> "RefineFn | None":
+        """(w, bytes, moments [cols/32, 32, 32]) -> bytes with levels refined under the input's second moments,
+        where the format supports it (the 32-weight symmetric formats, see refine.py)."""
+        return getattr(self.quantize, "refine", None)
 
     def row_bytes(self, cols: int) -> int:
         return cols // self.block_size * self.type_size
@@ -95,16 +102,34 @@ def check_shape(w: torch.Tensor, qtype: GGMLQuantizationType, name: str = "tenso
         )
 
 
-def _check_inputs(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None) -> None:
+def _check_inputs(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None,
+                  moments: torch.Tensor | None = None) -> None:
     check_shape(w, qtype)
     if importance is not None and importance.shape != (w.shape[1],):
         raise QuantShapeError(f"importance has shape {tuple(importance.shape)}, expected ({w.shape[1]},)")
+    if moments is not None and moments.shape != (w.shape[1] // 32, 32, 32):
+        raise QuantShapeError(f"moments have shape {tuple(moments.shape)}, expected ({w.shape[1] // 32}, 32, 32) "
+                              f"for a tensor of shape {tuple(w.shape)}")
 
 
-def quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None) -> torch.Tensor:
-    """float32 [rows, cols] -> uint8 [rows, row_bytes], the GGUF bytes of type `qtype`."""
-    _check_inputs(w, qtype, importance)
-    return get_format(qtype).quantize(w.float().contiguous(), importance)
+def refinable(qtype: GGMLQuantizationType) -> bool:
+    """Whether quantize(..., moments=...) refines this type's levels (otherwise moments are ignored)."""
+    return get_format(qtype).refine is not None
+
+
+def quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None,
+             moments: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 [rows, cols] -> uint8 [rows, row_bytes], the GGUF bytes of type `qtype`.
+
+    moments: E[x_b x_b^T] [cols/32, 32, 32] of the input per block of 32 columns; for the types that support it
+    (refinable) the levels are then refined to lower the output error they imply (refine.py)."""
+    _check_inputs(w, qtype, importance, moments)
+    fmt = get_format(qtype)
+    w = w.float().contiguous()
+    q = fmt.quantize(w, importance)
+    if moments is not None and fmt.refine is not None:
+        q = fmt.refine(w, q, moments)
+    return q
 
 
 def dequantize(q: torch.Tensor, qtype: GGMLQuantizationType) -> torch.Tensor:
@@ -112,10 +137,11 @@ def dequantize(q: torch.Tensor, qtype: GGMLQuantizationType) -> torch.Tensor:
     return get_format(qtype).dequantize(q)
 
 
-def fake_quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None) -> torch.Tensor:
+def fake_quantize(w: torch.Tensor, qtype: GGMLQuantizationType, importance: torch.Tensor | None = None,
+                  moments: torch.Tensor | None = None) -> torch.Tensor:
     """The float values the GGUF file will hold for `w`: what the AWQ search scores."""
     fake = get_format(qtype).fake
-    if fake is None:
-        return dequantize(quantize(w, qtype, importance), qtype)
-    _check_inputs(w, qtype, importance)
+    if fake is None or (moments is not None and refinable(qtype)):
+        return dequantize(quantize(w, qtype, importance, moments), qtype)
+    _check_inputs(w, qtype, importance, moments)
     return fake(w.float().contiguous(), importance)

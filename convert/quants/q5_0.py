@@ -9,6 +9,7 @@ import torch
 from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
+from .refine import symmetric_refiner
 from .block_search import (
     block_quantizer,
     QK, f16_bytes, f16_from_bytes, pack_high_bits, pack_nibbles, safe_recip,
@@ -34,11 +35,17 @@ def _pack(d16: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.cat([f16_bytes(d16), pack_high_bits(u), pack_nibbles(u)], dim=1)
 
 
+def _levels(b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """blocks uint8 [n, 22] -> (d [n, 1], signed levels [n, 32] as float)."""
+    return f16_from_bytes(b[:, 0:2]), ((unpack_nibbles(b[:, 6:]) | unpack_high_bits(b[:, 2:6])) - 16).to(torch.float32)
+
+
 def _search(x: torch.Tensor, wt: torch.Tensor | None, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return search_symmetric(x, wt, QMIN, QMAX, d, GRID)
 
 
 quantize = block_quantizer(ref_blocks, _pack, TYPE_SIZE, _search)
+quantize.refine = symmetric_refiner(QMIN, QMAX, TYPE_SIZE, _levels, _pack)  # type: ignore[attr-defined]
 quantize_ref = block_quantizer(ref_blocks, _pack, TYPE_SIZE, None)  # llama.cpp's plain reference rounding, byte for byte
 
 

@@ -11,6 +11,7 @@ import torch
 from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
+from .refine import symmetric_refiner
 from .block_search import (
     block_quantizer,
     QK, f16_bytes, f16_from_bytes, round_half_away, safe_recip, search_symmetric,
@@ -33,11 +34,17 @@ def _pack(d16: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.cat([f16_bytes(d16), q.to(torch.int8).view(torch.uint8)], dim=1)
 
 
+def _levels(b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """blocks uint8 [n, 34] -> (d [n, 1], levels [n, 32] as float)."""
+    return f16_from_bytes(b[:, 0:2]), b[:, 2:].contiguous().view(torch.int8).to(torch.float32)
+
+
 def _search(x: torch.Tensor, wt: torch.Tensor | None, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return search_symmetric(x, wt, QMIN, QMAX, d, GRID)
 
 
 quantize = block_quantizer(ref_blocks, _pack, TYPE_SIZE, _search, search_needs_importance=True)
+quantize.refine = symmetric_refiner(QMIN, QMAX, TYPE_SIZE, _levels, _pack)  # type: ignore[attr-defined]
 quantize_ref = block_quantizer(ref_blocks, _pack, TYPE_SIZE, None)  # same bytes as quantize(w, None)
 
 

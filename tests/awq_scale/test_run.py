@@ -10,6 +10,7 @@ from awq_gguf.awq_scale import awq as awq_mod
 from awq_gguf.awq_scale.awq import AwqSettings
 from awq_gguf.awq_scale.results import ResultsError, SearchResults
 from awq_gguf.awq_scale.run import AwqRequest, prepare_awq
+from awq_gguf.convert.quants import refinable
 from awq_gguf.convert.source import open_source
 
 from awq_helpers import model_types
@@ -49,6 +50,7 @@ def _records_equal(a, b) -> bool:
     return all(
         set(ra.scales) == set(rb.scales) and all(torch.equal(ra.scales[k], rb.scales[k]) for k in ra.scales)
         and all(torch.equal(ra.importance[k], rb.importance[k]) for k in ra.importance)
+        and set(ra.moments) == set(rb.moments) and all(torch.equal(ra.moments[k], rb.moments[k]) for k in ra.moments)
         for ra, rb in ((a.records[i], b.records[i]) for i in a.records)
     )
 
@@ -63,10 +65,17 @@ def test_results_are_saved_and_reused(tiny_model, calib, monkeypatch):
     assert ran == [] and results2.folder == results.folder  # nothing searched twice
     assert _records_equal(first, again)
     shapes = {t.name: t.shape for t in source.tensors}
-    w, imp = again.tensor("blk.1.ffn_up.weight")
+    w, imp, mom = again.tensor("blk.1.ffn_up.weight")
     assert tuple(w.shape) == tuple(shapes["blk.1.ffn_up.weight"]) and imp.shape == (w.shape[1],)
-    w, imp = again.tensor("token_embd.weight")  # tied: the output head, importance from the final norm's output
+    assert mom.shape == (w.shape[1] // 32, 32, 32)  # Q4_0 refines: the input's block second moments are kept
+    # their diagonals are the importance (mean x^2 of the scaled input), block by block
+    torch.testing.assert_close(mom.diagonal(dim1=1, dim2=2).reshape(-1), imp, rtol=1e-4, atol=0)
+    w, imp, mom = again.tensor("token_embd.weight")  # tied: the output head, statistics of the final norm's output
     assert w is None and imp.shape == (shapes["token_embd.weight"][1],)
+    if refinable(types["token_embd.weight"]):
+        assert mom.shape == (imp.shape[0] // 32, 32, 32)
+    else:  # the head's type (Q6_K here) does not refine: nothing kept
+        assert mom is None
 
 
 def test_resume_continues_after_the_last_finished_block(tiny_model, calib, monkeypatch):
@@ -177,3 +186,28 @@ def test_saved_block_roundtrip(tmp_path, tiny_model):
     assert torch.equal(rec.clip_max["attn_v"], block.clip_max["attn_v"])
     assert torch.equal(rec.importance["attn_q.weight"], block.importance["attn_q.weight"])
     assert res.finished() == 1 and not res.complete
+
+
+def test_cli_refine_changes_only_the_refinable_tensors(tiny_model, tmp_path, cli):
+    import json
+
+    import gguf
+
+    calib = tmp_path / "c.txt"
+    calib.write_text(" ".join(f"word{i} text" for i in range(500)))
+    args = ("-t", "Q4_0", "--calib", calib, "--calib-samples", "3", "--calib-seqlen", "24", "-q")
+    model = tiny_model("LlamaForCausalLM")
+    on, off = tmp_path / "on.gguf", tmp_path / "off.gguf"
+    assert cli("convert", model, "-o", on, *args).exit_code == 0
+    assert cli("convert", model, "-o", off, *args, "--no-refine").exit_code == 0  # the same search, reused
+    r_on, r_off = gguf.GGUFReader(on), gguf.GGUFReader(off)
+    settings = [json.loads(bytes(r.fields["awq_gguf.settings"].parts[-1]).decode()) for r in (r_on, r_off)]
+    assert settings[0]["refine"] is True and settings[1]["refine"] is False
+    changed = set()
+    for a, b in zip(r_on.tensors, r_off.tensors):
+        assert a.name == b.name and a.tensor_type == b.tensor_type
+        if not (a.data == b.data).all():
+            changed.add(a.name)
+            assert a.tensor_type in (gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q5_0,
+                                     gguf.GGMLQuantizationType.Q8_0)
+    assert any(name.startswith("blk.") for name in changed)
