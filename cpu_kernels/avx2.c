@@ -47,6 +47,10 @@ static inline __m256i dot_us(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
+/* the activation rows x_[0..3] at xq, xq + xs, ...: block b of each */
+#define X4(T, vx, xs, b) const T *x_[4] = {(const T *)(vx) + (b), (const T *)((const uint8_t *)(vx) + (xs)) + (b), \
+    (const T *)((const uint8_t *)(vx) + 2 * (xs)) + (b), (const T *)((const uint8_t *)(vx) + 3 * (xs)) + (b)}
+
 /* ---- activations ----------------------------------------------------------------------------- */
 
 /* 32 floats -> rounded int32 x4 vectors (x * id) */
@@ -162,31 +166,46 @@ static inline __attribute__((always_inline)) float dot_32s(int64_t n, const void
 
 static float dot_q4_0(int64_t n, const void *vw, const void *vx) { return dot_32s(n, vw, vx, 0); }
 
-static float dot_q4_1(int64_t n, const void *vw, const void *vx) {
-    const blk_q4_1 *w = vw; const act_q8_32 *x = vx;
-    __m256 acc = _mm256_setzero_ps();
-    float bias = 0.0f;
-    for (int64_t b = 0; b < n / QK32; b++) {
-        const __m256i p = dot_us(nibbles32(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p), acc);
-        bias += h2f(w[b].m) * x[b].d * (float)x[b].s;
-    }
-    return hsum_ps(acc) + bias;
-}
 
 static float dot_q5_0(int64_t n, const void *vw, const void *vx) { return dot_32s(n, vw, vx, 2); }
 
-static float dot_q5_1(int64_t n, const void *vw, const void *vx) {
-    const blk_q5_1 *w = vw; const act_q8_32 *x = vx;
-    __m256 acc = _mm256_setzero_ps();
-    float bias = 0.0f;
+/* Q4_1 / Q5_1 (kind 1 / 3): unsigned weights times 1 (GEMV) or 4 (GEMM) activation rows, unpacked once, the min
+ * through the activation block sums; one loop for both shapes */
+static inline __attribute__((always_inline)) void dot32m_rows(int64_t n, const void *vw, const void *vx, int64_t xs,
+                                                              float *out, const int nx, const int kind) {
+    const uint8_t *w = vw;
+    const size_t bs = kind == 1 ? sizeof(blk_q4_1) : sizeof(blk_q5_1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float bias[4] = {0, 0, 0, 0};
     for (int64_t b = 0; b < n / QK32; b++) {
-        const __m256i p = dot_us(q5_32(w[b].qs, w[b].qh), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p), acc);
-        bias += h2f(w[b].m) * x[b].d * (float)x[b].s;
+        const uint8_t *blk = w + b * bs;
+        __m256i q;
+        float dw, mw;
+        if (kind == 1) { const blk_q4_1 *k = (const void *)blk; q = nibbles32(k->qs); dw = h2f(k->d); mw = h2f(k->m); }
+        else { const blk_q5_1 *k = (const void *)blk; q = q5_32(k->qs, k->qh); dw = h2f(k->d); mw = h2f(k->m); }
+        X4(act_q8_32, vx, xs, b);
+#pragma GCC unroll 4
+        for (int t = 0; t < nx; t++) {
+            const __m256i p = dot_us(q, _mm256_loadu_si256((const __m256i *)x_[t]->qs));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x_[t]->d), _mm256_cvtepi32_ps(p), acc[t]);
+            bias[t] += mw * x_[t]->d * (float)x_[t]->s;
+        }
     }
-    return hsum_ps(acc) + bias;
+    for (int t = 0; t < nx; t++) out[t] = hsum_ps(acc[t]) + bias[t];
 }
+
+#define DOT32M_ENTRIES(T, KIND)                                                                                \
+    static float dot_##T(int64_t n, const void *w, const void *x) {                                           \
+        float o;                                                                                               \
+        dot32m_rows(n, w, x, 0, &o, 1, KIND);                                                                  \
+        return o;                                                                                              \
+    }                                                                                                          \
+    static void dot4_##T(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) {                   \
+        dot32m_rows(n, w, x, xs, o, 4, KIND);                                                                  \
+    }
+DOT32M_ENTRIES(q4_1, 1)
+DOT32M_ENTRIES(q5_1, 3)
+
 
 static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
     const blk_q8_0 *w = vw; const act_q8_32 *x = vx;
@@ -270,10 +289,6 @@ static inline __m128i q3k_scales(const uint8_t *s12) {
 }
 
 /* ---- K types, one weight row against 1 (GEMV) or 4 (GEMM) activation rows ------------------------- */
-
-/* the activation rows x_[0..3] at xq, xq + xs, ...: block b of each */
-#define X4(T, vx, xs, b) const T *x_[4] = {(const T *)(vx) + (b), (const T *)((const uint8_t *)(vx) + (xs)) + (b), \
-    (const T *)((const uint8_t *)(vx) + 2 * (xs)) + (b), (const T *)((const uint8_t *)(vx) + 3 * (xs)) + (b)}
 
 /* kind 2..6 = Q2_K..Q6_K (a constant after inlining) */
 static inline __attribute__((always_inline)) size_t kblock_bytes(int kind) {
@@ -402,37 +417,9 @@ K_ENTRIES(q6_K, 6)
 /* ---- GEMM: one weight row against 4 activation rows, unpacked once -------------------------------- */
 
 
-/* Q4_0 / Q4_1 / Q5_0 / Q5_1: kind 0..3 (a constant after inlining) */
-static inline __attribute__((always_inline)) void dot4_32(int64_t n, const void *vw, const void *vx, int64_t xs,
-                                                          float out[4], int kind) {
-    const uint8_t *w = vw;
-    const size_t bs = kind == 0 ? sizeof(blk_q4_0) : kind == 1 ? sizeof(blk_q4_1) : kind == 2 ? sizeof(blk_q5_0) : sizeof(blk_q5_1);
-    const float off = kind == 0 ? 8.0f : kind == 2 ? 16.0f : 0.0f;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float bias[4] = {0, 0, 0, 0};
-    for (int64_t b = 0; b < n / QK32; b++) {
-        const uint8_t *blk = w + b * bs;
-        __m256i q;
-        float dw, mw = 0.0f;
-        if (kind == 0) { const blk_q4_0 *k = (const void *)blk; q = nibbles32(k->qs); dw = h2f(k->d); }
-        else if (kind == 1) { const blk_q4_1 *k = (const void *)blk; q = nibbles32(k->qs); dw = h2f(k->d); mw = h2f(k->m); }
-        else if (kind == 2) { const blk_q5_0 *k = (const void *)blk; q = q5_32(k->qs, k->qh); dw = h2f(k->d); }
-        else { const blk_q5_1 *k = (const void *)blk; q = q5_32(k->qs, k->qh); dw = h2f(k->d); mw = h2f(k->m); }
-        X4(act_q8_32, vx, xs, b);
-#pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
-            const float d = dw * x_[t]->d;
-            const __m256i p = dot_us(q, _mm256_loadu_si256((const __m256i *)x_[t]->qs));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc[t]);
-            bias[t] += (mw * x_[t]->d - off * d) * (float)x_[t]->s;
-        }
-    }
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]) + bias[t];
-}
-
 /* Q4_0 / Q5_0 (kind 0 / 2): the offset (8 / 16) is subtracted from the unpacked weights once per block, and
- * the signed weights meet each activation row through the sign trick (|w| u8 x sign-adjusted x s8), so the
- * per-row block-sum correction of dot4_32 goes away. |w| <= 16 and |x| <= 127 keep maddubs' pair sums far from
+ * the signed weights meet each activation row through the sign trick (|w| u8 x sign-adjusted x s8), so no
+ * per-row block-sum correction is needed. |w| <= 16 and |x| <= 127 keep maddubs' pair sums far from
  * int16 saturation. */
 static inline __attribute__((always_inline)) void dot4_32s(int64_t n, const void *vw, const void *vx, int64_t xs,
                                                            float out[4], int kind) {
@@ -455,9 +442,7 @@ static inline __attribute__((always_inline)) void dot4_32s(int64_t n, const void
 }
 
 static void dot4_q4_0(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot4_32s(n, w, x, xs, o, 0); }
-static void dot4_q4_1(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot4_32(n, w, x, xs, o, 1); }
 static void dot4_q5_0(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot4_32s(n, w, x, xs, o, 2); }
-static void dot4_q5_1(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot4_32(n, w, x, xs, o, 3); }
 
 static void dot4_q8_0(int64_t n, const void *vw, const void *vx, int64_t xs, float out[4]) {
     const blk_q8_0 *w = vw;
