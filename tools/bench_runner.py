@@ -11,7 +11,9 @@ Steps, all in one run: the demo GGUF (SmolLM2-135M-Instruct, Q4_1) converted by 
   speed     pp512 and tg128 tokens/s of both engines, same process, same threads, alternating repetitions
             (awq_gguf.runner.bench, as `awq-gguf bench`), once per thread count in --threads.
 --speed-only skips the logits (and the F32 conversion); with --write it replaces only the speed table (the
-runner-speed block inside the runner section), keeping the accuracy table of the last full run.
+runner-speed block inside the runner section), keeping the accuracy table of the last full run. A run with logits
+and --write replaces the runner-accuracy block (and the speed block unless --skip-speed), keeping the text around
+them; only where those blocks are missing does it write the whole runner section.
 """
 
 from __future__ import annotations
@@ -216,9 +218,7 @@ def main() -> None:
         if args.write:
             write_section("runner-speed", body)
         return
-    lines = [
-        "### Local runner vs llama.cpp, demo model",
-        "",
+    acc_lines = [
         f"Machine: {machine()}. Date: {today()}. Commit: {git_rev()}. Command: `{cmd} --write`.",
         f"Runner backend: {backend_desc} (awq_gguf.runner.backend). Peer: llama.cpp through llama-cpp-python "
         "0.3.36 (its CPU build), same process, same threads. Files: the demo model (SmolLM2-135M-Instruct, "
@@ -237,12 +237,21 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *acc_rows,
     ]
+    lines = ["### Local runner vs llama.cpp, demo model", "", "<!-- runner-accuracy:begin -->", *acc_lines,
+             "<!-- runner-accuracy:end -->"]
     if speed_lines:
         lines += ["", "<!-- runner-speed:begin -->", *speed_lines, "<!-- runner-speed:end -->"]
     body = "\n".join(lines)
     print(body)
     if args.write:
-        write_section("runner", body)
+        text = (ROOT / "BENCHMARKS.md").read_text()
+        if "<!-- runner-accuracy:begin -->" in text and "<!-- runner-speed:begin -->" in text:
+            # the section exists: replace its two tables, keep the text written around them
+            write_section("runner-accuracy", "\n".join(acc_lines))
+            if speed_lines:
+                write_section("runner-speed", "\n".join(speed_lines))
+        else:
+            write_section("runner", body)
 
 
 if __name__ == "__main__":
