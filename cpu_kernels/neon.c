@@ -3,6 +3,7 @@
  * Same scheme as avx2.c: unsigned weight values, offsets and mins through the activation block sums, except
  * Q4_0 / Q5_0, whose offsets are subtracted from the weights (signed products need no sign trick here). */
 #include <arm_neon.h>
+#include <stddef.h>
 
 #include "kernels.h"
 #include "scalar.h"
@@ -293,6 +294,85 @@ static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
     return acc;
 }
 
+/* ---- GEMM over interleaved Q4_0 / Q5_0 rows (blk_q4_0x8 / blk_q5_0x8): 8 rows x up to 4 activations ---- */
+
+/* acc + per 32-bit lane the sum of 4 s8 x s8 products (lane r: row r of a 4-row half): sdot, or widening
+ * products and two pairwise adds */
+static inline int32x4_t dot4x4(int32x4_t acc, int8x16_t w, int8x16_t xb) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, w, xb);
+#else
+    const int16x8_t lo = vmull_s8(vget_low_s8(w), vget_low_s8(xb)), hi = vmull_s8(vget_high_s8(w), vget_high_s8(xb));
+    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
+#endif
+}
+
+static inline int8x16_t bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return vreinterpretq_s8_s32(vdupq_n_s32(v));
+}
+
+/* Each 16-byte load holds 4 elements of each of 4 rows (a half of the 8-row group); with the offset subtracted
+ * they are signed and one broadcast 4-byte activation word meets all 4 rows, the row sums landing in the lanes.
+ * kind 0: Q4_0, 2: Q5_0 (fifth bits from the regrouped qh words: bits 16h .. 16h+15 for half h). */
+static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void *wp, const void *vx, int64_t xs,
+                                                           float *y, int64_t ys, const int nx, const int kind) {
+    const uint8_t *w = wp;
+    const size_t bs = kind == 0 ? sizeof(blk_q4_0x8) : sizeof(blk_q5_0x8);
+    const size_t qs_at = kind == 0 ? offsetof(blk_q4_0x8, qs) : offsetof(blk_q5_0x8, qs);
+    const int8x16_t off = vdupq_n_s8(kind == 0 ? 8 : 16);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const act_q8_32 *x[4];
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) {
+        x[t] = (const act_q8_32 *)((const uint8_t *)vx + (t < nx ? t : 0) * xs);
+        acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
+    }
+    for (int64_t b = 0; b < n / QK32; b++) {
+        const uint8_t *blk = w + b * bs;
+        int32x4_t s[4][2];
+        for (int t = 0; t < 4; t++) s[t][0] = s[t][1] = vdupq_n_s32(0);
+        for (int j = 0; j < 4; j++)
+            for (int h = 0; h < 2; h++) {
+                const uint8x16_t v = vld1q_u8(blk + qs_at + 32 * j + 16 * h);
+                int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(v, m4)), hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+                if (kind == 2) {
+                    const blk_q5_0x8 *k5 = (const void *)blk;
+                    lo = vorrq_s8(lo, bits16_x10(k5->qh[j] >> (16 * h)));
+                    hi = vorrq_s8(hi, bits16_x10(k5->qh[j + 4] >> (16 * h)));
+                }
+                lo = vsubq_s8(lo, off);
+                hi = vsubq_s8(hi, off);
+                for (int t = 0; t < nx; t++) {
+                    s[t][h] = dot4x4(s[t][h], lo, bcast4(x[t][b].qs + 4 * j));
+                    s[t][h] = dot4x4(s[t][h], hi, bcast4(x[t][b].qs + 16 + 4 * j));
+                }
+            }
+        const float16x8_t d16 = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)(const void *)blk));
+        const float32x4_t dw[2] = {vcvt_f32_f16(vget_low_f16(d16)), vcvt_high_f32_f16(d16)};
+        for (int t = 0; t < nx; t++)
+            for (int h = 0; h < 2; h++)
+                acc[t][h] = vfmaq_f32(acc[t][h], vmulq_n_f32(dw[h], x[t][b].d), vcvtq_f32_s32(s[t][h]));
+    }
+    for (int t = 0; t < nx; t++) {
+        vst1q_f32(y + t * ys, acc[t][0]);
+        vst1q_f32(y + t * ys + 4, acc[t][1]);
+    }
+}
+
+#define GEMM8_ENTRY(T, KIND)                                                                                   \
+    static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
+        switch (nx) {                                                                                          \
+        case 4: gemm8_nx(n, wp, vx, xs, y, ys, 4, KIND); break;                                                \
+        case 3: gemm8_nx(n, wp, vx, xs, y, ys, 3, KIND); break;                                                \
+        case 2: gemm8_nx(n, wp, vx, xs, y, ys, 2, KIND); break;                                                \
+        default: gemm8_nx(n, wp, vx, xs, y, ys, 1, KIND); break;                                               \
+        }                                                                                                      \
+    }
+GEMM8_ENTRY(q4_0, 0)
+GEMM8_ENTRY(q5_0, 2)
+
 /* ---- float weights ---------------------------------------------------------------------------- */
 
 static float dot_f32(int64_t n, const void *vw, const void *vx) {
@@ -333,6 +413,7 @@ const awq_kernels *awq_kernels_neon(void) {
         k.dot[AWQ_Q5_1] = dot_q5_1; k.dot[AWQ_Q8_0] = dot_q8_0;
         k.dot[AWQ_Q2_K] = dot_q2_K; k.dot[AWQ_Q3_K] = dot_q3_K; k.dot[AWQ_Q4_K] = dot_q4_K;
         k.dot[AWQ_Q5_K] = dot_q5_K; k.dot[AWQ_Q6_K] = dot_q6_K;
+        k.gemm8[AWQ_Q4_0] = gemm8_q4_0; k.gemm8[AWQ_Q5_0] = gemm8_q5_0;
 #if defined(__ARM_FEATURE_DOTPROD)
         k.name = "neon-dotprod";
 #else

@@ -239,9 +239,9 @@ class PackedMatrix:
 
 
 def packed_gemm_native(qtype: Any) -> bool:
-    """Whether the current ISA has its own kernel over interleaved rows for qtype (AVX2 and AVX-512 for Q4_0 and
-    Q5_0; the scalar reference counts too). Where it has none, matmul_packed still works, on the scalar kernel:
-    keep the file's rows there."""
+    """Whether the current ISA has its own kernel over interleaved rows for qtype (Q4_0 and Q5_0: scalar, AVX2,
+    AVX-512 through AVX2's, NEON). Where one has none, matmul_packed still works, on the scalar kernel: keep the
+    file's rows there."""
     return bool(_lib().awq_packed_gemm_native(int(_qtype(qtype))))
 
 

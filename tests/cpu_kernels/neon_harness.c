@@ -123,7 +123,7 @@ static void check_decode(int isa) {
 }
 
 /* the GEMM over interleaved Q4_0 / Q5_0 rows (awq_pack + awq_matmul_packed; the variant's own kernel, or the
- * scalar one where it has none, as NEON) against the scalar table's file-row matmul; and its refusals */
+ * scalar one where it has none) against the scalar table's file-row matmul; and its refusals */
 static void check_packed(int isa) {
     enum { R = 40, C = 544, N = 17 };
     static const int types[2] = {AWQ_Q4_0, AWQ_Q5_0};
