@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-ABI_VERSION = 3  # api.h's AWQ_CUDA_ABI
+ABI_VERSION = 4  # api.h's AWQ_CUDA_ABI
 
 # api.h's declarations, as cffi's C parser takes them (no preprocessor).
 CDEF = """
@@ -15,6 +15,18 @@ int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void* p2, con
 int awq_cuda_dequant(int qtype, const void* p0, const void* p1, const void* p2, void* out, int out_type, int rows,
                      int cols, void* stream);
 const char* awq_cuda_error_string(int code);
+int awq_cuda_add_rmsnorm_q8(float* x, const float* r, const float* w, float eps, int batch, int cols, void* ws,
+                            long long ws_bytes, float* out, void* stream);
+int awq_cuda_silu_mul_q8(const float* gate, long long gate_stride, const float* up, long long up_stride,
+                         int batch, int cols, void* ws, long long ws_bytes, float* out, void* stream);
+int awq_cuda_rope_kv(const float* q, long long q_stride, const float* k, long long k_stride, const float* v,
+                     long long v_stride, const float* bq, const float* bk, const float* bv, const float* q_norm,
+                     const float* k_norm, float eps, const float* cos, const float* sin, int max_pos,
+                     const long long* pos, int n_tok, int n_head, int n_head_kv, int head_dim, int n_rot,
+                     int neox, void* q_out, void* k_cache, void* v_cache, int n_ctx, void* stream);
+int awq_cuda_attn_decode_q8(const void* q, const void* k_cache, const void* v_cache, const long long* pos,
+                            int n_head, int n_head_kv, int n_ctx, int head_dim, int t, float scale, void* ws,
+                            long long ws_bytes, void* stream);
 """
 
 _lock = threading.Lock()

@@ -6,7 +6,8 @@
  * a cudaError_t value, or AWQ_ERR_TYPE for a weight type without kernels. awq_cuda_error_string names it.
  *
  * qtype: GGML type id (2 = Q4_0, 8 = Q8_0, 12 = Q4_K, 14 = Q6_K); p0, p1, p2: the format's planes (see the
- * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations, 2 = float32 (modes 4-9 only: rounded to int8 from float32). nr: rows per warp (1, 2,
+ * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations, 2 = float32 (modes 4-9 only: rounded to int8 from float32), 3 = already
+ * rounded into ws by a fused kernel below (modes 4-9 only; x unused). nr: rows per warp (1, 2,
  * 4; 0 = default); mode: 1 = register prefetch, 2 = cp.async ring, 3 = 1 + factored batch-1 math, 4 = int8
  * activations (dp4a), 5 = 4 with programmatic dependent launch, 6-9 = 5 with deeper prefetch / split columns / a register cap
  * (0 = default: 4 with a workspace, else 3 at
@@ -17,7 +18,7 @@
 #ifndef AWQ_GGUF_CUDA_API_H
 #define AWQ_GGUF_CUDA_API_H
 
-#define AWQ_CUDA_ABI 3
+#define AWQ_CUDA_ABI 4
 #define AWQ_ERR_TYPE (-1)
 
 #if defined(__GNUC__)
@@ -36,6 +37,31 @@ AWQ_API int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void*
 AWQ_API int awq_cuda_dequant(int qtype, const void* p0, const void* p1, const void* p2, void* out, int out_type, int rows,
                      int cols, void* stream);
 AWQ_API const char* awq_cuda_error_string(int code);
+
+/* Fused elementwise kernels of the GPU runner's decode step (fused.cu). ws: the GEMV workspace of batch x cols
+ * (xq int8 [batch][cols], then xd float32 [batch][cols / 32]); out: optional float32 [batch][cols] (NULL: none).
+ * add_rmsnorm_q8: x [batch][cols] += r (r may be NULL), then RMSNorm(x) * w rounded into ws.
+ * silu_mul_q8: silu(gate) * up rounded into ws; gate / up rows are gate_stride / up_stride floats apart.
+ * rope_kv: q/k/v float32 rows (strides in floats per token) + optional biases, optional per-head RMSNorm of q and k,
+ * RoPE (neox 0: pairs (2i, 2i+1), 1: (i, i + n_rot/2); cos/sin float32 [max_pos][n_rot/2]) at positions pos (int64
+ * [n_tok], device) -> q_out float16 [n_tok][n_head][head_dim], k and v float16 into the caches [n_head_kv][n_ctx]
+ * [head_dim] at each position.
+ * attn_decode_q8: q float16 [n_head][head_dim] (head_dim % 32 == 0, <= 256) attends keys 0..min(pos, t - 1) of its kv
+ * head (head h: kv head h / (n_head / n_head_kv); caches float16 [n_head_kv][n_ctx][head_dim]; scores scaled by
+ * scale), softmax in float32; the output [n_head * head_dim] rounded into ws (batch 1). t: keys the kernel's shared
+ * memory holds (about (9 head_dim + t) * 4 bytes, at most 48 KiB). */
+AWQ_API int awq_cuda_add_rmsnorm_q8(float* x, const float* r, const float* w, float eps, int batch, int cols, void* ws,
+                                    long long ws_bytes, float* out, void* stream);
+AWQ_API int awq_cuda_silu_mul_q8(const float* gate, long long gate_stride, const float* up, long long up_stride,
+                                 int batch, int cols, void* ws, long long ws_bytes, float* out, void* stream);
+AWQ_API int awq_cuda_rope_kv(const float* q, long long q_stride, const float* k, long long k_stride, const float* v,
+                             long long v_stride, const float* bq, const float* bk, const float* bv, const float* q_norm,
+                             const float* k_norm, float eps, const float* cos, const float* sin, int max_pos,
+                             const long long* pos, int n_tok, int n_head, int n_head_kv, int head_dim, int n_rot,
+                             int neox, void* q_out, void* k_cache, void* v_cache, int n_ctx, void* stream);
+AWQ_API int awq_cuda_attn_decode_q8(const void* q, const void* k_cache, const void* v_cache, const long long* pos,
+                                    int n_head, int n_head_kv, int n_ctx, int head_dim, int t, float scale, void* ws,
+                                    long long ws_bytes, void* stream);
 
 #ifdef __cplusplus
 }

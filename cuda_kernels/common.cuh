@@ -21,7 +21,8 @@ struct Planes {
 };
 
 // ACT_F32: float32 x, read only by the int8-activation path's rounding kernel (quant_x_kernel, gemv.cuh).
-enum Act { ACT_F16 = 0, ACT_BF16 = 1, ACT_F32 = 2 };
+// ACT_PRE: x is already rounded into the workspace (fused.cu's kernels wrote it): the int8 path skips its rounding.
+enum Act { ACT_F16 = 0, ACT_BF16 = 1, ACT_F32 = 2, ACT_PRE = 3 };
 
 int sm_count();  // multiprocessors of the current device (api.cu)
 enum Out { OUT_F16 = 0, OUT_BF16 = 1, OUT_F32 = 2 };

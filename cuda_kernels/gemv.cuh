@@ -513,7 +513,7 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
         quant_x_kernel<ACT_BF16><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
     else if (act == ACT_F32)
         quant_x_kernel<ACT_F32><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
-    else
+    else if (act != ACT_PRE)  // ACT_PRE: the workspace already holds the rounded x
         quant_x_kernel<ACT_F16><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
@@ -591,7 +591,7 @@ template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         void* ws, long long ws_bytes, cudaStream_t s) {
     if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 9) return cudaErrorInvalidValue;
-    if (act != ACT_BF16 && act != ACT_F16 && act != ACT_F32) return cudaErrorInvalidValue;
+    if (act != ACT_BF16 && act != ACT_F16 && act != ACT_F32 && act != ACT_PRE) return cudaErrorInvalidValue;
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
     if (mode <= 0 && have_ws) {
@@ -606,7 +606,7 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
         if (nr <= 0) nr = 4;
         return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
     }
-    if (act == ACT_F32) return cudaErrorInvalidValue;  // float32 x: the int8-activation modes only
+    if (act == ACT_F32 || act == ACT_PRE) return cudaErrorInvalidValue;  // the int8-activation modes only
     // defaults from the H200 run of 2026-11-27 (BENCHMARKS.md): at batch 1 the factored arithmetic, 2 rows per
     // warp for Q4_0 and 4 otherwise; above batch 1 register prefetch with 4 rows per warp
     if (nr <= 0) nr = (batch == 1 && F::kType == 2) ? 2 : 4;

@@ -9,7 +9,8 @@ Steps: tools/random_llama.py writes TinyLlama-1.1B's shape (hidden 2048, FFN 563
 vocab 32000) with N(0, 0.02) float16 weights; `convert --method rtn` (awq_gguf.convert.pipeline) writes each
 type; runner.bench (device cuda: pp512 and tg128, the copy-bandwidth bound measured in the same run); tg with
 the CUDA graphs off (AWQ_GGUF_CUDA_GRAPHS=0) for the ablation; the decode graph's replay time alone (CUDA
-events, no host work: what the GPU spends per token); logits of a 32-token prompt and 8 decode steps against the
+events, no host work: what the GPU spends per token), with the fused decode kernels and without them (the torch-op
+step, GpuModel(fused=False): the baseline in the same run); logits of a 32-token prompt and 8 decode steps against the
 CPU runner's torch backend (float32, exact dequantization). Prints a markdown table; JSON goes to --out.
 """
 
@@ -42,11 +43,12 @@ def convert(folder: Path, out: Path, type_: str) -> float:
     return time.perf_counter() - t
 
 
-def graph_step_time(path: Path, n_ctx: int = 520, reps: int = 200) -> float:
-    """Seconds per decode step of the captured graph alone (bucket 256), median of `reps` replays."""
+def graph_step_time(path: Path, n_ctx: int = 520, reps: int = 200, fused: bool = True) -> float:
+    """Seconds per decode step of the captured graph alone (bucket 256), median of `reps` replays; fused=False:
+    the decode step of torch ops instead of the fused kernels."""
     from awq_gguf.runner.gpu_model import GpuModel
 
-    m = GpuModel.load(path, n_ctx=n_ctx)
+    m = GpuModel.load(path, n_ctx=n_ctx, fused=fused)
     cache = m.new_cache()
     m.forward([1, 2, 3, 4], cache)
     m.forward([5], cache)  # captures the bucket's graph
@@ -63,9 +65,10 @@ def graph_step_time(path: Path, n_ctx: int = 520, reps: int = 200) -> float:
 
 
 KERNEL_GROUPS = [  # (group, substrings of the CUDA kernel name), first match wins
+    ("fused elementwise (ours: norm/SiLU + rounding, RoPE + KV write)", ("add_rmsnorm_q8", "silu_mul_q8", "rope_kv")),
     ("GEMV (ours)", ("gemv_q8_kernel", "gemv_kernel")),
     ("activation rounding (ours)", ("quant_x_kernel",)),
-    ("attention (SDPA)", ("fmha", "attention", "flash", "efficient")),
+    ("attention (SDPA, or ours: attn_decode_q8)", ("fmha", "attention", "flash", "efficient", "attn_decode")),
     ("RMSNorm", ("rms", "norm")),
     ("index / KV store", ("index", "gather", "scatter")),
     ("casts and copies", ("copy", "Copy", "direct_copy", "cast")),
@@ -161,6 +164,12 @@ def main() -> None:
         finally:
             del os.environ["AWQ_GGUF_CUDA_GRAPHS"]
         row["graph_step_s"] = graph_step_time(path)
+        row["graph_step_unfused_s"] = graph_step_time(path, fused=False)
+        os.environ["AWQ_GGUF_GPU_FUSED_ATTN"] = "0"
+        try:
+            row["graph_step_sdpa_s"] = graph_step_time(path)  # fused, but attention by SDPA
+        finally:
+            del os.environ["AWQ_GGUF_GPU_FUSED_ATTN"]
         if not args.skip_accuracy:
             row["accuracy"] = accuracy(path)
         if args.profile and not rows:
@@ -174,15 +183,15 @@ def main() -> None:
     print(f"\n{info['card']}, {info['date']}, commit {info['commit']}, torch {info['torch']}; "
           f"copy bandwidth {rows[0]['copy_bw'] / 1e9:.0f} GB/s (read + write)")
     print("| type | weights MiB/token | pp512 tok/s | tg128 tok/s | bound tok/s | tg / bound | graph step us "
-          "| graph-only tok/s (of bound) | tg no graphs | logits rel err q8 / f16 (max) | top-1 q8 / f16 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| graph-only tok/s (of bound) | graph step us: unfused / fused with SDPA | tg no graphs | logits rel err q8 / f16 (max) | top-1 q8 / f16 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     nan = {"rel_max": float("nan"), "top1": float("nan")}
     for r in rows:
         q8, f16 = r.get("accuracy", {}).get("q8", nan), r.get("accuracy", {}).get("f16", nan)
         g = 1 / r["graph_step_s"]
         print(f"| {r['type']} | {r['weight_bytes'] / 2**20:.0f} | {r['pp']:.0f} | {r['tg']:.1f} | {r['tg_bound']:.0f} "
               f"| {r['tg_of_bound']:.3f} | {r['graph_step_s'] * 1e6:.0f} | {g:.0f} ({g / r['tg_bound']:.3f}) "
-              f"| {r['tg_no_graphs']:.1f} | {q8['rel_max']:.1e} / {f16['rel_max']:.1e} "
+              f"| {r['graph_step_unfused_s'] * 1e6:.0f} / {r['graph_step_sdpa_s'] * 1e6:.0f} | {r['tg_no_graphs']:.1f} | {q8['rel_max']:.1e} / {f16['rel_max']:.1e} "
               f"| {q8['top1']:.2f} / {f16['top1']:.2f} |")
     for r in rows:
         if "profile" in r:

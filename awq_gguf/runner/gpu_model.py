@@ -6,6 +6,11 @@
     on the device), grouped-query attention (one fused SDPA call per layer, float32 accumulation), SwiGLU, the
     KV cache (gpu_kv_cache, float16 by default, as llama.cpp's); q, k, v and gate, up are one GEMV each where
     their types agree (gpu_weights.Projection);
+  - in the decode step (int8 activations, on CUDA), the elementwise chains as fused kernels (cuda_kernels/fused.cu):
+    the residual add, RMSNorm and the int8 rounding of the next product's input as one kernel (the GEMV then
+    skips its own rounding), SiLU x up with the rounding, bias + q/k norm + RoPE + the KV-cache write as one;
+    one query's attention (keys up to its position) with the rounding of wo's input as one kernel;
+    `fused=False` (or AWQ_GGUF_GPU_FUSED=0) keeps the torch ops, AWQ_GGUF_GPU_FUSED_ATTN=0 keeps SDPA;
   - the one-token decode step captured as a CUDA graph per context bucket (a power of two >= 256 positions,
     at most n_ctx): the step attends over the whole bucket with the positions after the token masked, so one
     graph serves every position in it. The token id and position reach the graph through two device scalars.
@@ -28,7 +33,7 @@ from awq_gguf.runner.errors import RunnerError
 from awq_gguf.runner.gguf_file import GgufFile
 from awq_gguf.runner.gpu_kv_cache import GpuKVCache, KVStorage
 from awq_gguf.runner.gpu_weights import GpuWeights, upload_weights
-from awq_gguf.runner.hparams import HParams
+from awq_gguf.runner.hparams import HParams, RopeMode
 from awq_gguf.runner.model import ATTN_CHUNK, UBATCH
 from awq_gguf.runner.rope import Rope
 from awq_gguf.runner.weights import ModelWeights, open_model
@@ -52,10 +57,17 @@ class GpuBackend:
 
 class GpuModel:
     def __init__(self, file: GgufFile, hp: HParams, weights: ModelWeights, gpu: GpuWeights, n_ctx: int,
-                 device: torch.device, act_q8: bool = True, graphs: bool = True) -> None:
+                 device: torch.device, act_q8: bool = True, graphs: bool = True, fused: bool | None = None) -> None:
         self.file, self.hp, self.w, self.gw, self.n_ctx, self.device = file, hp, weights, gpu, n_ctx, device
         self.act_q8 = act_q8  # int8-rounded activations in the GEMV; False: float16 activations, float32 KV cache
         self.graphs = graphs
+        if fused is None:
+            fused = os.environ.get("AWQ_GGUF_GPU_FUSED", "1") != "0"
+        # the fused decode step (cuda_kernels.fused) needs CUDA and the int8 activations (float16 KV cache)
+        self.fused = fused and act_q8 and device.type == "cuda" and hp.head_dim <= 1024 and hp.n_embd % 32 == 0
+        # within it, attention as one kernel that also rounds wo's input (AWQ_GGUF_GPU_FUSED_ATTN=0: SDPA)
+        self.fused_attn = os.environ.get("AWQ_GGUF_GPU_FUSED_ATTN", "1") != "0" and hp.head_dim % 32 == 0 \
+            and hp.head_dim <= 256
         self.rope = Rope(hp.n_rot, hp.rope_base, hp.rope_freq_scale, hp.traits.rope_mode, n_ctx,
                          weights.rope_freqs).to(device)
         kv_dtype = torch.float16 if act_q8 else torch.float32
@@ -74,16 +86,17 @@ class GpuModel:
 
     @classmethod
     def load(cls, path: Path, n_ctx: int | None = None, device: torch.device | str = "cuda", act_q8: bool = True,
-             graphs: bool | None = None) -> GpuModel:
+             graphs: bool | None = None, fused: bool | None = None) -> GpuModel:
         """Open, validate and upload `path`. The caller checks that the CUDA kernels are available
-        (runner.device.load_runner does). graphs: None means $AWQ_GGUF_CUDA_GRAPHS (default on)."""
+        (runner.device.load_runner does). graphs: None means $AWQ_GGUF_CUDA_GRAPHS (default on); fused: None
+        means $AWQ_GGUF_GPU_FUSED (default on; applies to the int8-activation decode step on CUDA)."""
         mf = open_model(path, n_ctx)
         if graphs is None:
             graphs = os.environ.get("AWQ_GGUF_CUDA_GRAPHS", "1") != "0"
         dev = torch.device(device)
         with torch.no_grad():
             gpu = upload_weights(mf.weights, dev)
-        return cls(mf.file, mf.hp, mf.weights, gpu, mf.n_ctx, dev, act_q8, graphs)
+        return cls(mf.file, mf.hp, mf.weights, gpu, mf.n_ctx, dev, act_q8, graphs, fused)
 
     def new_cache(self) -> GpuKVCache:
         """An empty cache; retires the previous one (one storage per model, see gpu_kv_cache)."""
@@ -162,9 +175,62 @@ class GpuModel:
     def _decode_step(self, cache: GpuKVCache, t: int) -> torch.Tensor:
         """The token in self._tok at position self._pos over t cached positions -> float32 logits [1, n_vocab]
         on the device. Reads no host value of the token or position (graph-capturable)."""
+        if self.fused:
+            return self._decode_step_fused(cache, t)
         x = self.gw.embd[self._tok].float()  # [1, n_embd]
         h = self._hidden(x, self._pos, cache, t, None)
         return self.gw.output.matmul(h, self.act_q8)
+
+    def _decode_step_fused(self, cache: GpuKVCache, t: int) -> torch.Tensor:
+        """_decode_step with the fused kernels (cuda_kernels.fused): per layer one kernel for the residual add +
+        RMSNorm + int8 rounding before q,k,v and before gate,up (the GEMVs read the rounded values as they are),
+        one for bias + q/k norm + RoPE + the KV-cache write, one for SiLU x up + rounding before the down product.
+        Same arithmetic as the unfused step up to float32 summation order (the rounding is the GEMV's own); the
+        attention kernel (attn_decode_q8) rounds its float32 output to int8 directly, where SDPA's float16 output
+        was rounded."""
+        from awq_gguf.cuda_kernels.fused import (
+            add_rmsnorm_q8,
+            attention_smem_bytes,
+            attn_decode_q8,
+            rope_kv,
+            silu_mul_q8,
+        )
+
+        hp, gw = self.hp, self.gw
+        d, n_kv, g = hp.head_dim, hp.n_head_kv, hp.n_gqa
+        neox = self.rope.mode != RopeMode.NORMAL
+        sdpa_mask: list[tuple[int, torch.Tensor]] = []  # (keys, bool mask [1, keys]) once SDPA needs it
+        x = gw.embd[self._tok].float()  # [1, n_embd], the residual stream (updated in place by the norm kernels)
+        resid: torch.Tensor | None = None  # the last product's output, added into x by the next norm kernel
+        attn_kernel = self.fused_attn and attention_smem_bytes(d, t) <= 48 * 1024
+
+        def norm_q8(w: torch.Tensor, float_too: bool) -> tuple[object, torch.Tensor | None]:
+            out = torch.empty_like(x) if float_too else None  # float activations only for float16 matrices
+            return add_rmsnorm_q8(x, resid, w, hp.rms_eps, out=out), out
+
+        for il, ly in enumerate(gw.layers):
+            q, k, v = ly.qkv.call_q8(*norm_q8(ly.attn_norm, ly.qkv.needs_float))  # float32 [1, rows] each
+            q16 = rope_kv(q, k, v, self.rope.cos, self.rope.sin, self._pos, hp.n_rot, neox,
+                          cache.storage.k[il], cache.storage.v[il], ly.bq, ly.bk, ly.bv, ly.q_norm, ly.k_norm,
+                          hp.rms_eps)  # float16 [1, n_head, d]; k, v stored at the position
+            if attn_kernel and not ly.wo.needs_float:  # keys 0..pos, the output rounded for wo's GEMV
+                att_q8 = attn_decode_q8(q16, cache.storage.k[il], cache.storage.v[il], self._pos, t, 1.0 / d**0.5)
+                resid = ly.wo.matmul_q8(att_q8, None)  # float32 [1, n_embd]
+            else:
+                if not sdpa_mask:
+                    _, _, tc, mask = self._masks(self._pos, t, None)[0]  # one query: mask [1, t]
+                    sdpa_mask.append((tc, mask))
+                tc, mask = sdpa_mask[0]
+                keys, values = cache.keys_values(il, t)  # [n_kv, t, d]
+                att = torch.nn.functional.scaled_dot_product_attention(
+                    q16.view(1, n_kv, g, d), keys[None, :, :tc], values[None, :, :tc], attn_mask=mask,
+                    scale=1.0 / d**0.5,
+                )  # [1, n_kv, g, d]: head h = kv * g + j
+                resid = ly.wo.matmul(att.reshape(1, hp.n_head * d), True)  # float32 [1, n_embd]
+            gate, up = ly.gate_up.call_q8(*norm_q8(ly.ffn_norm, ly.gate_up.needs_float))
+            h = torch.empty_like(gate, memory_format=torch.contiguous_format) if ly.w_down.needs_float else None
+            resid = ly.w_down.matmul_q8(silu_mul_q8(gate, up, out=h), h)
+        return gw.output.matmul_q8(*norm_q8(gw.output_norm, gw.output.needs_float))
 
     def _hidden(self, x: torch.Tensor, pos: torch.Tensor, cache: GpuKVCache, t: int, p0: int | None
                 ) -> torch.Tensor:

@@ -55,6 +55,23 @@ class GpuMatrix:
         w16 = ck.dequantize(self.quant, torch.float16)  # [rows, cols], freed after the product
         return torch.matmul(x16, w16.T).float()
 
+    def matmul_q8(self, act: object, x: torch.Tensor | None) -> torch.Tensor:
+        """The product on activations a fused kernel already rounded to int8 (act: cuda_kernels.fused.Q8Act
+        [n, cols]) -> float32 [n, rows]; a float16 matrix multiplies x instead (float32 [n, cols], the same
+        activations unrounded: the fused kernel's float output, needed where `dense`)."""
+        if self.quant is not None and act.batch <= 16:
+            from awq_gguf.cuda_kernels.fused import gemv_q8
+
+            return gemv_q8(act, self.quant)
+        if x is None:
+            raise ValueError(f"{self.name}: a float16 matrix needs the float activations")
+        return self.matmul(x, True)
+
+    @property
+    def needs_float(self) -> bool:
+        """matmul_q8 reads the float activations (a float16 matrix)."""
+        return self.quant is None
+
 
 @dataclass(eq=False)
 class Projection:
@@ -71,6 +88,19 @@ class Projection:
             y = part.matmul(x, act_q8)  # [n, sum(sizes)]
             outs.extend(y.split(sizes, dim=1) if len(sizes) > 1 else (y,))
         return outs
+
+    def call_q8(self, act: object, x: torch.Tensor | None) -> list[torch.Tensor]:
+        """As __call__ on activations already rounded to int8 (GpuMatrix.matmul_q8): every quantized part reads
+        the same act, so the rounding is done once for all of them."""
+        outs: list[torch.Tensor] = []
+        for part, sizes in zip(self.parts, self.splits):
+            y = part.matmul_q8(act, x)  # [n, sum(sizes)]
+            outs.extend(y.split(sizes, dim=1) if len(sizes) > 1 else (y,))
+        return outs
+
+    @property
+    def needs_float(self) -> bool:
+        return any(p.needs_float for p in self.parts)
 
 
 @dataclass

@@ -44,7 +44,7 @@ def test_cdef_matches_api_header():
     header = (SRC / "api.h").read_text()
     declared = set(re.findall(r"AWQ_API [\w\s\*]+?\b(awq_cuda_\w+)\(", header))
     bound = set(re.findall(r"\b(awq_cuda_\w+)\(", _lib.CDEF))
-    assert declared == bound and len(bound) == 4
+    assert declared == bound and len(bound) == 8
     assert f"#define AWQ_CUDA_ABI {_lib.ABI_VERSION}" in header
 
 

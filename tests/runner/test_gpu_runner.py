@@ -168,6 +168,32 @@ def test_gpu_runner_matches_cpu_runner(tiny_gguf, arch, type_):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fused_decode_step_matches_unfused(tiny_gguf, arch):
+    """The decode step on the fused kernels (residual add + RMSNorm + int8 rounding, bias + q/k norm + RoPE + KV
+    write, SiLU x up + rounding) against the torch-op step on the same cache and token: the same arithmetic up to
+    float32 summation order (which can move an activation's int8 rounding by one step), so close, not equal."""
+    m = gpu_model(tiny_gguf(arch, "Q4_K_M"), act_q8=True, graphs=False)
+    assert m.fused, "the fused step is not on by default"
+    ids = tokens(m, 12, seed=6)
+    cache = m.new_cache()
+    m.forward(ids[:10], cache)
+    m._tok.fill_(ids[10])
+    m._pos.fill_(10)
+    t = m._bucket(11)
+    with torch.no_grad():
+        m.fused = False
+        ref = m._decode_step(cache, t)
+        k_ref = cache.storage.k[0][:, 10].clone()
+        m.fused = True
+        got = m._decode_step(cache, t)
+    torch.cuda.synchronize()
+    assert got.shape == ref.shape and torch.isfinite(got).all()
+    assert rel(got, ref) < 1e-2, f"{arch}: {rel(got, ref):.2e}"
+    assert rel(cache.storage.k[0][:, 10], k_ref) < 2e-3  # the RoPE'd key the fused kernel stored
+
+
+@pytest.mark.gpu
 def test_graphs_replay_equals_eager(tiny_gguf):
     """Replaying the captured decode graphs gives what the same steps give eagerly, step after step."""
     path = tiny_gguf("LlamaForCausalLM", "Q4_K_M")
