@@ -135,6 +135,10 @@ def main() -> None:
     ap.add_argument("--commit", default="")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--profile", action="store_true", help="kernel time per decode step by group (first type)")
+    ap.add_argument("--gemv-sweep", nargs="*", default=[], metavar="MODE,NR",
+                    help="also time the graph step with every GEMV forced to these (mode, rows per warp) choices "
+                         "(AWQ_GGUF_GEMV), e.g. 5,4 7,2")
+    ap.add_argument("--skip-tg", action="store_true", help="graph step times only (no pp/tg, no ablations)")
     args = ap.parse_args()
 
     from awq_gguf.runner.bench import bench
@@ -153,23 +157,35 @@ def main() -> None:
         path = args.work / f"{args.shape}-{type_}.gguf"
         row = {"type": type_, "convert_s": convert(folder, path, type_), "file_mib": path.stat().st_size / 2**20}
         print(f"{type_}: converted in {row['convert_s']:.1f} s", flush=True)
-        rep = bench(path, n_pp=512, n_tg=128, reps=args.reps, device="cuda")
-        d = rep.as_dict()
-        row |= {"weight_bytes": rep.weight_bytes, "copy_bw": rep.copy_bandwidth, "pp": d["runner"]["pp"], "pp_runs": d["runner"]["pp_runs"],
-                "tg": d["runner"]["tg"], "tg_runs": d["runner"]["tg_runs"], "tg_bound": d["tg_bound"],
-                "tg_of_bound": d["tg_of_bound"], "backend": d["runner"]["backend"]}
-        os.environ["AWQ_GGUF_CUDA_GRAPHS"] = "0"
-        try:
-            row["tg_no_graphs"] = bench(path, n_pp=16, n_tg=128, reps=1, device="cuda").as_dict()["runner"]["tg"]
-        finally:
-            del os.environ["AWQ_GGUF_CUDA_GRAPHS"]
-        row["graph_step_s"] = graph_step_time(path)
-        row["graph_step_unfused_s"] = graph_step_time(path, fused=False)
-        os.environ["AWQ_GGUF_GPU_FUSED_ATTN"] = "0"
-        try:
-            row["graph_step_sdpa_s"] = graph_step_time(path)  # fused, but attention by SDPA
-        finally:
-            del os.environ["AWQ_GGUF_GPU_FUSED_ATTN"]
+        if args.skip_tg:
+            row["graph_step_s"] = graph_step_time(path)
+        else:
+            rep = bench(path, n_pp=512, n_tg=128, reps=args.reps, device="cuda")
+            d = rep.as_dict()
+            row |= {"weight_bytes": rep.weight_bytes, "copy_bw": rep.copy_bandwidth, "pp": d["runner"]["pp"],
+                    "pp_runs": d["runner"]["pp_runs"], "tg": d["runner"]["tg"], "tg_runs": d["runner"]["tg_runs"],
+                    "tg_bound": d["tg_bound"], "tg_of_bound": d["tg_of_bound"], "backend": d["runner"]["backend"]}
+            os.environ["AWQ_GGUF_CUDA_GRAPHS"] = "0"
+            try:
+                row["tg_no_graphs"] = bench(path, n_pp=16, n_tg=128, reps=1, device="cuda").as_dict()["runner"]["tg"]
+            finally:
+                del os.environ["AWQ_GGUF_CUDA_GRAPHS"]
+            row["graph_step_s"] = graph_step_time(path)
+            row["graph_step_unfused_s"] = graph_step_time(path, fused=False)
+            os.environ["AWQ_GGUF_GPU_FUSED_ATTN"] = "0"
+            try:
+                row["graph_step_sdpa_s"] = graph_step_time(path)  # fused, but attention by SDPA
+            finally:
+                del os.environ["AWQ_GGUF_GPU_FUSED_ATTN"]
+        sweep = {}
+        for choice in args.gemv_sweep:
+            os.environ["AWQ_GGUF_GEMV"] = choice
+            try:
+                sweep[choice] = graph_step_time(path)
+            finally:
+                del os.environ["AWQ_GGUF_GEMV"]
+            print(f"{type_}: GEMV mode,nr {choice}: graph step {sweep[choice] * 1e6:.0f} us", flush=True)
+        row["gemv_sweep"] = sweep
         if not args.skip_accuracy:
             row["accuracy"] = accuracy(path)
         if args.profile and not rows:
@@ -179,6 +195,14 @@ def main() -> None:
         torch.cuda.empty_cache()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_runner.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
+    if args.gemv_sweep:
+        print("\n| type | graph step us, library defaults | " + " | ".join(f"mode,nr {c}" for c in args.gemv_sweep)
+              + " |\n|---|---:|" + "---:|" * len(args.gemv_sweep))
+        for r in rows:
+            print(f"| {r['type']} | {r['graph_step_s'] * 1e6:.0f} | "
+                  + " | ".join(f"{r['gemv_sweep'][c] * 1e6:.0f}" for c in args.gemv_sweep) + " |")
+    if args.skip_tg:
+        return
 
     print(f"\n{info['card']}, {info['date']}, commit {info['commit']}, torch {info['torch']}; "
           f"copy bandwidth {rows[0]['copy_bw'] / 1e9:.0f} GB/s (read + write)")

@@ -12,6 +12,7 @@ are concatenated by rows where their types agree (Projection), so a decode step 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,19 @@ import torch
 
 from awq_gguf.runner.backend import QTensor, dequantize_rows
 from awq_gguf.runner.weights import ModelWeights
+
+
+def gemv_choice() -> tuple[int, int]:
+    """(mode, nr) of the int8-activation GEMVs: $AWQ_GGUF_GEMV as "MODE,NR" (e.g. "7,2", for tuning runs:
+    tools/bench_gpu_runner.py --gemv-sweep), else (0, 0), the library's defaults per type and batch."""
+    env = os.environ.get("AWQ_GGUF_GEMV", "")
+    if not env:
+        return 0, 0
+    try:
+        mode, nr = (int(v) for v in env.split(","))
+    except ValueError:
+        raise ValueError(f"AWQ_GGUF_GEMV must be MODE,NR (e.g. 7,2), got {env!r}") from None
+    return mode, nr
 
 
 @dataclass(eq=False)
@@ -46,7 +60,8 @@ class GpuMatrix:
 
         n = x.shape[0]
         if self.quant is not None and n <= ops.MAX_GEMV_BATCH and act_q8:
-            return ck.gemv(x.contiguous(), self.quant)  # float32 [n, rows]; float32 x rounded to int8 directly
+            mode, nr = gemv_choice()
+            return ck.gemv(x.contiguous(), self.quant, nr=nr, mode=mode)  # float32 [n, rows]; x rounded to int8
         x16 = x.to(torch.float16).contiguous()  # [n, cols] (no copy when x is already contiguous float16)
         if self.quant is None:
             return torch.nn.functional.linear(x16, self.dense).float()
@@ -62,7 +77,8 @@ class GpuMatrix:
         if self.quant is not None and act.batch <= 16:
             from awq_gguf.cuda_kernels.fused import gemv_q8
 
-            return gemv_q8(act, self.quant)
+            mode, nr = gemv_choice()
+            return gemv_q8(act, self.quant, nr=nr, mode=mode)
         if x is None:
             raise ValueError(f"{self.name}: a float16 matrix needs the float activations")
         return self.matmul(x, True)

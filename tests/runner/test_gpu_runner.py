@@ -170,27 +170,38 @@ def test_gpu_runner_matches_cpu_runner(tiny_gguf, arch, type_):
 @pytest.mark.gpu
 @pytest.mark.parametrize("arch", ARCHS)
 def test_fused_decode_step_matches_unfused(tiny_gguf, arch):
-    """The decode step on the fused kernels (residual add + RMSNorm + int8 rounding, bias + q/k norm + RoPE + KV
-    write, SiLU x up + rounding) against the torch-op step on the same cache and token: the same arithmetic up to
-    float32 summation order (which can move an activation's int8 rounding by one step), so close, not equal."""
-    m = gpu_model(tiny_gguf(arch, "Q4_K_M"), act_q8=True, graphs=False)
-    assert m.fused, "the fused step is not on by default"
+    """The decode step on the fused kernels against the torch-op step on the same cache and token. With SDPA for
+    attention (fused_attn off) it is the same arithmetic up to float32 summation order, which can move an
+    activation's int8 rounding by one step: close. The attention kernel rounds its float32 output to int8 where
+    the torch step rounds SDPA's float16 output, so many of wo's inputs move by one step (the two differ by ~2e-2
+    on these tiny models): it is held to be no farther than the torch step from the float-activation step."""
+    path = tiny_gguf(arch, "Q4_K_M")
+    m = gpu_model(path, act_q8=True, graphs=False)
+    assert m.fused and m.fused_attn, "the fused step is not on by default"
+    exact = gpu_model(path, act_q8=False, graphs=False)  # float activations: the reference both are rounded from
     ids = tokens(m, 12, seed=6)
-    cache = m.new_cache()
-    m.forward(ids[:10], cache)
-    m._tok.fill_(ids[10])
-    m._pos.fill_(10)
-    t = m._bucket(11)
-    with torch.no_grad():
-        m.fused = False
-        ref = m._decode_step(cache, t)
-        k_ref = cache.storage.k[0][:, 10].clone()
-        m.fused = True
-        got = m._decode_step(cache, t)
+    logits, caches = {}, {}
+    for model, name in ((m, "q8"), (exact, "exact")):
+        cache = caches[name] = model.new_cache()
+        model.forward(ids[:10], cache)
+        model._tok.fill_(ids[10])
+        model._pos.fill_(10)
+        t = model._bucket(11)
+        with torch.no_grad():
+            if model is exact:
+                logits["exact"] = model._decode_step(cache, t)
+                continue
+            for fused, attn in ((False, False), (True, False), (True, True)):
+                m.fused, m.fused_attn = fused, attn
+                logits[(fused, attn)] = model._decode_step(cache, t)
+                if not fused:
+                    k_ref = cache.storage.k[0][:, 10].clone()
     torch.cuda.synchronize()
-    assert got.shape == ref.shape and torch.isfinite(got).all()
-    assert rel(got, ref) < 1e-2, f"{arch}: {rel(got, ref):.2e}"
-    assert rel(cache.storage.k[0][:, 10], k_ref) < 2e-3  # the RoPE'd key the fused kernel stored
+    ref, sdpa, kernel, ex = logits[(False, False)], logits[(True, False)], logits[(True, True)], logits["exact"]
+    assert all(torch.isfinite(v).all() and v.shape == ex.shape for v in (ref, sdpa, kernel))
+    assert rel(sdpa, ref) < 2e-3, f"{arch}, fused with SDPA: {rel(sdpa, ref):.2e}"
+    assert rel(caches["q8"].storage.k[0][:, 10], k_ref) < 2e-3  # the RoPE'd key the fused kernel stored
+    assert rel(kernel, ex) < 1.5 * rel(ref, ex) + 2e-3, f"{arch}: {rel(kernel, ex):.2e} vs {rel(ref, ex):.2e}"
 
 
 @pytest.mark.gpu
