@@ -10,7 +10,9 @@ _lib.py); importing this package never builds or fails. `available()` says wheth
 
 Weight types: Q4_0, Q8_0, Q4_K, Q6_K. Activations: float16 or bfloat16. Accumulation is float32. By default gemv
 rounds the activations to int8 per 32 values (llama.cpp's q8 blocks, ~5e-3 relative) and multiplies with dp4a;
-`gemv(..., mode=3)` keeps them in float32 (~1e-6). See ops.gemv and NOTES.md.
+`gemv(..., mode=3)` keeps them in float32 (~1e-6). See ops.gemv and NOTES.md. The GPU runner's decode step also
+uses the fused elementwise kernels of `cuda_kernels.fused` (RMSNorm / SiLU x up / attention with the int8 rounding,
+RoPE with the KV-cache write; fused.cu).
 """
 
 from __future__ import annotations
