@@ -9,6 +9,9 @@ Every quantizer has the signature `(w, importance) -> bytes`:
               mean x^2 of the column's activations). None means plain squared error.
   returns     uint8 [rows, cols // block_size * type_size], rows laid out exactly as ggml stores them
 Every dequantizer maps those bytes back to float32 [rows, cols], bit for bit as ggml / gguf.quants do.
+
+The 32-weight symmetric formats (Q4_0, Q5_0, Q8_0) also take the input's second moments per block of 32 columns
+(`quantize(..., moments=...)`): their levels are then refined under those moments (refine.py).
 """
 
 from __future__ import annotations
