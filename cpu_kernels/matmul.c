@@ -120,6 +120,18 @@ static void quant_rows(const job_t *j, int64_t r0, int64_t r1) {
     }
 }
 
+/* Quantize the job's n activation rows x into a new buffer (*buf, freed by the caller) and point j->xq at it. */
+static int quantize_activations(job_t *j, const float *x, int nthreads, uint8_t **buf) {
+    *buf = malloc((size_t)(j->n * j->xbytes));
+    if (!*buf) return -3; /* the caller's free(NULL) is a no-op */
+    job_t q = *j;
+    q.xq = *buf;
+    q.y = (float *)x;
+    q.fn = quant_rows;
+    j->xq = *buf;
+    return fork_join(&q, j->n, j->n >= 4 ? nthreads : 1);
+}
+
 int awq_matmul(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols, const float *x,
                int64_t n, float *y, int nthreads) {
     int rc = check(t, cols, row_bytes);
@@ -131,14 +143,7 @@ int awq_matmul(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t co
     if (is_float(t)) {
         j.xq = (const uint8_t *)x;
     } else {
-        buf = malloc((size_t)(n * j.xbytes));
-        if (!buf) return -3;
-        job_t q = j;
-        q.xq = buf;
-        q.y = (float *)x;
-        q.fn = quant_rows;
-        rc = fork_join(&q, n, n >= 4 ? nthreads : 1);
-        j.xq = buf;
+        rc = quantize_activations(&j, x, nthreads, &buf);
     }
     if (!rc) rc = fork_join(&j, rows, nthreads);
     free(buf);
@@ -218,14 +223,8 @@ int awq_matmul_packed(int t, const void *wp, int64_t wp_bytes, int64_t rows, int
                mm_packed, k->gemm8[t]};
     /* an ISA without its own interleaved kernel (the ISA was switched after packing): the scalar reference */
     if (!j.gemm8) j.gemm8 = awq_kernels_scalar()->gemm8[t];
-    uint8_t *buf = malloc((size_t)(n * j.xbytes));
-    if (!buf) return -3;
-    job_t q = j;
-    q.xq = buf;
-    q.y = (float *)x;
-    q.fn = quant_rows;
-    rc = fork_join(&q, n, n >= 4 ? nthreads : 1);
-    j.xq = buf;
+    uint8_t *buf = 0;
+    rc = quantize_activations(&j, x, nthreads, &buf);
     if (!rc) rc = fork_join(&j, rows / 8, nthreads);
     free(buf);
     return rc;
