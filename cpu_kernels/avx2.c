@@ -24,6 +24,16 @@ static inline int32_t hsum_epi32(__m256i v) {
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
+/* Software prefetch of the weight stream, PF_AHEAD bytes ahead of the block being read (every cache line of
+ * `bytes` from there). On the dev machine (AMD EPYC VM, one thread) it raised GEMV throughput by 15-45%:
+ * the hardware prefetcher alone falls behind these compute-heavy loops. `bytes` is a constant after inlining. */
+#ifndef PF_AHEAD
+#define PF_AHEAD 4096
+#endif
+static inline __attribute__((always_inline)) void pf_ahead(const void *p, size_t bytes) {
+    if (PF_AHEAD > 0) for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + PF_AHEAD + o, _MM_HINT_T0);
+}
+
 /* 16 bytes of packed nibbles -> 32 bytes: low nibbles (elements 0..15), then high nibbles (16..31) */
 static inline __m256i nibbles32(const uint8_t *p) {
     /* the 16 bytes in both halves (a load-port broadcast), the upper half shifted right by 4 */
@@ -146,6 +156,7 @@ static inline __attribute__((always_inline)) float dot_32s(int64_t n, const void
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
+        pf_ahead(w + b * bs, 2 * bs);
         const __m256i s0 = w32s(w + b * bs, kind), s1 = w32s(w + (b + 1) * bs, kind);
         const __m256i p0 = dot_us(_mm256_sign_epi8(s0, s0),
                                   _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[b].qs), s0));
@@ -179,6 +190,7 @@ static inline __attribute__((always_inline)) void dot32m_rows(int64_t n, const v
     float bias[4] = {0, 0, 0, 0};
     for (int64_t b = 0; b < n / QK32; b++) {
         const uint8_t *blk = w + b * bs;
+        pf_ahead(blk, bs);
         __m256i q;
         float dw, mw;
         if (kind == 1) { const blk_q4_1 *k = (const void *)blk; q = nibbles32(k->qs); dw = h2f(k->d); mw = h2f(k->m); }
@@ -213,6 +225,7 @@ static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
+        pf_ahead(w + b, 2 * sizeof(blk_q8_0));
         const __m256i w0 = _mm256_loadu_si256((const __m256i *)w[b].qs);
         const __m256i w1 = _mm256_loadu_si256((const __m256i *)w[b + 1].qs);
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
@@ -377,6 +390,7 @@ static inline __attribute__((always_inline)) void kdot_rows(int64_t n, const voi
     __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t b = 0; b < n / QKK; b++) {
         const uint8_t *blk = w + b * bs;
+        pf_ahead(blk, bs);
         X4(act_q8_K, vx, xs, b);
         const ksuper_t s = kblock_scales(blk, kind);
         const kscale_t ks = kscales(s.sc8);
@@ -490,6 +504,7 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
     }
     for (int64_t b = 0; b < n / QK32; b++) {
         const uint8_t *blk = w + b * bs;
+        pf_ahead(blk, bs);
         __m256i slo[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         __m256i shi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 4
