@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from typing import Callable
+
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
@@ -44,6 +46,7 @@ SHAPES = [(11008, 4096), (4096, 11008)]  # (rows, cols): ffn up/gate, ffn down o
 GEMM_SHAPE = (4096, 4096, 128)  # rows, cols, activation rows
 GGML_OP_MUL_MAT = 29  # enum ggml_op in the vendored ggml.h
 TBO = ROOT / ".llama.cpp" / "build" / "bin" / "test-backend-ops"
+PACKED_TYPES = (T.Q4_0, T.Q5_0)  # also measured on the runner's rows interleaved by 8
 
 
 def llc_bytes() -> int:
@@ -80,23 +83,57 @@ def copy_bandwidth() -> float:
     return best
 
 
-def time_gemv(ws: list[np.ndarray], t: T, x: np.ndarray, threads: int, min_s: float = 0.4,
-              mean: bool = False) -> float:
-    """Seconds per product, cycling through the copies in ws: best of 3 batches, or (mean=True, as
+Product = Callable[[], object]
+
+
+def products(ws: list[np.ndarray], t: T, x: np.ndarray, threads: int, packed: bool = False) -> list[Product]:
+    """One y = W x call per copy of W: through the file's rows (matmul), or (packed=True) through the rows
+    interleaved by 8 that the runner multiplies Q4_0 / Q5_0 matrices with (pack_weights + matmul_packed)."""
+    if packed:
+        ps = [ck.pack_weights(w, t) for w in ws]
+        return [lambda p=p: ck.matmul_packed(p, x, threads=threads) for p in ps]
+    return [lambda w=w: ck.matmul(w, t, x, threads=threads) for w in ws]
+
+
+def time_gemv(fs: list[Product], min_s: float = 0.4, mean: bool = False) -> float:
+    """Seconds per product, cycling through the copies' products fs: best of 3 batches, or (mean=True, as
     test-backend-ops reports) the mean over all of them."""
-    for w in ws:
-        ck.matmul(w, t, x, threads=threads)
+    for f in fs:
+        f()
     best, total, count = float("inf"), 0.0, 0
     for _ in range(3):
         reps, t0 = 0, time.perf_counter()
         while True:
-            ck.matmul(ws[reps % len(ws)], t, x, threads=threads)
+            fs[reps % len(fs)]()
             reps += 1
             el = time.perf_counter() - t0
-            if el >= min_s / 3 and reps >= len(ws):
+            if el >= min_s / 3 and reps >= len(fs):
                 break
         best, total, count = min(best, el / reps), total + el, count + reps
     return total / count if mean else best
+
+
+def adjacent_fraction(fs: list[Product], nbytes: int, rounds: int = 5) -> float:
+    """Weight bytes/s of one thread's products (wall clock) over the larger of two one-thread stream reads of
+    512 MiB taken right before and right after them; median over rounds. The host's memory bandwidth drifts
+    by 10-30% within minutes on the dev machine, so each ratio uses readings from the same second."""
+    buf = np.ones(2**29 // 8, np.uint64)
+    ck.stream_read(buf, 1)
+    fracs = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        ck.stream_read(buf, 1)
+        before = buf.nbytes / (time.perf_counter() - t0)
+        reps, t0 = 0, time.perf_counter()
+        while reps < len(fs) or time.perf_counter() - t0 < 0.1:
+            fs[reps % len(fs)]()
+            reps += 1
+        rate = nbytes * reps / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ck.stream_read(buf, 1)
+        after = buf.nbytes / (time.perf_counter() - t0)
+        fracs.append(rate / max(before, after))
+    return float(np.median(fracs))
 
 
 def llama_cpp_times(types: list[T], tbo: Path, shapes: list[tuple[int, int]] = SHAPES,
@@ -161,13 +198,14 @@ def ggml_cpu_time(exe: Path | None, t: T, rows: int, cols: int, n: int, reps: in
         return None
 
 
-def our_cpu_time(ws: list[np.ndarray], t: T, x: np.ndarray, reps: int) -> float:
-    """Ours on one thread: minimum process CPU seconds per product (time the OS gives others not counted)."""
-    ck.matmul(ws[0], t, x, threads=1)
+def our_cpu_time(fs: list[Product], reps: int) -> float:
+    """Ours on one thread (fs bound to 1 thread): minimum process CPU seconds per product (time the OS gives
+    others not counted)."""
+    fs[0]()
     best = float("inf")
     for i in range(reps):
         c0 = time.process_time()
-        ck.matmul(ws[i % len(ws)], t, x, threads=1)
+        fs[i % len(fs)]()
         best = min(best, time.process_time() - c0)
     return best
 
@@ -228,21 +266,27 @@ def main() -> None:
             copies = max(2, -(-min(4 * llc, 2**31) // w0.nbytes))
             ws = [w0] + [w0.copy() for _ in range(copies - 1)]
             x = rng.standard_normal((1, cols)).astype(np.float32)
-            s_all = time_gemv(ws, t, x, threads)
-            c_rot = our_cpu_time(ws, t, x, max(20, 2 * copies))
-            del ws
-            s_one = time_gemv([w0], t, x, tbo_threads, mean=True)
-            c_one = our_cpu_time([w0], t, x, 20)
             c_llama = ggml_cpu_time(driver, t, rows, cols, 1, 20)
-            pending.append((rows, cols, w0.nbytes, s_all, c_rot, s_one, c_one, c_llama))
+            for packed in ((False, True) if t in PACKED_TYPES else (False,)):
+                s_all = time_gemv(products(ws, t, x, threads, packed))
+                one = products(ws, t, x, 1, packed)
+                c_rot = our_cpu_time(one, max(20, 2 * copies))
+                adj = adjacent_fraction(one, w0.nbytes)
+                del one
+                s_one = time_gemv(products([w0], t, x, tbo_threads, packed), mean=True)
+                c_one = our_cpu_time(products([w0], t, x, 1, packed), 20)
+                pending.append((packed, rows, cols, w0.nbytes, s_all, c_rot, adj, s_one, c_one, c_llama))
+            del ws
         llama2, _ = llama_cpp_times([t], args.tbo)
-        for rows, cols, nbytes, s_all, c_rot, s_one, c_one, c_llama in pending:
+        for packed, rows, cols, nbytes, s_all, c_rot, adj, s_one, c_one, c_llama in pending:
             runs = [v for v in (llama.get((t.name, rows, cols)), llama2.get((t.name, rows, cols))) if v]
             lus = min(runs) if runs else None
             tbo_txt = f"{lus:.0f} / {s_one * 1e6:.0f} = **{lus * 1e-6 / s_one:.2f}x**" if lus else "n/a"
             cpu_txt = (f"{c_llama * 1e3:.2f} / {c_one * 1e3:.2f} = **{c_llama / c_one:.2f}x**" if c_llama
                        else "n/a")
-            row = (f"| {t.name} | {rows}x{cols} | {nbytes / 2**20:.1f} | {nbytes / s_all / 1e9:.2f} | **{{frac}}** | "
+            name = f"{t.name} interleaved" if packed else t.name
+            row = (f"| {name} | {rows}x{cols} | {nbytes / 2**20:.1f} | **{adj:.2f}** | "
+                   f"{nbytes / s_all / 1e9:.2f} | **{{frac}}** | "
                    f"{nbytes / c_rot / 1e9:.2f} | **{nbytes / c_rot / bw_cpu:.2f}** | {cpu_txt} | {tbo_txt} |")
             print(row.replace("{frac}", f"{nbytes / s_all / bw[threads]:.2f}"), flush=True)
             rows_md.append((row, nbytes / s_all))
@@ -254,8 +298,8 @@ def main() -> None:
             llama, note = llama_cpp_times([t], args.tbo, [(rows, cols)], n)
             w = random_rows(rng, t, rows, cols)
             x = rng.standard_normal((n, cols)).astype(np.float32)
-            s_ours = time_gemv([w], t, x, tbo_threads, min_s=1.0, mean=True)
-            c_ours = our_cpu_time([w], t, x, 5)
+            s_ours = time_gemv(products([w], t, x, tbo_threads), min_s=1.0, mean=True)
+            c_ours = our_cpu_time(products([w], t, x, 1), 5)
             c_llama = ggml_cpu_time(driver, t, rows, cols, n, 5)
             lus = llama.get((t.name, rows, cols))
             flop = 2 * rows * cols * n
@@ -285,7 +329,13 @@ def main() -> None:
         f"counted): {cbw / 1e9:.2f} GB/s.",
         "",
         f"y = W x for one activation row (quantizing x included), cycling through copies of W totalling at least 4x "
-        f"the last-level cache ({llc // 2**20} MiB; at most 2 GiB). *wall, {threads} thr*: weight bytes per second "
+        f"the last-level cache ({llc // 2**20} MiB; at most 2 GiB). *1 thr: frac of adjacent read*: one thread's "
+        "weight bytes per second of wall time over the larger of two one-thread stream reads (512 MiB) taken "
+        "right before and after, median of 5 (the host's bandwidth drifts 10-30% within minutes; this ratio "
+        "compares readings of the same second). *interleaved*: the same matrix through the rows interleaved by 8 "
+        "that the runner uses for Q4_0 / Q5_0 (pack_weights + matmul_packed); the llama.cpp columns there "
+        "compare with llama.cpp's plain-row product. "
+        f"*wall, {threads} thr*: weight bytes per second "
         f"of wall time on {threads} threads, best of 3 batches, and as a fraction of the {threads}-thread read "
         "bandwidth. *CPU, 1 thr*: weight bytes per CPU-second on one thread (minimum over calls), and as a "
         "fraction of one thread's read bandwidth per CPU-second. *llama.cpp CPU*: llama.cpp's own `ggml_mul_mat` "
@@ -295,9 +345,10 @@ def main() -> None:
         "mean wall time per product; run before and after ours, the faster kept) against ours on one W with the "
         "same thread count, mean wall time: their us / our us.",
         "",
-        f"| type | W rows x cols | MiB | wall, {threads} thr GB/s | frac of read bw | CPU, 1 thr GB/s | frac (CPU) | "
+        f"| type | W rows x cols | MiB | 1 thr: frac of adjacent read | wall, {threads} thr GB/s | frac of read bw | "
+        "CPU, 1 thr GB/s | frac (CPU) | "
         "llama.cpp CPU ms / ours | test-backend-ops us / ours |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows_md,
     ] + [f"\nNote: {n}" for n in notes] + ([
         "",
