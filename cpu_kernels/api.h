@@ -23,7 +23,7 @@ int awq_vec_dot(int qtype, int64_t cols, const void *w_row, const void *xq, floa
 /* y[n, rows] = x[n, cols] @ W[rows, cols]^T, W rows of row_bytes bytes; threads over rows */
 int awq_matmul(int qtype, const void *w, int64_t rows, int64_t row_bytes, int64_t cols,
                const float *x, int64_t n, float *y, int nthreads);
-/* The prompt GEMM over rows interleaved by 8 (Q4_0, Q5_0; layouts blk_q4_0x8 / blk_q5_0x8). packed_bytes: the
+/* The prompt GEMM over rows interleaved by 8 (Q4_0, Q4_1, Q5_0, Q5_1; layouts blk_q4_0x8 ... blk_q5_1x8). packed_bytes: the
  * size of the interleaved copy (0: type not packable, or rows not a multiple of 8); pack writes it from the
  * file's rows; matmul_packed is awq_matmul on it (wp_bytes must be that size). packed_gemm_native: whether the current ISA has its own
  * kernel for it (if not, matmul_packed runs the scalar one: keep the file's rows there). */

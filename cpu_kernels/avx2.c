@@ -475,7 +475,8 @@ static void dot4_q8_0(int64_t n, const void *vw, const void *vx, int64_t xs, flo
     for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
 }
 
-/* ---- GEMM over interleaved Q4_0 / Q5_0 (blk_q4_0x8 / blk_q5_0x8): 8 weight rows x up to 4 activations */
+/* ---- GEMM over interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 (blk_q4_0x8 ... blk_q5_1x8): 8 weight rows x up to 4
+ * activations */
 
 static inline __m256i bcast32(const int8_t *p) {
     int32_t v;
@@ -485,16 +486,18 @@ static inline __m256i bcast32(const int8_t *p) {
 
 /* Per block: 4 loads give the 8 rows' 32 nibbles as 8 vectors of 4 elements per row (lane r = row r); each
  * meets the matching 4 activation bytes broadcast to every lane, so lane r of the int16 sums collects row r.
- * Q4_0 (kind 0): eight maddubs results summed in int16 stay below 8 * 2 * 15 * 127 = 30480 < 32767. Q5_0
- * (kind 2): the fifth bits OR'd in from the regrouped qh words; values up to 31, so the low- and high-nibble
- * vectors sum apart (4 * 2 * 31 * 127 = 31496 each). The offset (8 / 16) comes back as offset * (the activation
- * block's sum), the same for all 8 lanes. nx and kind are constants after inlining. */
+ * Q4_0 / Q4_1 (kind 0 / 1): eight maddubs results summed in int16 stay below 8 * 2 * 15 * 127 = 30480 < 32767.
+ * Q5_0 / Q5_1 (kind 2 / 3): the fifth bits OR'd in from the regrouped qh words; values up to 31, so the low- and
+ * high-nibble vectors sum apart (4 * 2 * 31 * 127 = 31496 each). The offset (Q4_0 8, Q5_0 16) comes back as
+ * offset * (the activation block's sum), the same for all 8 lanes; the mins (Q4_1, Q5_1) as m * d_x * that sum.
+ * nx and kind are constants after inlining. */
 static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void *wp, const void *vx, int64_t xs,
                                                            float *y, int64_t ys, const int nx, const int kind) {
     const uint8_t *w = wp;
-    const size_t bs = kind == 0 ? sizeof(blk_q4_0x8) : sizeof(blk_q5_0x8);
-    const size_t qs_at = kind == 0 ? offsetof(blk_q4_0x8, qs) : offsetof(blk_q5_0x8, qs);
-    const int32_t off = kind == 0 ? 8 : 16;
+    const int has_m = kind == 1 || kind == 3, has_h = kind >= 2; /* mins (Q4_1, Q5_1), fifth bits (Q5_0, Q5_1) */
+    const size_t bs = 8 * (2 + 2 * has_m + 4 * has_h + 16);
+    const size_t qh_at = has_m ? 32 : 16, qs_at = qh_at + (has_h ? 32 : 0);
+    const int32_t off = kind == 0 ? 8 : kind == 2 ? 16 : 0;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const act_q8_32 *x[4];
     __m256 acc[4];
@@ -511,16 +514,15 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
         for (int j = 0; j < 4; j++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + qs_at + 32 * j));
             __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            if (kind == 2) {
-                const blk_q5_0x8 *k5 = (const void *)blk;
-                lo = _mm256_or_si256(lo, bits32_x10(k5->qh[j]));
-                hi = _mm256_or_si256(hi, bits32_x10(k5->qh[j + 4]));
+            if (has_h) {
+                lo = _mm256_or_si256(lo, bits32_x10(awq_rd32(blk + qh_at + 4 * j)));
+                hi = _mm256_or_si256(hi, bits32_x10(awq_rd32(blk + qh_at + 4 * (j + 4))));
             }
 #pragma GCC unroll 4
             for (int t = 0; t < nx; t++) {
                 const __m256i plo = _mm256_maddubs_epi16(lo, bcast32(x[t][b].qs + 4 * j));
                 const __m256i phi = _mm256_maddubs_epi16(hi, bcast32(x[t][b].qs + 16 + 4 * j));
-                if (kind == 0) {
+                if (!has_h) {
                     slo[t] = _mm256_add_epi16(slo[t], _mm256_add_epi16(plo, phi));
                 } else {
                     slo[t] = _mm256_add_epi16(slo[t], plo);
@@ -533,12 +535,16 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
             }
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        const __m256 mw = has_m ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))) : dw;
 #pragma GCC unroll 4
         for (int t = 0; t < nx; t++) {
             __m256i s = _mm256_madd_epi16(slo[t], ones);
-            if (kind == 2) s = _mm256_add_epi32(s, _mm256_madd_epi16(shi[t], ones));
-            s = _mm256_sub_epi32(s, _mm256_set1_epi32(off * x[t][b].s));
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x[t][b].d)), _mm256_cvtepi32_ps(s), acc[t]);
+            if (has_h) s = _mm256_add_epi32(s, _mm256_madd_epi16(shi[t], ones));
+            if (off) s = _mm256_sub_epi32(s, _mm256_set1_epi32(off * x[t][b].s));
+            const __m256 dx = _mm256_set1_ps(x[t][b].d);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(s), acc[t]);
+            /* the min times the block's activation sum */
+            if (has_m) acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(mw, dx), _mm256_set1_ps((float)x[t][b].s), acc[t]);
         }
     }
     for (int t = 0; t < nx; t++) _mm256_storeu_ps(y + t * ys, acc[t]);
@@ -554,7 +560,9 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
         }                                                                                                      \
     }
 GEMM8_ENTRY(q4_0, 0)
+GEMM8_ENTRY(q4_1, 1)
 GEMM8_ENTRY(q5_0, 2)
+GEMM8_ENTRY(q5_1, 3)
 
 /* ---- float weights ---------------------------------------------------------------------------- */
 
@@ -600,6 +608,7 @@ const awq_kernels *awq_kernels_avx2(void) {
         k.dot4[AWQ_Q2_K] = dot4_q2_K; k.dot4[AWQ_Q3_K] = dot4_q3_K; k.dot4[AWQ_Q4_K] = dot4_q4_K;
         k.dot4[AWQ_Q5_K] = dot4_q5_K; k.dot4[AWQ_Q6_K] = dot4_q6_K;
         k.gemm8[AWQ_Q4_0] = gemm8_q4_0; k.gemm8[AWQ_Q5_0] = gemm8_q5_0;
+        k.gemm8[AWQ_Q4_1] = gemm8_q4_1; k.gemm8[AWQ_Q5_1] = gemm8_q5_1;
         k.name = "avx2";
     }
     return &k;

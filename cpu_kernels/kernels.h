@@ -39,6 +39,9 @@ typedef struct { uint16_t d[8]; uint8_t qs[128]; } blk_q4_0x8;                  
 /* Q5_0 likewise, with the fifth bits regrouped the same way: bit 4r + k of qh[v] = bit 4v + k of row r's qh
  * (v 0..7: the vectors of elements 4v..4v+3, low nibbles for v < 4, high for v >= 4) */
 typedef struct { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[128]; } blk_q5_0x8;          /* 176 = 8 x 22 */
+/* Q4_1 / Q5_1 likewise, with the 8 rows' fp16 mins after their scales */
+typedef struct { uint16_t d[8], m[8]; uint8_t qs[128]; } blk_q4_1x8;                    /* 160 = 8 x 20 */
+typedef struct { uint16_t d[8], m[8]; uint32_t qh[8]; uint8_t qs[128]; } blk_q5_1x8;    /* 192 = 8 x 24 */
 
 /* Activation blocks (internal, not a file format).
  * q8_32: x ~= d * qs, s = sum(qs); used with the 32-element weight types.
@@ -51,7 +54,7 @@ typedef struct { float d; int16_t bsums[16]; int8_t qs[256]; } act_q8_K;        
 typedef float (*awq_dot_fn)(int64_t n, const void *w, const void *xq);
 /* one weight row against 4 activation rows xq, xq + xstride, ... (GEMM: the row is unpacked once) */
 typedef void (*awq_dot4_fn)(int64_t n, const void *w, const void *xq, int64_t xstride, float out[4]);
-/* 8 interleaved weight rows (n / 32 blocks of blk_q4_0x8 / blk_q5_0x8) against nx (1..4) activation rows xq,
+/* 8 interleaved weight rows (n / 32 blocks of blk_q4_0x8 / blk_q4_1x8 / blk_q5_0x8 / blk_q5_1x8) against nx (1..4) activation rows xq,
  * xq + xstride, ...: y[t * ystride + r] for t < nx, r < 8 */
 typedef void (*awq_gemm8_fn)(int64_t n, const void *wp, const void *xq, int64_t xstride, int nx, float *y,
                              int64_t ystride);
@@ -64,7 +67,7 @@ typedef struct {
     awq_quant_fn quantize_q8_K;
     awq_dot_fn dot[AWQ_NTYPES];        /* NULL: type not supported */
     awq_dot4_fn dot4[AWQ_NTYPES];      /* NULL: GEMM calls dot once per activation row */
-    awq_gemm8_fn gemm8[AWQ_NTYPES];    /* over awq_pack's interleaved rows; NULL: none (Q4_0, Q5_0 only) */
+    awq_gemm8_fn gemm8[AWQ_NTYPES];    /* over awq_pack's interleaved rows; NULL: none (Q4_0/Q4_1/Q5_0/Q5_1) */
     awq_dequant_fn dequant[AWQ_NTYPES];
 } awq_kernels;
 
@@ -122,6 +125,7 @@ static inline void awq_actK_nan(act_q8_K *y) {
 static inline float awq_inv_d(float d) { return d >= 1e-30f ? 1.0f / d : 0.0f; }
 
 static inline uint16_t awq_rd16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline uint32_t awq_rd32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
 /* 6-bit scale j and min j of a Q4_K / Q5_K super-block (12 packed bytes) */
 static inline void awq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {

@@ -150,9 +150,9 @@ int awq_matmul(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t co
     return rc;
 }
 
-/* ---- Q4_0 / Q5_0 rows interleaved by 8 (blk_q4_0x8 / blk_q5_0x8) for the prompt GEMM -------------- */
+/* ---- Q4_0 / Q4_1 / Q5_0 / Q5_1 rows interleaved by 8 (blk_q4_0x8 ... blk_q5_1x8) ---------------- */
 
-static int packable(int t) { return t == AWQ_Q4_0 || t == AWQ_Q5_0; }
+static int packable(int t) { return t == AWQ_Q4_0 || t == AWQ_Q4_1 || t == AWQ_Q5_0 || t == AWQ_Q5_1; }
 
 int awq_packed_gemm_native(int t) { return t >= 0 && t < AWQ_NTYPES && awq_current()->gemm8[t] != 0; }
 
@@ -169,29 +169,32 @@ int awq_pack(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols
     if (rc) return rc;
     if (out_bytes <= 0 || out_bytes != awq_packed_bytes(t, rows, cols)) return -2;
     const int64_t nb = cols / QK32;
+    /* a file block: d (and m) first, then (5-bit types) 4 bytes of qh, then 16 of qs; the packed block: the 8
+     * d, (the 8 m), (the 8 regrouped qh words), then qs */
+    const int has_m = t == AWQ_Q4_1 || t == AWQ_Q5_1, has_h = t == AWQ_Q5_0 || t == AWQ_Q5_1;
+    int64_t elems, src_bytes;
+    type_block(t, &elems, &src_bytes);
+    const int64_t dst_bytes = 8 * src_bytes;
+    const int src_qh = has_m ? 4 : 2, src_qs = src_qh + (has_h ? 4 : 0);
+    const int dst_qh = has_m ? 32 : 16, dst_qs = dst_qh + (has_h ? 32 : 0);
     uint8_t *o = out;
     for (int64_t g = 0; g < rows / 8; g++)
-        for (int64_t b = 0; b < nb; b++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *dst = o + (g * nb + b) * dst_bytes;
+            uint32_t qhw[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             for (int r = 0; r < 8; r++) {
-                const uint8_t *row = (const uint8_t *)w + (8 * g + r) * row_bytes;
-                if (t == AWQ_Q4_0) {
-                    const blk_q4_0 *src = (const blk_q4_0 *)row + b;
-                    blk_q4_0x8 *dst = (blk_q4_0x8 *)o + g * nb + b;
-                    dst->d[r] = src->d;
-                    for (int j = 0; j < 4; j++) memcpy(dst->qs + 32 * j + 4 * r, src->qs + 4 * j, 4);
-                } else {
-                    const blk_q5_0 *src = (const blk_q5_0 *)row + b;
-                    blk_q5_0x8 *dst = (blk_q5_0x8 *)o + g * nb + b;
+                const uint8_t *src = (const uint8_t *)w + (8 * g + r) * row_bytes + b * src_bytes;
+                memcpy(dst + 2 * r, src, 2);                       /* d */
+                if (has_m) memcpy(dst + 16 + 2 * r, src + 2, 2);   /* m */
+                for (int j = 0; j < 4; j++) memcpy(dst + dst_qs + 32 * j + 4 * r, src + src_qs + 4 * j, 4);
+                if (has_h) {
                     uint32_t qh;
-                    memcpy(&qh, src->qh, 4);
-                    dst->d[r] = src->d;
-                    for (int j = 0; j < 4; j++) memcpy(dst->qs + 32 * j + 4 * r, src->qs + 4 * j, 4);
-                    for (int v = 0; v < 8; v++) {
-                        if (r == 0) dst->qh[v] = 0;
-                        dst->qh[v] |= ((qh >> (4 * v)) & 0xFu) << (4 * r);
-                    }
+                    memcpy(&qh, src + src_qh, 4);
+                    for (int v = 0; v < 8; v++) qhw[v] |= ((qh >> (4 * v)) & 0xFu) << (4 * r);
                 }
             }
+            if (has_h) memcpy(dst + dst_qh, qhw, sizeof qhw);
+        }
     return 0;
 }
 

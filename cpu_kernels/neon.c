@@ -315,13 +315,15 @@ static inline int8x16_t bcast4(const int8_t *p) {
 
 /* Each 16-byte load holds 4 elements of each of 4 rows (a half of the 8-row group); with the offset subtracted
  * they are signed and one broadcast 4-byte activation word meets all 4 rows, the row sums landing in the lanes.
- * kind 0: Q4_0, 2: Q5_0 (fifth bits from the regrouped qh words: bits 16h .. 16h+15 for half h). */
+ * kind 0: Q4_0, 1: Q4_1, 2: Q5_0, 3: Q5_1 (fifth bits from the regrouped qh words: bits 16h .. 16h+15 for
+ * half h; Q4_1 / Q5_1 unsigned, their mins times the activation block sum added in float). */
 static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void *wp, const void *vx, int64_t xs,
                                                            float *y, int64_t ys, const int nx, const int kind) {
     const uint8_t *w = wp;
-    const size_t bs = kind == 0 ? sizeof(blk_q4_0x8) : sizeof(blk_q5_0x8);
-    const size_t qs_at = kind == 0 ? offsetof(blk_q4_0x8, qs) : offsetof(blk_q5_0x8, qs);
-    const int8x16_t off = vdupq_n_s8(kind == 0 ? 8 : 16);
+    const int has_m = kind == 1 || kind == 3, has_h = kind >= 2; /* mins (Q4_1, Q5_1), fifth bits (Q5_0, Q5_1) */
+    const size_t bs = 8 * (2 + 2 * has_m + 4 * has_h + 16);
+    const size_t qh_at = has_m ? 32 : 16, qs_at = qh_at + (has_h ? 32 : 0);
+    const int8x16_t off = vdupq_n_s8(kind == 0 ? 8 : kind == 2 ? 16 : 0);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const act_q8_32 *x[4];
     float32x4_t acc[4][2];
@@ -337,13 +339,14 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
             for (int h = 0; h < 2; h++) {
                 const uint8x16_t v = vld1q_u8(blk + qs_at + 32 * j + 16 * h);
                 int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(v, m4)), hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
-                if (kind == 2) {
-                    const blk_q5_0x8 *k5 = (const void *)blk;
-                    lo = vorrq_s8(lo, bits16_x10(k5->qh[j] >> (16 * h)));
-                    hi = vorrq_s8(hi, bits16_x10(k5->qh[j + 4] >> (16 * h)));
+                if (has_h) {
+                    lo = vorrq_s8(lo, bits16_x10(awq_rd32(blk + qh_at + 4 * j) >> (16 * h)));
+                    hi = vorrq_s8(hi, bits16_x10(awq_rd32(blk + qh_at + 4 * (j + 4)) >> (16 * h)));
                 }
-                lo = vsubq_s8(lo, off);
-                hi = vsubq_s8(hi, off);
+                if (!has_m) { /* Q4_1 / Q5_1 stay unsigned (0..31 fits int8); their mins come back below */
+                    lo = vsubq_s8(lo, off);
+                    hi = vsubq_s8(hi, off);
+                }
                 for (int t = 0; t < nx; t++) {
                     s[t][h] = dot4x4(s[t][h], lo, bcast4(x[t][b].qs + 4 * j));
                     s[t][h] = dot4x4(s[t][h], hi, bcast4(x[t][b].qs + 16 + 4 * j));
@@ -351,9 +354,13 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
             }
         const float16x8_t d16 = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)(const void *)blk));
         const float32x4_t dw[2] = {vcvt_f32_f16(vget_low_f16(d16)), vcvt_high_f32_f16(d16)};
+        const float16x8_t m16 = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)(const void *)(blk + 16)));
+        const float32x4_t mw[2] = {vcvt_f32_f16(vget_low_f16(m16)), vcvt_high_f32_f16(m16)}; /* used with has_m */
         for (int t = 0; t < nx; t++)
-            for (int h = 0; h < 2; h++)
+            for (int h = 0; h < 2; h++) {
                 acc[t][h] = vfmaq_f32(acc[t][h], vmulq_n_f32(dw[h], x[t][b].d), vcvtq_f32_s32(s[t][h]));
+                if (has_m) acc[t][h] = vfmaq_n_f32(acc[t][h], vmulq_n_f32(mw[h], x[t][b].d), (float)x[t][b].s);
+            }
     }
     for (int t = 0; t < nx; t++) {
         vst1q_f32(y + t * ys, acc[t][0]);
@@ -371,7 +378,9 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
         }                                                                                                      \
     }
 GEMM8_ENTRY(q4_0, 0)
+GEMM8_ENTRY(q4_1, 1)
 GEMM8_ENTRY(q5_0, 2)
+GEMM8_ENTRY(q5_1, 3)
 
 /* ---- float weights ---------------------------------------------------------------------------- */
 
@@ -414,6 +423,7 @@ const awq_kernels *awq_kernels_neon(void) {
         k.dot[AWQ_Q2_K] = dot_q2_K; k.dot[AWQ_Q3_K] = dot_q3_K; k.dot[AWQ_Q4_K] = dot_q4_K;
         k.dot[AWQ_Q5_K] = dot_q5_K; k.dot[AWQ_Q6_K] = dot_q6_K;
         k.gemm8[AWQ_Q4_0] = gemm8_q4_0; k.gemm8[AWQ_Q5_0] = gemm8_q5_0;
+        k.gemm8[AWQ_Q4_1] = gemm8_q4_1; k.gemm8[AWQ_Q5_1] = gemm8_q5_1;
 #if defined(__ARM_FEATURE_DOTPROD)
         k.name = "neon-dotprod";
 #else

@@ -318,46 +318,43 @@ static void deq_f16(int64_t n, const void *vw, float *y) {
 
 /* ---- interleaved Q4_0 / Q5_0 (blk_q4_0x8 / blk_q5_0x8): 8 rows against nx activation rows -------- */
 
-static void gemm8_q4_0(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
-    const blk_q4_0x8 *w = wp;
-    for (int t = 0; t < nx; t++) {
-        const act_q8_32 *x = (const act_q8_32 *)((const uint8_t *)vx + t * xs);
+/* 8 interleaved rows (matmul.c's awq_pack layouts) against nx activation rows: w = d * (q - off) + m, with q the
+ * nibble (and fifth bit from the regrouped qh words: bit 4r + k of qh[v] = element 4v + k of row r) */
+static void gemm8_ref(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys, int t) {
+    const int has_m = t == AWQ_Q4_1 || t == AWQ_Q5_1, has_h = t == AWQ_Q5_0 || t == AWQ_Q5_1;
+    const int off = t == AWQ_Q4_0 ? 8 : t == AWQ_Q5_0 ? 16 : 0;
+    const size_t bs = 8 * (2 + 2 * has_m + 4 * has_h + 16);
+    const size_t qh_at = has_m ? 32 : 16, qs_at = qh_at + (has_h ? 32 : 0);
+    for (int tt = 0; tt < nx; tt++) {
+        const act_q8_32 *x = (const act_q8_32 *)((const uint8_t *)vx + tt * xs);
         for (int r = 0; r < 8; r++) {
             float acc = 0.0f;
             for (int64_t b = 0; b < n / QK32; b++) {
+                const uint8_t *blk = (const uint8_t *)wp + b * bs;
                 int32_t s = 0;
-                for (int j = 0; j < 4; j++)
+                for (int v = 0; v < 8; v++) /* elements 4v .. 4v+3 */
                     for (int k = 0; k < 4; k++) {
-                        const uint8_t v = w[b].qs[32 * j + 4 * r + k];
-                        s += (v & 0xF) * x[b].qs[4 * j + k] + (v >> 4) * x[b].qs[16 + 4 * j + k];
+                        const uint8_t byte = blk[qs_at + 32 * (v % 4) + 4 * r + k];
+                        int q = v < 4 ? byte & 0xF : byte >> 4;
+                        if (has_h) q |= (int)((awq_rd32(blk + qh_at + 4 * v) >> (4 * r + k)) & 1) << 4;
+                        s += q * x[b].qs[4 * v + k];
                     }
-                acc += awq_h2f(w[b].d[r]) * x[b].d * (float)(s - 8 * x[b].s);
+                acc += awq_h2f(awq_rd16(blk + 2 * r)) * x[b].d * (float)(s - off * x[b].s);
+                if (has_m) acc += awq_h2f(awq_rd16(blk + 16 + 2 * r)) * x[b].d * (float)x[b].s;
             }
-            y[t * ys + r] = acc;
+            y[tt * ys + r] = acc;
         }
     }
 }
 
-static void gemm8_q5_0(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
-    const blk_q5_0x8 *w = wp;
-    for (int t = 0; t < nx; t++) {
-        const act_q8_32 *x = (const act_q8_32 *)((const uint8_t *)vx + t * xs);
-        for (int r = 0; r < 8; r++) {
-            float acc = 0.0f;
-            for (int64_t b = 0; b < n / QK32; b++) {
-                int32_t s = 0;
-                for (int v = 0; v < 8; v++) /* elements 4v .. 4v+3 */
-                    for (int k = 0; k < 4; k++) {
-                        const uint8_t byte = w[b].qs[32 * (v % 4) + 4 * r + k];
-                        const int q = (v < 4 ? byte & 0xF : byte >> 4) | (int)((w[b].qh[v] >> (4 * r + k)) & 1) << 4;
-                        s += q * x[b].qs[4 * v + k];
-                    }
-                acc += awq_h2f(w[b].d[r]) * x[b].d * (float)(s - 16 * x[b].s);
-            }
-            y[t * ys + r] = acc;
-        }
+#define GEMM8_REF(T, ID) \
+    static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
+        gemm8_ref(n, wp, vx, xs, nx, y, ys, ID); \
     }
-}
+GEMM8_REF(q4_0, AWQ_Q4_0)
+GEMM8_REF(q4_1, AWQ_Q4_1)
+GEMM8_REF(q5_0, AWQ_Q5_0)
+GEMM8_REF(q5_1, AWQ_Q5_1)
 
 void awq_scalar_fill(awq_kernels *k) {
     k->quantize_q8_32 = awq_scalar_quantize_q8_32;
@@ -373,8 +370,8 @@ const awq_kernels *awq_kernels_scalar(void) {
     static awq_kernels k;
     if (!k.name) {
         awq_scalar_fill(&k);
-        k.gemm8[AWQ_Q4_0] = gemm8_q4_0;
-        k.gemm8[AWQ_Q5_0] = gemm8_q5_0;
+        k.gemm8[AWQ_Q4_0] = gemm8_q4_0; k.gemm8[AWQ_Q4_1] = gemm8_q4_1;
+        k.gemm8[AWQ_Q5_0] = gemm8_q5_0; k.gemm8[AWQ_Q5_1] = gemm8_q5_1;
         k.name = "scalar";
     }
     return &k;

@@ -122,12 +122,12 @@ static void check_decode(int isa) {
     printf("decode %s\n", failed ? "FAILED" : "ok");
 }
 
-/* the GEMM over interleaved Q4_0 / Q5_0 rows (awq_pack + awq_matmul_packed; the variant's own kernel, or the
+/* the GEMM over interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 rows (awq_pack + awq_matmul_packed; the variant's own kernel, or the
  * scalar one where it has none) against the scalar table's file-row matmul; and its refusals */
 static void check_packed(int isa) {
     enum { R = 40, C = 544, N = 17 };
-    static const int types[2] = {AWQ_Q4_0, AWQ_Q5_0};
-    for (int ti = 0; ti < 2; ti++) {
+    static const int types[4] = {AWQ_Q4_0, AWQ_Q4_1, AWQ_Q5_0, AWQ_Q5_1};
+    for (int ti = 0; ti < 4; ti++) {
         const int t = types[ti];
         awq_mat_t m = random_mat(t, R, C);
         const int64_t size = awq_packed_bytes(t, R, C);
@@ -150,8 +150,8 @@ static void check_packed(int isa) {
               awq_matmul_packed(t, wp, size - 1, R, C, x, N, y, 1) == -2, "packed refuses", "type/size", 0, 0);
         free(wp); free(x); free(y); free(yr); free((void *)m.w);
     }
-    printf("packed %s (own kernels: %d %d)\n", failed ? "FAILED" : "ok", awq_packed_gemm_native(AWQ_Q4_0),
-           awq_packed_gemm_native(AWQ_Q5_0));
+    printf("packed %s (own kernels: %d %d %d %d)\n", failed ? "FAILED" : "ok", awq_packed_gemm_native(AWQ_Q4_0),
+           awq_packed_gemm_native(AWQ_Q4_1), awq_packed_gemm_native(AWQ_Q5_0), awq_packed_gemm_native(AWQ_Q5_1));
 }
 
 int main(int argc, char **argv) {

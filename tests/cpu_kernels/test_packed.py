@@ -1,4 +1,4 @@
-"""The GEMM over Q4_0 / Q5_0 rows interleaved by 8 (pack_weights / matmul_packed) against the float64 reference,
+"""The GEMM over Q4_0 / Q4_1 / Q5_0 / Q5_1 rows interleaved by 8 (pack_weights / matmul_packed) against the float64 reference,
 on every ISA this machine runs, outputs NaN-poisoned; its layout byte for byte; the int16 bound at the extremes;
 and the facade's refusals."""
 
@@ -15,27 +15,32 @@ from kernel_blocks import random_rows, ref_matmul
 
 
 def ref_layout(w: np.ndarray, t: T) -> np.ndarray:
-    """kernels.h's blk_q4_0x8 / blk_q5_0x8 built in numpy: per group of 8 rows and block, the 8 fp16 scales,
-    (Q5_0) the regrouped fifth bits, bit 4r + k of qh[v] = bit 4v + k of row r's qh, then
-    qs[32 j + 4 r + k] = row r's qs[4 j + k]."""
+    """kernels.h's blk_q4_0x8 ... blk_q5_1x8 built in numpy: per group of 8 rows and block, the 8 fp16 scales,
+    (Q4_1, Q5_1) the 8 fp16 mins, (Q5_0, Q5_1) the regrouped fifth bits, bit 4r + k of qh[v] = bit 4v + k of row
+    r's qh, then qs[32 j + 4 r + k] = row r's qs[4 j + k]."""
     size = GGML_QUANT_SIZES[t][1]
     rows, nb = w.shape[0], w.shape[1] // size
+    has_m, has_h = t in (T.Q4_1, T.Q5_1), t in (T.Q5_0, T.Q5_1)
     blk = w.reshape(rows // 8, 8, nb, size)  # [group, r, b, bytes]
-    d = blk[:, :, :, :2].transpose(0, 2, 1, 3).reshape(rows // 8, nb, 16)
-    qs = blk[:, :, :, -16:].reshape(rows // 8, 8, nb, 4, 4).transpose(0, 2, 3, 1, 4).reshape(rows // 8, nb, 128)
-    parts = [d]
-    if t == T.Q5_0:
-        qh = np.ascontiguousarray(blk[:, :, :, 2:6]).view("<u4")[..., 0].astype(np.uint64)  # [group, r, b]
+
+    def fp16_field(at: int) -> np.ndarray:  # [group, b, 16]: the 8 rows' 2 bytes at offset `at`
+        return blk[:, :, :, at:at + 2].transpose(0, 2, 1, 3).reshape(rows // 8, nb, 16)
+
+    parts = [fp16_field(0)] + ([fp16_field(2)] if has_m else [])
+    if has_h:
+        at = 4 if has_m else 2
+        qh = np.ascontiguousarray(blk[:, :, :, at:at + 4]).view("<u4")[..., 0].astype(np.uint64)  # [group, r, b]
         words = np.zeros((rows // 8, nb, 8), np.uint64)
         for v in range(8):
             for r in range(8):
                 words[:, :, v] |= ((qh[:, r, :] >> np.uint64(4 * v)) & np.uint64(0xF)) << np.uint64(4 * r)
         parts.append(words.astype("<u4").view(np.uint8).reshape(rows // 8, nb, 32))
+    qs = blk[:, :, :, -16:].reshape(rows // 8, 8, nb, 4, 4).transpose(0, 2, 3, 1, 4).reshape(rows // 8, nb, 128)
     parts.append(qs)
     return np.concatenate(parts, axis=2).reshape(rows // 8, nb * 8 * size)
 
 
-TYPES = [T.Q4_0, T.Q5_0]
+TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1]
 
 
 @pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
@@ -70,23 +75,27 @@ def test_matmul_packed(isa: str, t: T, rows: int, cols: int, n: int, threads: in
 
 
 @pytest.mark.parametrize("t,nibble,high", [(T.Q4_0, 15, 0), (T.Q4_0, 0, 0), (T.Q5_0, 15, 1), (T.Q5_0, 0, 0),
-                                           (T.Q5_0, 15, 0)])
+                                           (T.Q5_0, 15, 0), (T.Q4_1, 15, 0), (T.Q5_1, 15, 1), (T.Q5_1, 0, 0)])
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_int16_extremes(isa: str, t: T, nibble: int, high: int, sign: float) -> None:
     """Every weight at its largest (or smallest) stored value and every activation at +-127: the kernel's int16
-    sums at their bound (Q4_0 8 * 2 * 15 * 127, Q5_0 4 * 2 * 31 * 127 per half)."""
+    sums at their bound (Q4_0 / Q4_1 8 * 2 * 15 * 127, Q5_0 / Q5_1 4 * 2 * 31 * 127 per half)."""
     rows, cols = 16, 256
     size = GGML_QUANT_SIZES[t][1]
+    has_m = t in (T.Q4_1, T.Q5_1)
     w = np.zeros((rows, cols // 32, size), np.uint8)
     w[:, :, :2] = np.float16(0.5).reshape(1).view(np.uint8)
+    if has_m:
+        w[:, :, 2:4] = np.float16(-3.0).reshape(1).view(np.uint8)
     w[:, :, -16:] = nibble * 0x11
-    if t == T.Q5_0:
-        w[:, :, 2:6] = 0xFF * high
+    if t in (T.Q5_0, T.Q5_1):
+        at = 4 if has_m else 2
+        w[:, :, at:at + 4] = 0xFF * high
     w = w.reshape(rows, -1)
     x = np.full((5, cols), sign * 2.0, np.float32)
     y = ck.matmul_packed(ck.pack_weights(w, t), x, out=np.full((5, rows), np.nan, np.float32))
-    q = nibble - 8 if t == T.Q4_0 else nibble + 16 * high - 16
-    expect = 0.5 * q * sign * 2.0 * cols  # x quantizes exactly: q = +-127, d = 2 / 127
+    q = {T.Q4_0: nibble - 8, T.Q5_0: nibble + 16 * high - 16, T.Q4_1: nibble, T.Q5_1: nibble + 16 * high}[t]
+    expect = (0.5 * q + (-3.0 if has_m else 0.0)) * sign * 2.0 * cols  # x quantizes exactly: +-127, d = 2 / 127
     np.testing.assert_allclose(y, expect, rtol=1e-5)
 
 
@@ -144,7 +153,7 @@ def test_refusals() -> None:
     p = ck.pack_weights(w, T.Q4_0)
     with pytest.raises(ck.KernelShapeError, match="multiple of 8"):
         ck.pack_weights(w[:12], T.Q4_0)
-    with pytest.raises(ck.KernelTypeError, match="only Q4_0 and Q5_0"):
+    with pytest.raises(ck.KernelTypeError, match="only Q4_0, Q4_1, Q5_0 and Q5_1"):
         ck.pack_weights(random_rows(rng, T.Q8_0, 16, 64), T.Q8_0)
     with pytest.raises(ck.KernelShapeError, match="columns"):
         ck.matmul_packed(p, np.zeros((2, 96), np.float32))
