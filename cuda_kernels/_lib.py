@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-ABI_VERSION = 4  # api.h's AWQ_CUDA_ABI
+ABI_VERSION = 5  # api.h's AWQ_CUDA_ABI
 
 # api.h's declarations, as cffi's C parser takes them (no preprocessor).
 CDEF = """

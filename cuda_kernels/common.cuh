@@ -134,6 +134,13 @@ __device__ __forceinline__ void load_x8(const uint16_t* p, float* xf) {
     }
 }
 
+// The sum of v over the warp's 32 lanes, in every lane.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+    return v;
+}
+
 // ---- int8-activation path (gemv.cuh, modes 4 and 5) ----
 
 // d = sum of the 4 byte products of a and b, plus c: a unsigned (SIGNED_A false) or signed bytes, b signed.
@@ -150,6 +157,71 @@ __device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c) {
 
 // 8 int8 activations (8 aligned bytes), read through L1: every warp of a block reads the same x.
 __device__ __forceinline__ uint2 ld_x8(const int8_t* p) { return __ldg(reinterpret_cast<const uint2*>(p)); }
+
+// The int8 rounding of one 32-value block whose 4 groups of 8 sit in 4 consecutive lanes (4-aligned; every lane of
+// the warp calls this): d = max|x| / 127, q = round-half-even(x * (127 / max|x|)) in float32 (adding 1.5 * 2^23
+// leaves q mod 256 in the low byte), bit-exact with ops.round_activations_q8. This lane's 8 q -> lo, hi (bytes in
+// column order); returns d (NaN for a block holding NaN; Inf gives d = Inf, q = 0, so its products are NaN too).
+// The one rounding of the project: quant_x_kernel, the stream GEMV's prologue and fused.cu's kernels call it.
+__device__ __forceinline__ float round8_q8(const float (&f)[8], uint32_t& lo, uint32_t& hi) {
+    float m = 0.0f;
+    int bad = 0;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+        m = fmaxf(m, fabsf(f[k]));
+        bad |= f[k] != f[k];
+    }
+    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
+    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, 1);
+    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, 2);
+    const float inv = m > 0.0f ? 127.0f / m : 0.0f;
+    uint32_t b[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) b[k] = __float_as_uint(__fadd_rn(__fmul_rn(f[k], inv), 12582912.0f));
+    lo = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
+    hi = __byte_perm(__byte_perm(b[4], b[5], 0x0040), __byte_perm(b[6], b[7], 0x0040), 0x5410);
+    return bad ? __int_as_float(0x7FC00000) : m / 127.0f;
+}
+
+// ---- bulk copies completing on an mbarrier (sm_90; the stream GEMV's ring, gemv_stream.cuh) ----
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+
+// Makes the barriers' initialization visible to the copy engine (the async proxy).
+__device__ __forceinline__ void mbar_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+
+// One arrival that also announces `bytes` of copies completing on this phase.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+
+// Spins until the phase of the given parity has completed (its copies have landed and are visible).
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+    uint32_t done;
+    do {
+        asm volatile(
+            "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+            : "=r"(done)
+            : "r"(smem_addr(bar)), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+// Orders this thread's earlier shared-memory accesses (generic proxy) before later copy-engine writes.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned) by the copy engine; completes
+// on bar (complete_tx).
+__device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar))
+                 : "memory");
+}
 
 // Programmatic dependent launch (sm_90): the producer lets the dependent grid start early; the dependent waits
 // for the producer's completion (and its memory) before its first read of the producer's output. Both are

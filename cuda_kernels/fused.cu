@@ -42,29 +42,14 @@ __device__ __forceinline__ float block_sum(float v, float* smem32) {
     return s;
 }
 
-// 8 values of one 32-block (the block's 4 groups of 8 sit in 4 consecutive lanes, 4-aligned; every lane of the
-// warp calls this) -> 8 int8 at xq8, and d at *xd when `first`. `active`: this lane's group exists.
-__device__ __forceinline__ void round8_q8(const float (&f)[8], bool active, bool first, int8_t* xq8, float* xd) {
-    float m = 0.0f;
-    int bad = 0;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-        m = fmaxf(m, fabsf(f[k]));
-        bad |= f[k] != f[k];
-    }
-    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 1));
-    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
-    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, 1);
-    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, 2);
-    const float inv = m > 0.0f ? 127.0f / m : 0.0f;
-    uint32_t b[8];
-#pragma unroll
-    for (int k = 0; k < 8; ++k) b[k] = __float_as_uint(__fadd_rn(__fmul_rn(f[k], inv), 12582912.0f));
-    const uint32_t lo = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
-    const uint32_t hi = __byte_perm(__byte_perm(b[4], b[5], 0x0040), __byte_perm(b[6], b[7], 0x0040), 0x5410);
+// 8 values of one 32-block (common.cuh's round8_q8: 4 consecutive lanes per block, every lane of the warp calls
+// this) -> 8 int8 at xq8, and d at *xd when `first`. `active`: this lane's group exists.
+__device__ __forceinline__ void round8_store(const float (&f)[8], bool active, bool first, int8_t* xq8, float* xd) {
+    uint32_t lo, hi;
+    const float d = awq::round8_q8(f, lo, hi);
     if (active) {
         *reinterpret_cast<uint2*>(xq8) = make_uint2(lo, hi);
-        if (first) *xd = bad ? __int_as_float(0x7FC00000) : m / 127.0f;
+        if (first) *xd = d;
     }
 }
 
@@ -116,7 +101,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_q8_kernel(float* __restr
 #pragma unroll
         for (int k = 0; k < 8; ++k) f[k] = (f[k] * rstd) * g[k];
         if (o != nullptr && active) store8(o + i * 8, f);
-        round8_q8(f, active, (i & 3) == 0, q + ic * 8, d + (ic >> 2));
+        round8_store(f, active, (i & 3) == 0, q + ic * 8, d + (ic >> 2));
     }
 }
 
@@ -137,7 +122,7 @@ __global__ void __launch_bounds__(kThreads) silu_mul_q8_kernel(const float* __re
 #pragma unroll
     for (int k = 0; k < 8; ++k) f[k] = f[k] / (1.0f + expf(-f[k])) * u[k];
     if (out != nullptr && active) store8(out + static_cast<size_t>(ic) * 8, f);
-    round8_q8(f, active, (i & 3) == 0, xq + static_cast<size_t>(ic) * 8, xd + (ic >> 2));
+    round8_store(f, active, (i & 3) == 0, xq + static_cast<size_t>(ic) * 8, xd + (ic >> 2));
 }
 
 struct RopeArgs {

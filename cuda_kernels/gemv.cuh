@@ -25,9 +25,13 @@
 //              for matrices of few rows), partial sums added through shared memory.
 //   8 "q8 cap":  5 compiled for 8 resident blocks per SM (at most 64 registers: 2x the warps).
 //   9 "q8 split cap": 7 and 8 together.
+//  10, 11 "stream": batch 1 only (above, mode 7): one kernel that rounds x into shared memory itself and streams the
+//              weights through a shared-memory ring filled by the copy engine (gemv_stream.cuh); 11 = twice the
+//              columns per stage. The default at batch 1.
 #pragma once
 
 #include "common.cuh"
+#include "gemv_stream.cuh"
 
 namespace awq {
 
@@ -80,13 +84,6 @@ __device__ __forceinline__ void compute_chunk(const typename F::Raw (&raw)[NR], 
         }
     }
     }
-}
-
-// The sum of v over the warp's 32 lanes, in every lane.
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
-    return v;
 }
 
 // Warp-reduce the row group's sums, store them (lane 0), zero the accumulators.
@@ -337,26 +334,11 @@ __global__ void __launch_bounds__(256) quant_x_kernel(const void* __restrict__ x
     } else {
         load_x8<ACT>(static_cast<const uint16_t*>(x) + static_cast<size_t>(ic) * 8, f);
     }
-    float m = 0.0f;
-    int bad = 0;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-        m = fmaxf(m, fabsf(f[k]));
-        bad |= f[k] != f[k];
-    }
-    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 1));
-    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
-    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, 1);
-    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, 2);
-    const float inv = m > 0.0f ? 127.0f / m : 0.0f;
-    uint32_t b[8];
-#pragma unroll
-    for (int k = 0; k < 8; ++k) b[k] = __float_as_uint(__fadd_rn(__fmul_rn(f[k], inv), 12582912.0f));
-    const uint32_t lo = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
-    const uint32_t hi = __byte_perm(__byte_perm(b[4], b[5], 0x0040), __byte_perm(b[6], b[7], 0x0040), 0x5410);
+    uint32_t lo, hi;
+    const float d = round8_q8(f, lo, hi);
     if (i < n8) {
         *reinterpret_cast<uint2*>(xq + static_cast<size_t>(i) * 8) = make_uint2(lo, hi);
-        if ((i & 3) == 0) xd[i >> 2] = bad ? __int_as_float(0x7FC00000) : m / 127.0f;
+        if ((i & 3) == 0) xd[i >> 2] = d;
     }
 }
 
@@ -590,16 +572,26 @@ cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows,
 template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         void* ws, long long ws_bytes, cudaStream_t s) {
-    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 9) return cudaErrorInvalidValue;
+    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 11) return cudaErrorInvalidValue;
     if (act != ACT_BF16 && act != ACT_F16 && act != ACT_F32 && act != ACT_PRE) return cudaErrorInvalidValue;
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
     if (mode <= 0 && have_ws) {
-        // the measured best (H200, 2026-11-27, runs at 5a7fb43, 04cefdd and 2ea92c0, BENCHMARKS.md): q8 with PDL,
-        // 4 rows per warp; at batch 1 deep prefetch for Q4_0; above batch 1 the block's warps split each row
-        // group's columns (mode 7)
-        mode = batch == 1 ? (F::kType == 2 ? 6 : 5) : 7;
-        if (nr <= 0) nr = 4;
+        // batch 1: the stream kernel (gemv_stream.cuh); above batch 1 the register kernel with the block's warps
+        // splitting each row group's columns (mode 7, 4 rows per warp: the measured best, H200, 2026-11-27)
+        mode = batch == 1 ? kStreamDefaultMode : 7;
+    }
+    if (mode >= 10) {
+        if (!have_ws) return cudaErrorInvalidValue;
+        if (batch == 1) {
+            const cudaError_t e =
+                launch_gemv_stream<F>(w, x, act, y, rows, cols, nr > 0 ? nr : stream_default_nr<F>(), mode, s);
+            if (e != cudaErrorNotSupported) return e;
+            mode = F::kType == 2 ? 6 : 5;  // ring or x too large for shared memory: the register kernel
+            nr = 4;
+        } else {
+            mode = 7;  // the stream kernel is batch 1 only
+        }
     }
     if (mode >= 4) {
         if (!have_ws) return cudaErrorInvalidValue;

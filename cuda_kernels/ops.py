@@ -84,8 +84,9 @@ def _plane(t: torch.Tensor) -> torch.Tensor:
 
 
 def _half_plane(t: torch.Tensor) -> torch.Tensor:
-    """A plane of 2-byte entries, padded with one zero entry (the kernels read aligned 4-byte words)."""
-    out = torch.zeros(t.numel() + 2, dtype=torch.uint8, device=t.device)
+    """A plane of 2-byte entries, padded with at least one zero entry (the register kernels read aligned 4-byte
+    words) to a multiple of 16 bytes (the stream kernel copies 16-byte aligned spans around each row's entries)."""
+    out = torch.zeros((t.numel() + 2 + 15) // 16 * 16, dtype=torch.uint8, device=t.device)
     out[: t.numel()].view(t.shape).copy_(t)
     return out
 
@@ -119,12 +120,14 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 # activations inside, exact to ~1e-6); 4 int8 activations (x rounded per 32 values as llama.cpp's q8 blocks, dp4a),
 # 5 = 4 with programmatic dependent launch, 6 = 5 with twice the weights in flight per warp, 7 = 5 with a
 # block's 4 warps splitting each row group's columns, 8 = 5 capped at 64 registers (2x the resident warps),
-# 9 = 7 + 8 (gemv.cuh). mode=0 lets the
-# library pick per type and batch among the q8 modes (5 or 6, gemv.cuh's launch_gemv); DEFAULT_MODE says which
-# family that is, for callers that must know how x is treated.
+# 9 = 7 + 8; 10, 11 = the stream kernel (batch 1 only, else 7: x rounded inside the one kernel, weights streamed
+# through shared memory by bulk copies; 11 takes twice the columns per stage) (gemv.cuh, gemv_stream.cuh). mode=0
+# lets the library pick per type and batch among the q8 modes (11 at batch 1, 7 above; gemv.cuh's launch_gemv);
+# DEFAULT_MODE says which family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
-Q8_MODES = (4, 5, 6, 7, 8, 9)
-DEFAULT_MODE = 5
+Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11)
+STREAM_MODES = (10, 11)
+DEFAULT_MODE = 11
 
 
 def workspace_bytes(batch: int, cols: int) -> int:
@@ -153,8 +156,9 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     outlier channels; round_activations_q8 gives the x it uses); modes 1-3 keep x in float32 (~1e-6). out: optional float32 [batch, rows] to write into. For
     benchmarking: nr = rows per warp (1, 2 or 4), mode = 1 (register prefetch), 2 (cp.async ring), 3 (1 with the
     factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch), 6 (5 with twice the
-    weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8); 0 = the
-    default of each."""
+    weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8), 10 / 11 (the
+    stream kernel at batch 1: one kernel, x rounded in it, weights through a shared-memory ring; nr 1, 2 or 4
+    rows per warp; mode 7 above batch 1); 0 = the default of each (11 at batch 1, 7 above)."""
     ffi, lib = load()
     squeeze = x.dim() == 1
     if squeeze:
@@ -174,7 +178,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     if nr not in (0, 1, 2, 4):
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
     if mode not in (0, *FLOAT_MODES, *Q8_MODES):
-        raise ValueError(f"mode must be 0..9, got {mode}")
+        raise ValueError(f"mode must be 0..11, got {mode}")
     if out is None:
         out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
     else:

@@ -84,6 +84,17 @@ struct FmtQ4_0 {
 
     static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
 
+    // stream GEMV (gemv_stream.cuh): plane p holds plane_bytes(p) per plane_unit(p) chunks of a row; load_tile reads
+    // chunk j of a row's tile from this row's copies of the planes (p0..p2, in shared memory)
+    static constexpr int kPlanes = 2;
+    static __host__ __device__ constexpr int plane_unit(int) { return 1; }
+    static __host__ __device__ constexpr int plane_bytes(int p) { return p == 0 ? 16 : 2; }
+    static __device__ __forceinline__ void load_tile(Raw& r, const uint8_t* p0, const uint8_t* p1, const uint8_t*,
+                                                     int j) {
+        r.q = *reinterpret_cast<const uint4*>(p0 + 16 * j);
+        r.d = *reinterpret_cast<const uint16_t*>(p1 + 2 * j);
+    }
+
     // cp.async ring slot of one row-step of a warp: 32 lanes x (16 quant bytes, the 4-byte word holding d)
     static constexpr int kSlot = 32 * 16 + 32 * 4;
     static __device__ __forceinline__ void issue(uint8_t* slot, int lane, const Planes& w, int row, int c, int nch) {

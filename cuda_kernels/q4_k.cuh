@@ -124,6 +124,17 @@ struct FmtQ4_K {
         return 256 * (c >> 3) + 64 * (t >> 1) + 16 * (t & 1) + 8 * (P & 1) + 32 * (P >> 1);
     }
 
+    // stream GEMV (gemv_stream.cuh): one plane of 144-byte super-blocks (8 chunks each); tiles start at a super-block
+    static constexpr int kPlanes = 1;
+    static __host__ __device__ constexpr int plane_unit(int) { return 8; }
+    static __host__ __device__ constexpr int plane_bytes(int) { return 144; }
+    static __device__ __forceinline__ void load_tile(Raw& r, const uint8_t* p0, const uint8_t*, const uint8_t*, int j) {
+        const uint8_t* sb = p0 + 144 * (j >> 3);
+        r.t = j & 7;
+        r.h = *reinterpret_cast<const uint4*>(sb);
+        r.q = *reinterpret_cast<const uint4*>(sb + 16 + 16 * r.t);
+    }
+
     // cp.async ring slot: 32 lanes x (the 16-byte header, 16 nibble bytes)
     static constexpr int kSlot = 32 * 32;
     static __device__ __forceinline__ void issue(uint8_t* slot, int lane, const Planes& w, int row, int c, int nch) {

@@ -120,6 +120,22 @@ struct FmtQ6_K {
         return 256 * (c >> 3) + 128 * (t >> 2) + 8 * (t & 3) + 32 * P;
     }
 
+    // stream GEMV (gemv_stream.cuh): three planes per super-block (8 chunks): 192 quant bytes, 16 scales, 2 bytes of d
+    static constexpr int kPlanes = 3;
+    static __host__ __device__ constexpr int plane_unit(int) { return 8; }
+    static __host__ __device__ constexpr int plane_bytes(int p) { return p == 0 ? 192 : p == 1 ? 16 : 2; }
+    static __device__ __forceinline__ void load_tile(Raw& r, const uint8_t* p0, const uint8_t* p1, const uint8_t* p2,
+                                                     int j) {
+        const int sb = j >> 3, t = j & 7, n = t >> 2, l0 = (t & 3) * 8;
+        const uint8_t* q = p0 + 192 * sb;
+        r.t = t;
+        r.qa = *reinterpret_cast<const uint2*>(q + 64 * n + l0);
+        r.qb = *reinterpret_cast<const uint2*>(q + 64 * n + 32 + l0);
+        r.qh = *reinterpret_cast<const uint2*>(q + 128 + 32 * n + l0);
+        r.sc = *reinterpret_cast<const uint4*>(p1 + 16 * sb);
+        r.d = *reinterpret_cast<const uint16_t*>(p2 + 2 * sb);
+    }
+
     // cp.async ring slot: 32 lanes x (ql a, ql b, qh: 8 bytes each; the 16 scales; the 4-byte word holding d)
     static constexpr int kSlot = 32 * 24 + 32 * 16 + 32 * 4;
     static __device__ __forceinline__ void issue(uint8_t* slot, int lane, const Planes& w, int row, int c, int nch) {

@@ -68,6 +68,17 @@ struct FmtQ8_0 {
 
     static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
 
+    // stream GEMV (gemv_stream.cuh): as FmtQ4_0's
+    static constexpr int kPlanes = 2;
+    static __host__ __device__ constexpr int plane_unit(int) { return 1; }
+    static __host__ __device__ constexpr int plane_bytes(int p) { return p == 0 ? 32 : 2; }
+    static __device__ __forceinline__ void load_tile(Raw& r, const uint8_t* p0, const uint8_t* p1, const uint8_t*,
+                                                     int j) {
+        r.q0 = *reinterpret_cast<const uint4*>(p0 + 32 * j);
+        r.q1 = *reinterpret_cast<const uint4*>(p0 + 32 * j + 16);
+        r.d = *reinterpret_cast<const uint16_t*>(p1 + 2 * j);
+    }
+
     // cp.async ring slot: 32 lanes x (two 16-byte halves of the quants, the 4-byte word holding d)
     static constexpr int kSlot = 32 * 32 + 32 * 4;
     static __device__ __forceinline__ void issue(uint8_t* slot, int lane, const Planes& w, int row, int c, int nch) {

@@ -35,10 +35,10 @@ TYPE_NAMES = ["Q4_0", "Q4_K", "Q6_K", "Q8_0"]
 KEY = "cuda-kernels"
 # (rows per warp, mode) variants timed; (0, 0) is the default the library picks
 MODE_NAMES = {0: "default", 1: "regs", 2: "async", 3: "fact", 4: "q8", 5: "q8 pdl", 6: "q8 pdl deep",
-              7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap"}
+              7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap", 10: "stream", 11: "stream wide"}
 FLOAT_MODES = (1, 2, 3)
-VARIANTS_B1 = [(0, 0), (2, 3), (4, 3), (4, 4), (2, 5), (4, 5), (4, 6), (2, 7), (4, 7), (4, 9)]
-VARIANTS = [(0, 0), (4, 1), (4, 5), (2, 7), (4, 7), (4, 9)]
+VARIANTS_B1 = [(0, 0), (4, 3), (4, 5), (4, 6), (1, 10), (2, 10), (4, 10), (1, 11), (2, 11), (4, 11)]
+VARIANTS = [(0, 0), (4, 1), (4, 5), (4, 7)]
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -125,6 +125,13 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
     gen = torch.Generator(device="cuda").manual_seed(0)
     rows_out = []
     shapes = SHAPES[:2] if quick else SHAPES
+    # isolated calls: each call followed by a one-element torch kernel, which neither lets the next call start early
+    # (no programmatic dependent launch across it) nor starts before the call ends; its own time is subtracted
+    tick = torch.zeros(1, device="cuda")
+    t_tick = graph_time([lambda: tick.add_(1)])
+
+    def isolated(calls: list) -> float:
+        return graph_time([lambda c=c: (c(), tick.add_(1)) for c in calls]) - t_tick
     for rows, cols in shapes:
         # cuBLAS fp16 peer
         wbytes16 = rows * cols * 2
@@ -134,6 +141,8 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
         for batch in BATCHES:
             x = torch.randn(batch, cols, device="cuda", generator=gen).half()
             cublas[batch] = graph_time([lambda w=w: F.linear(x, w) for w in w16])
+            if batch == 1:
+                cublas_iso = isolated([lambda w=w: F.linear(x, w) for w in w16])
         del w16
         torch.cuda.empty_cache()
         for name in TYPE_NAMES:
@@ -171,6 +180,12 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
                     "float_best_frac_copy": nbytes / tf / copy_bw, "float_best_speedup": cublas[batch] / tf,
                 })
                 r = rows_out[-1]
+                if batch == 1:
+                    ti = isolated([lambda w=w: ck.gemv(x, w, out=y) for w in sets])
+                    r.update({"us_isolated": ti * 1e6, "cublas_us_isolated": cublas_iso * 1e6,
+                              "frac_copy_isolated": nbytes / ti / copy_bw, "speedup_isolated": cublas_iso / ti})
+                    print(f"  {name:5s} {rows:5d}x{cols:<5d} b1 isolated: {ti*1e6:.2f} us ({r['frac_copy_isolated']:.2f} "
+                          f"of copy), cuBLAS {cublas_iso*1e6:.2f} us, x{r['speedup_isolated']:.2f}", flush=True)
                 print(f"  {name:5s} {rows:5d}x{cols:<5d} b{batch:<2d} {r['us']:8.2f} us  {r['frac_copy']:.2f} of copy  "
                       f"cuBLAS {r['cublas_us']:8.2f} us  x{r['speedup']:.2f}  (best {r['best']}: {tb*1e6:.2f} us, "
                       f"{r['best_frac_copy']:.2f}, x{r['best_speedup']:.2f})  "
@@ -397,11 +412,13 @@ def markdown(res: dict) -> str:
              f"Device-to-device copy: **{res['copy_bw'] / 1e12:.2f} TB/s** (read + write, 1 GiB, median of 20).", "",
              "GEMV: our kernels (fp16 activations, float32 output) on random GGUF blocks vs "
              "cuBLAS fp16 (`F.linear`) on the same shape (weight rows x cols = out x in). Time per call from CUDA "
-             "graphs rotating over 4x L2 of weights; for q8 modes the time includes the activation-rounding "
-             "kernel. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
+             "graphs rotating over 4x L2 of weights, back to back (a GEMV launched with programmatic dependent launch "
+             "starts its weight loads while the previous call finishes, as in a model's chain of products); for the "
+             "q8 modes 4-9 the time includes the activation-rounding kernel, the stream kernel (10, 11) rounds x "
+             "itself. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
              "with mode 0 at the time of the run; best variant = the fastest of the variants timed: rows per warp "
              "(nr) x regs (register prefetch) / fact (regs with the factored batch-1 arithmetic) / q8 (int8 "
-             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers); float best = the fastest "
+             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through a shared-memory ring by bulk copies; wide = 64 chunks per row and stage instead of 32); float best = the fastest "
              "of the float-activation variants (regs / fact), the exact path. Speedup = cuBLAS time / ours.", ""]
     for batch in BATCHES:
         rows = [r for r in res["gemv"] if r["batch"] == batch]
@@ -418,6 +435,17 @@ def markdown(res: dict) -> str:
                          f"{r['best_frac_copy']:.2f}, {r['best_speedup']:.2f}x | {fb} | "
                          f"{r['cublas_us']:.1f} | {r['cublas_frac_copy']:.2f} |")
         lines.append("")
+        iso = [r for r in rows if "us_isolated" in r]
+        if iso:
+            lines += ["Batch 1, isolated calls (the default variant and cuBLAS, each call followed by a one-element "
+                      "torch kernel whose own time is subtracted: no overlap between consecutive products):", "",
+                      "| type | rows x cols | default: us | of copy | cuBLAS fp16 us | speedup |",
+                      "|---|---|---:|---:|---:|---:|"]
+            for r in iso:
+                lines.append(f"| {r['type']} | {r['rows']}x{r['cols']} | {r['us_isolated']:.1f} | "
+                             f"{r['frac_copy_isolated']:.2f} | {r['cublas_us_isolated']:.1f} | "
+                             f"{r['speedup_isolated']:.2f}x |")
+            lines.append("")
     if res.get("accuracy"):
         lines += ["Accuracy of the two activation paths: relative error ||y - y64|| / ||y64|| against float64 "
                   "(dequantized weights times the fp16 x), random 256x4096 weights quantized by convert.quants; "

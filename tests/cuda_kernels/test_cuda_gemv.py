@@ -94,8 +94,9 @@ def test_gemv_matches_float64(ck, seed, qt, dtype):
 
 @pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
 @pytest.mark.parametrize("nr", [1, 2, 4])
-@pytest.mark.parametrize("mode", [1, 2, 3, 4, 5, 6, 7, 8, 9],
-                         ids=["regs", "async", "fact", "q8", "q8pdl", "q8deep", "q8split", "q8cap", "q8splitcap"])
+@pytest.mark.parametrize("mode", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                         ids=["regs", "async", "fact", "q8", "q8pdl", "q8deep", "q8split", "q8cap", "q8splitcap",
+                              "stream", "streamwide"])
 def test_gemv_variants_agree(ck, seed, qt, nr, mode):
     for rows, cols in shapes(qt):
         w, ref_w = weight(ck, qt, rows, cols, seed)
@@ -124,7 +125,7 @@ def test_q8_activation_rounding_cost_and_nan(ck, seed, qt):
     for dtype in (torch.float16, torch.bfloat16):
         x = fresh_x(3, cols, dtype, seed + 11)
         ref = x.double() @ ref_w.T
-        for mode in (4, 5, 6, 7, 8, 9):
+        for mode in (4, 5, 6, 7, 8, 9, 10, 11):
             err = rel_err(ck.gemv(x, w, mode=mode), ref)
             exact = rel_err(ck.gemv(x, w, mode=3), ref)
             assert exact < 2e-5 and err < 1.5e-2, f"{qt.name} mode {mode}: rel err {err:.2e} vs float x (seed {seed})"
@@ -142,7 +143,7 @@ def test_float32_activations_in_q8_modes(ck, seed, qt):
         for batch in (1, 5, 16):
             x = fresh_x(batch, cols, torch.float32, seed + 3) * 1.001  # values no float16 holds
             ref = x_seen(ck, x, 4).double() @ ref_w.T
-            for mode in (0, 4, 5, 6, 7, 8, 9):
+            for mode in (0, 4, 5, 6, 7, 8, 9, 10, 11):
                 out = torch.full((batch, rows), float("nan"), device="cuda")
                 ck.gemv(x, w, out=out, mode=mode)
                 torch.cuda.synchronize()
@@ -151,6 +152,66 @@ def test_float32_activations_in_q8_modes(ck, seed, qt):
                 assert err < 2e-5, f"{qt.name} {rows}x{cols} mode {mode} batch {batch}: rel err {err:.2e} (seed {seed})"
     with pytest.raises(TypeError, match="int8 mode"):
         ck.gemv(x, w, mode=3)
+
+
+# the stream kernel (modes 10, 11) on shapes where every block of the grid has several row groups or column tiles,
+# the ring wraps around (more stages than slots), the last tile is partial, and the 2-byte scale planes' rows
+# start unaligned (33 x 32 and 37 x 256 columns)
+STREAM_SHAPES = {32: [(1500, 32 * 297), (263, 32 * 33)], 256: [(1499, 256 * 37), (263, 256 * 9)]}
+
+
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+def test_stream_gemv_matches_float64(ck, seed, qt):
+    for rows, cols in STREAM_SHAPES[256 if qt in (T.Q4_K, T.Q6_K) else 32]:
+        w, ref_w = weight(ck, qt, rows, cols, seed)
+        for dtype in (torch.float16, torch.bfloat16, torch.float32):
+            x = fresh_x(1, cols, dtype, seed + rows)
+            x[0, 64:96] = 0  # an all-zero activation block (d = 0)
+            ref = x_seen(ck, x, 10).double() @ ref_w.T
+            for mode in (0, 10, 11):
+                for nr in (0, 1, 2, 4):
+                    out = torch.full((1, rows), float("nan"), device="cuda")
+                    ck.gemv(x, w, out=out, nr=nr, mode=mode)
+                    again = ck.gemv(x, w, nr=nr, mode=mode)
+                    torch.cuda.synchronize()
+                    what = f"{qt.name} {rows}x{cols} {dtype} mode {mode} nr {nr}"
+                    assert torch.isfinite(out).all(), f"unwritten outputs: {what}"
+                    assert torch.equal(out, again), f"two runs on the same inputs differ: a race ({what})"
+                    err = rel_err(out, ref)
+                    assert err < 2e-5, f"{what}: rel err {err:.2e} (seed {seed})"
+        x = fresh_x(1, cols, torch.float16, seed + 5)
+        x[0, 40] = float("nan")  # a NaN block makes every output NaN, as in the other modes
+        assert torch.isnan(ck.gemv(x, w, mode=11)).all()
+
+
+def test_stream_gemv_back_to_back_in_a_graph(ck, seed):
+    """Stream GEMVs launched back to back (programmatic dependent launch: each starts its weight copies while the
+    previous one runs, and waits for it before reading x) inside a CUDA graph, each on the previous one's output:
+    the chain equals the same calls made one by one."""
+    w, ref_w = weight(ck, T.Q4_0, 1024, 1024, seed)
+    x0 = fresh_x(1, 1024, torch.float32, seed + 9)
+    outs = [torch.full((1, 1024), float("nan"), device="cuda") for _ in range(6)]
+
+    def chain():
+        x = x0
+        for o in outs:
+            ck.gemv(x, w, out=o)
+            x = o
+
+    chain()
+    torch.cuda.synchronize()
+    eager = [o.clone() for o in outs]
+    for o in outs:
+        o.fill_(float("nan"))
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        chain()
+    g.replay()
+    torch.cuda.synchronize()
+    for a, b in zip(outs, eager):
+        assert torch.equal(a, b)
+    ref = x_seen(ck, x0, 10).double() @ ref_w.T
+    assert rel_err(eager[0], ref) < 2e-5
 
 
 @pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)

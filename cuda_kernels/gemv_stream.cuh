@@ -1,0 +1,341 @@
+// The stream GEMV (modes 10, 11): batch 1, int8 activations, one kernel per product, weights streamed through a
+// shared-memory ring by the copy engine.
+//
+// Each block (8 warps, one per SM, persistent) owns a contiguous range of rows. Its work is a sequence of stages:
+// R = 8 NR rows x K = 32 U chunks (32 weights each) of every plane of the format, one bulk copy
+// (cp.async.bulk, completing on the stage's mbarrier) per row and plane, issued by warp 0. `stages` slots of the
+// ring are in flight at once (~100 KB per block), without a register per byte: the register kernels of gemv.cuh
+// hold one step of weights per warp in registers and reach 0.35-0.84 of the copy bandwidth.
+//
+// Order of a block: barriers initialized, the first `stages` copies issued (weights do not depend on earlier
+// kernels), griddepcontrol.launch_dependents (a next GEMV launched with PDL starts its own copies meanwhile),
+// griddepcontrol.wait (the previous kernel has finished writing x), x rounded to int8 per 32 into shared memory
+// by the block itself (round8_q8, with the per-group sums of q the format's dot needs: no separate rounding kernel,
+// or, with act = ACT_PRE, the fused kernel's rounded x copied in), then the ring: wait for the stage, each warp
+// dots its NR rows' chunks lane + 32 u with x (dp4a, the format's q8 arithmetic of gemv.cuh), a block barrier, warp
+// 0 refills the slot. A row group's sums are warp-reduced after its last stage.
+//
+// Plane chunks are copied 16-byte aligned: planes whose entries are not a multiple of 16 bytes (the 2-byte scales)
+// are copied from the 16-byte boundary below to the one above, so every plane allocation is padded to a multiple of
+// 16 bytes (ops.py); the consumer skips the leading bytes.
+#pragma once
+
+#include "common.cuh"
+
+namespace awq {
+
+constexpr int kStreamWarps = 8;
+constexpr int kStreamSmem = 110 * 1024;  // ring + x per block: two blocks fit an SM (a PDL successor's too)
+constexpr int kStreamMaxStages = 8;
+
+template <class F, int NR, int U>
+struct StreamGeom {
+    static constexpr int kRows = kStreamWarps * NR;  // rows per stage
+    static constexpr int kChunks = 32 * U;           // chunks per row per stage (a multiple of 8: whole super-blocks)
+    // bytes of plane p per row in a slot: the tile's entries, plus alignment slack where entries are not 16-byte
+    static constexpr __host__ __device__ int cap(int p) {
+        return p >= F::kPlanes ? 0
+               : F::plane_bytes(p) % 16 == 0
+                   ? kChunks / F::plane_unit(p) * F::plane_bytes(p)
+                   : (kChunks / F::plane_unit(p) * F::plane_bytes(p) + 30 + 15) / 16 * 16;
+    }
+    static constexpr __host__ __device__ int off(int p) { return p == 0 ? 0 : p == 1 ? cap(0) : cap(0) + cap(1); }
+    static constexpr int kRowBytes = cap(0) + cap(1) + cap(2);
+    static constexpr int kStageBytes = kRows * kRowBytes;
+};
+
+// Sums of the int8 x over spans of 8 kQ8Group columns (the columns sharing one (A, C) in the format's dot); 0: none.
+template <class F>
+__host__ __device__ constexpr int stream_span() {
+    return F::kQ8Sum ? 8 * F::kQ8Group : 0;
+}
+
+// Shared memory before the ring: 128 bytes of barriers, then xq int8 [cols], xd float [cols / 32], sums int
+// [cols / span]; the ring starts 128-byte aligned.
+template <class F>
+__host__ __device__ inline int stream_ring_offset(int cols) {
+    const int span = stream_span<F>();
+    const int xbytes = cols + cols / 8 + (span ? cols / span * 4 : 0);
+    return (128 + xbytes + 127) / 128 * 128;
+}
+
+// x -> int8 in shared memory (all threads of the block). ACT_PRE: x is the workspace a fused kernel rounded into.
+template <class F>
+__device__ __forceinline__ void stream_round_x(const void* __restrict__ x, int act, int cols, int8_t* xq, float* xd,
+                                               int* xs) {
+    constexpr int span = stream_span<F>();
+    const int n8 = cols >> 3;  // a multiple of 4: a lane quad is one 32-block, wholly in or out of range
+    for (int base = 0; base < n8; base += blockDim.x) {
+        const int i = base + threadIdx.x;
+        const bool active = i < n8;
+        const int ic = active ? i : n8 - 1;
+        uint32_t lo, hi;
+        float d;
+        if (act == ACT_PRE) {
+            const int8_t* wq = static_cast<const int8_t*>(x);
+            const uint2 v = __ldg(reinterpret_cast<const uint2*>(wq + static_cast<size_t>(ic) * 8));
+            lo = v.x;
+            hi = v.y;
+            d = __ldg(reinterpret_cast<const float*>(wq + cols) + (ic >> 2));
+        } else {
+            float f[8];
+            if (act == ACT_F32) {
+                const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(x) + static_cast<size_t>(ic) * 8);
+                const float4 a = __ldg(p), b = __ldg(p + 1);
+                f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+            } else if (act == ACT_BF16) {
+                load_x8<ACT_BF16>(static_cast<const uint16_t*>(x) + static_cast<size_t>(ic) * 8, f);
+            } else {
+                load_x8<ACT_F16>(static_cast<const uint16_t*>(x) + static_cast<size_t>(ic) * 8, f);
+            }
+            d = round8_q8(f, lo, hi);
+        }
+        if (active) {
+            *reinterpret_cast<uint2*>(xq + i * 8) = make_uint2(lo, hi);
+            if ((i & 3) == 0) xd[i >> 2] = d;
+        }
+        if constexpr (span != 0) {
+            int s = dp4a<true>(lo, 0x01010101u, dp4a<true>(hi, 0x01010101u, 0));
+            if (span >= 16) s += __shfl_xor_sync(0xFFFFFFFFu, s, 1);
+            if (span >= 32) s += __shfl_xor_sync(0xFFFFFFFFu, s, 2);
+            if (active && i % (span / 8) == 0) xs[i / (span / 8)] = s;
+        }
+    }
+}
+
+// Chunk c's int8 x (from shared memory): its 4 pieces, and per group of kQ8Group pieces d and the sum of q.
+template <class F>
+struct StreamX {
+    static constexpr int kGroups = 4 / F::kQ8Group;
+    uint2 v[4];
+    float d[kGroups];
+    int s[kGroups];
+
+    __device__ __forceinline__ void load(const int8_t* xq, const float* xd, const int* xs, int c) {
+#pragma unroll
+        for (int P = 0; P < 4; ++P) v[P] = *reinterpret_cast<const uint2*>(xq + F::col(c, P));
+#pragma unroll
+        for (int g = 0; g < kGroups; ++g) {
+            const int col = F::col(c, g * F::kQ8Group);
+            d[g] = xd[col >> 5];
+            if constexpr (F::kQ8Sum) s[g] = xs[col / stream_span<F>()];
+        }
+    }
+};
+
+// One row's chunk (raw weights) times its x: sum over groups of dx * (A * dot - C * sum(q)), as compute_chunk_q8.
+template <class F>
+__device__ __forceinline__ float stream_dot(const typename F::Raw& raw, const StreamX<F>& x) {
+    constexpr int G = F::kQ8Group;
+    typename F::Prep8 pre;
+    F::prep8(pre, raw);
+    float acc = 0.0f;
+#pragma unroll
+    for (int g = 0; g < 4 / G; ++g) {
+        int lo = 0, hi = 0;
+#pragma unroll
+        for (int p = 0; p < G; ++p) {
+            const int P = g * G + p;
+            uint32_t w0, w1;
+            F::q8_piece(raw, P, w0, w1);
+            if (F::q8_hi(P)) {
+                hi = dp4a<F::kQ8Signed>(w0, x.v[P].x, dp4a<F::kQ8Signed>(w1, x.v[P].y, hi));
+            } else {
+                lo = dp4a<F::kQ8Signed>(w0, x.v[P].x, dp4a<F::kQ8Signed>(w1, x.v[P].y, lo));
+            }
+        }
+        const int dot = lo + (hi >> 4);  // hi holds 16 x the high nibbles' products, exactly
+        float t = F::q8_a(pre, g) * static_cast<float>(dot);
+        if (F::kQ8Sum) t = fmaf(-F::q8_c(pre, g), static_cast<float>(x.s[g]), t);
+        acc = fmaf(x.d[g], t, acc);
+    }
+    return acc;
+}
+
+// Plane p's base pointer.
+__device__ __forceinline__ const uint8_t* plane_ptr(const Planes& w, int p) { return p == 0 ? w.p0 : p == 1 ? w.p1 : w.p2; }
+
+// Byte offset of row `row`'s entries of the tile starting at chunk c0 in plane p (planes are row-major).
+template <class F>
+__device__ __forceinline__ size_t stream_src(int p, int row, int c0, int nch) {
+    const size_t stride = static_cast<size_t>(nch / F::plane_unit(p)) * F::plane_bytes(p);
+    return static_cast<size_t>(row) * stride + static_cast<size_t>(c0 / F::plane_unit(p)) * F::plane_bytes(p);
+}
+
+template <class F, int NR, int U>
+__global__ void __launch_bounds__(32 * kStreamWarps, 2)
+    gemv_stream_kernel(Planes w, const void* __restrict__ x, int act, float* __restrict__ y, int rows, int cols,
+                       int stages) {
+    using Gm = StreamGeom<F, NR, U>;
+    constexpr int span = stream_span<F>();
+    extern __shared__ __align__(128) uint8_t stream_smem[];
+    uint64_t* full = reinterpret_cast<uint64_t*>(stream_smem);
+    int8_t* xq = reinterpret_cast<int8_t*>(stream_smem + 128);
+    float* xd = reinterpret_cast<float*>(stream_smem + 128 + cols);
+    int* xs = reinterpret_cast<int*>(stream_smem + 128 + cols + cols / 8);
+    uint8_t* ring = stream_smem + stream_ring_offset<F>(cols);
+    (void)span;
+
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    const int nch = cols >> 5;
+    const int per = rows / gridDim.x, extra = rows % gridDim.x;
+    const int r0 = blockIdx.x * per + min(static_cast<int>(blockIdx.x), extra);
+    const int r1 = r0 + per + (static_cast<int>(blockIdx.x) < extra ? 1 : 0);
+    const int ktiles = (nch + Gm::kChunks - 1) / Gm::kChunks;
+    const int total = (r1 - r0 + Gm::kRows - 1) / Gm::kRows * ktiles;
+
+    // stage k into slot k % stages (warp 0, all lanes): lane 0 announces the bytes, then each lane copies rows x planes
+    auto produce = [&](int k) {
+        const int gi = k / ktiles, kt = k - gi * ktiles;
+        const int c0 = kt * Gm::kChunks, nk = min(Gm::kChunks, nch - c0);
+        const int rbase = r0 + gi * Gm::kRows, nrows = min(Gm::kRows, r1 - rbase);
+        uint8_t* st = ring + static_cast<size_t>(k % stages) * Gm::kStageBytes;
+        uint64_t* bar = full + k % stages;
+        const int items = nrows * F::kPlanes;
+        uint32_t mine = 0;
+        for (int l = lane; l < items; l += 32) {
+            const int q = l / F::kPlanes, p = l - q * F::kPlanes;
+            const size_t start = stream_src<F>(p, rbase + q, c0, nch);
+            const size_t n = static_cast<size_t>(nk / F::plane_unit(p)) * F::plane_bytes(p);
+            mine += static_cast<uint32_t>(((start + n + 15) & ~size_t(15)) - (start & ~size_t(15)));
+        }
+        const uint32_t bytes = __reduce_add_sync(0xFFFFFFFFu, mine);
+        if (lane == 0) {
+            fence_proxy_async();
+            mbar_arrive_expect_tx(bar, bytes);
+        }
+        __syncwarp();
+        for (int l = lane; l < items; l += 32) {
+            const int q = l / F::kPlanes, p = l - q * F::kPlanes;
+            const size_t start = stream_src<F>(p, rbase + q, c0, nch);
+            const size_t n = static_cast<size_t>(nk / F::plane_unit(p)) * F::plane_bytes(p);
+            const size_t a0 = start & ~size_t(15), a1 = (start + n + 15) & ~size_t(15);
+            bulk_copy_g2s(st + q * Gm::kRowBytes + Gm::off(p), plane_ptr(w, p) + a0, static_cast<uint32_t>(a1 - a0),
+                          bar);
+        }
+    };
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < stages; ++s) mbar_init(full + s, 1);
+        mbar_fence_init();
+    }
+    __syncthreads();
+    if (wid == 0)
+        for (int k = 0; k < min(stages, total); ++k) produce(k);
+    griddep_launch_dependents();
+    griddep_wait();
+    stream_round_x<F>(x, act, cols, xq, xd, xs);
+    __syncthreads();
+
+    float acc[NR];
+#pragma unroll
+    for (int r = 0; r < NR; ++r) acc[r] = 0.0f;
+    for (int it = 0; it < total; ++it) {
+        const int slot = it % stages;
+        mbar_wait(full + slot, static_cast<uint32_t>(it / stages) & 1u);
+        const int gi = it / ktiles, kt = it - gi * ktiles;
+        const int c0 = kt * Gm::kChunks, nk = min(Gm::kChunks, nch - c0);
+        const int rbase = r0 + gi * Gm::kRows;
+        const uint8_t* st = ring + static_cast<size_t>(slot) * Gm::kStageBytes;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int j = lane + 32 * u;
+            if (j < nk) {
+                StreamX<F> xv;
+                xv.load(xq, xd, xs, c0 + j);
+#pragma unroll
+                for (int r = 0; r < NR; ++r) {
+                    const int q = wid * NR + r, row = rbase + q;
+                    if (row < r1) {
+                        const uint8_t* base = st + q * Gm::kRowBytes;
+                        const uint8_t* pp[3];
+#pragma unroll
+                        for (int p = 0; p < 3; ++p) {
+                            int mis = 0;
+                            if (p < F::kPlanes && F::plane_bytes(p) % 16 != 0)
+                                mis = static_cast<int>(stream_src<F>(p, row, c0, nch) & 15);
+                            pp[p] = base + Gm::off(p) + mis;
+                        }
+                        typename F::Raw raw;
+                        F::load_tile(raw, pp[0], pp[1], pp[2], j);
+                        acc[r] += stream_dot<F>(raw, xv);
+                    }
+                }
+            }
+        }
+        if (kt == ktiles - 1) {
+#pragma unroll
+            for (int r = 0; r < NR; ++r) {
+                const int row = rbase + wid * NR + r;
+                const float v = warp_sum(acc[r]);
+                if (lane == 0 && row < r1) y[row] = v;
+                acc[r] = 0.0f;
+            }
+        }
+        __syncthreads();  // every warp is done with this slot
+        if (wid == 0 && it + stages < total) produce(it + stages);
+    }
+}
+
+// Launches the stream kernel; cudaErrorNotSupported where it does not apply (ring or x too large for shared memory,
+// planes not 16-byte aligned), so the caller can take the register path.
+template <class F, int NR, int U>
+cudaError_t launch_gemv_stream_t(Planes w, const void* x, int act, float* y, int rows, int cols, cudaStream_t s) {
+    using Gm = StreamGeom<F, NR, U>;
+    const uintptr_t align = reinterpret_cast<uintptr_t>(w.p0) | reinterpret_cast<uintptr_t>(w.p1) |
+                            reinterpret_cast<uintptr_t>(w.p2);
+    if (align % 16) return cudaErrorNotSupported;
+    const int ring0 = stream_ring_offset<F>(cols);
+    int stages = (kStreamSmem - ring0) / Gm::kStageBytes;
+    if (stages > kStreamMaxStages) stages = kStreamMaxStages;
+    if (stages < 2) return cudaErrorNotSupported;
+    const int smem = ring0 + stages * Gm::kStageBytes;
+    auto kernel = gemv_stream_kernel<F, NR, U>;
+    static bool attr_set[64] = {false};  // per device
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) dev = 0;
+    if (!attr_set[dev]) {
+        const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kStreamSmem);
+        if (e != cudaSuccess) return e;
+        attr_set[dev] = true;
+    }
+    const int groups = (rows + Gm::kRows - 1) / Gm::kRows;
+    const int grid = groups < sm_count() ? groups : sm_count();
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(static_cast<unsigned>(grid));
+    cfg.blockDim = dim3(32 * kStreamWarps);
+    cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, kernel, w, x, act, y, rows, cols, stages);
+}
+
+// The defaults (mode 0 at batch 1): mode 11, rows per warp by format (2 where the x loads are shared by two rows'
+// 4-bit weights, 1 for the byte-heavier formats).
+constexpr int kStreamDefaultMode = 11;
+template <class F>
+__host__ __device__ constexpr int stream_default_nr() {
+    return F::kType == 2 || F::kType == 12 ? 2 : 1;
+}
+
+// mode 10: U = 1 (32 chunks per row per stage), 11: U = 2; nr: rows per warp (1, 2, 4).
+template <class F>
+cudaError_t launch_gemv_stream(Planes w, const void* x, int act, float* y, int rows, int cols, int nr, int mode,
+                               cudaStream_t s) {
+    const bool wide = mode == 11;
+    switch (nr) {
+        case 1: return wide ? launch_gemv_stream_t<F, 1, 2>(w, x, act, y, rows, cols, s)
+                            : launch_gemv_stream_t<F, 1, 1>(w, x, act, y, rows, cols, s);
+        case 2: return wide ? launch_gemv_stream_t<F, 2, 2>(w, x, act, y, rows, cols, s)
+                            : launch_gemv_stream_t<F, 2, 1>(w, x, act, y, rows, cols, s);
+        case 4: return wide ? launch_gemv_stream_t<F, 4, 2>(w, x, act, y, rows, cols, s)
+                            : launch_gemv_stream_t<F, 4, 1>(w, x, act, y, rows, cols, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+}  // namespace awq
