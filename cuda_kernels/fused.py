@@ -25,6 +25,7 @@ from .ops import (
     _check_tensor,
     _pointers,
     _stream,
+    resolve_mode,
     workspace_bytes,
 )
 
@@ -231,6 +232,7 @@ def gemv_q8(act: Q8Act, w: QuantMatrix, out: torch.Tensor | None = None, nr: int
         if out.dtype != torch.float32 or tuple(out.shape) != (act.batch, w.rows):
             raise ValueError(f"out must be float32 [{act.batch}, {w.rows}], got {out.dtype} {tuple(out.shape)}")
     p0, p1, p2 = _pointers(ffi, w)
+    nr, mode = resolve_mode(w, act.batch, nr, mode)
     ws = ffi.cast("void*", act.ws.data_ptr())
     with torch.cuda.device(w.device):
         code = lib.awq_cuda_gemv(int(w.qtype), p0, p1, p2, ws, ACT_PRE, ffi.cast("float*", out.data_ptr()), w.rows,

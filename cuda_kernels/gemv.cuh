@@ -26,8 +26,8 @@
 //   8 "q8 cap":  5 compiled for 8 resident blocks per SM (at most 64 registers: 2x the warps).
 //   9 "q8 split cap": 7 and 8 together.
 //  10, 11 "stream": batch 1 only (above, mode 7): one kernel that rounds x into shared memory itself and streams the
-//              weights through a shared-memory ring filled by the copy engine (gemv_stream.cuh); 11 = twice the
-//              columns per stage. The default at batch 1.
+//              weights through per-warp shared-memory rings filled by the copy engine (gemv_stream.cuh); 10 = 8 warps
+//              a block, 11 = 16. The default at batch 1.
 #pragma once
 
 #include "common.cuh"

@@ -1,19 +1,23 @@
-// The stream GEMV (modes 10, 11): batch 1, int8 activations, one kernel per product, weights streamed through a
-// shared-memory ring by the copy engine.
+// The stream GEMV (modes 10, 11): batch 1, int8 activations, one kernel per product, weights streamed through
+// shared-memory rings by the copy engine.
 //
-// Each block (8 warps, one per SM, persistent) owns a contiguous range of rows. Its work is a sequence of stages:
-// R = 8 NR rows x K = 32 U chunks (32 weights each) of every plane of the format, one bulk copy
-// (cp.async.bulk, completing on the stage's mbarrier) per row and plane, issued by warp 0. `stages` slots of the
-// ring are in flight at once (~100 KB per block), without a register per byte: the register kernels of gemv.cuh
-// hold one step of weights per warp in registers and reach 0.35-0.84 of the copy bandwidth.
+// Each block (W warps; one block per SM, persistent) owns a contiguous range of rows, dealt to its warps in groups
+// of NR rows (warp w takes groups w, w + W, ...). Each warp streams its own rows through its own ring of `stages`
+// slots: a stage is its NR rows x 32 U chunks (32 weights each) of every plane of the format, one bulk copy
+// (cp.async.bulk) per row and plane completing on the slot's mbarrier, issued by the warp's lanes; no block barrier
+// in the loop, so the warps' copy issue, waits and arithmetic overlap. Together ~100 KB per block are in flight
+// without a register per byte: the register kernels of gemv.cuh hold one step of weights per warp in registers and
+// reach 0.35-0.84 of the copy bandwidth. (A first version shared one ring per block, filled by warp 0 and released
+// by a block barrier per stage: copy instructions issue one lane at a time, ~70 cycles each, so one warp issuing
+// 16-24 per stage for the whole block serialized the stages, 0.7-1.3 us each.)
 //
-// Order of a block: barriers initialized, the first `stages` copies issued (weights do not depend on earlier
-// kernels), griddepcontrol.launch_dependents (a next GEMV launched with PDL starts its own copies meanwhile),
+// Order of a block: barriers initialized, each warp issues its first `stages` stages (weights do not depend on
+// earlier kernels), griddepcontrol.launch_dependents (a next GEMV launched with PDL starts its own copies meanwhile),
 // griddepcontrol.wait (the previous kernel has finished writing x), x rounded to int8 per 32 into shared memory
-// by the block itself (round8_q8, with the per-group sums of q the format's dot needs: no separate rounding kernel,
-// or, with act = ACT_PRE, the fused kernel's rounded x copied in), then the ring: wait for the stage, each warp
-// dots its NR rows' chunks lane + 32 u with x (dp4a, the format's q8 arithmetic of gemv.cuh), a block barrier, warp
-// 0 refills the slot. A row group's sums are warp-reduced after its last stage.
+// by the block itself (round8_q8, with the per-group sums of q the format's dot needs: no separate rounding kernel;
+// with act = ACT_PRE the fused kernel's rounded x is copied in), one block barrier, then each warp's ring: wait for
+// the slot, dot its rows' chunks lane + 32 u with x (dp4a, the format's q8 arithmetic of gemv.cuh), __syncwarp,
+// refill the slot with the stage `stages` ahead. A row group's sums are warp-reduced after its last stage.
 //
 // Plane chunks are copied 16-byte aligned: planes whose entries are not a multiple of 16 bytes (the 2-byte scales)
 // are copied from the 16-byte boundary below to the one above, so every plane allocation is padded to a multiple of
@@ -24,14 +28,25 @@
 
 namespace awq {
 
-constexpr int kStreamWarps = 8;
-constexpr int kStreamSmem = 110 * 1024;  // ring + x per block: two blocks fit an SM (a PDL successor's too)
+constexpr int kStreamSmem = 110 * 1024;  // rings + x per block: two blocks fit an SM (a PDL successor's too)
 constexpr int kStreamMaxStages = 8;
+constexpr int kStreamMaxWarps = 16;
 
-template <class F, int NR, int U>
+// 8 x the bytes of one chunk (32 weights) over the format's planes.
+template <class F>
+__host__ __device__ constexpr int stream_chunk_bytes_x8() {
+    int b = 0;
+    for (int p = 0; p < F::kPlanes; ++p) b += 8 * F::plane_bytes(p) / F::plane_unit(p);
+    return b;
+}
+
+template <class F, int NR, int W>
 struct StreamGeom {
-    static constexpr int kRows = kStreamWarps * NR;  // rows per stage
-    static constexpr int kChunks = 32 * U;           // chunks per row per stage (a multiple of 8: whole super-blocks)
+    // chunks per row per stage: 32 U, U (1..4) sized so that a warp's stage is ~21 KB / W (32 U is a multiple of 8:
+    // whole super-blocks)
+    static constexpr int kU0 = 21504 / W * 8 / (NR * 32 * stream_chunk_bytes_x8<F>());
+    static constexpr int kU = kU0 < 1 ? 1 : kU0 > 4 ? 4 : kU0;
+    static constexpr int kChunks = 32 * kU;
     // bytes of plane p per row in a slot: the tile's entries, plus alignment slack where entries are not 16-byte
     static constexpr __host__ __device__ int cap(int p) {
         return p >= F::kPlanes ? 0
@@ -41,7 +56,7 @@ struct StreamGeom {
     }
     static constexpr __host__ __device__ int off(int p) { return p == 0 ? 0 : p == 1 ? cap(0) : cap(0) + cap(1); }
     static constexpr int kRowBytes = cap(0) + cap(1) + cap(2);
-    static constexpr int kStageBytes = kRows * kRowBytes;
+    static constexpr int kStageBytes = NR * kRowBytes;  // one warp's stage
 };
 
 // Sums of the int8 x over spans of 8 kQ8Group columns (the columns sharing one (A, C) in the format's dot); 0: none.
@@ -50,13 +65,14 @@ __host__ __device__ constexpr int stream_span() {
     return F::kQ8Sum ? 8 * F::kQ8Group : 0;
 }
 
-// Shared memory before the ring: 128 bytes of barriers, then xq int8 [cols], xd float [cols / 32], sums int
-// [cols / span]; the ring starts 128-byte aligned.
+// Shared memory before the rings: the barriers (kStreamMaxWarps x kStreamMaxStages x 8 bytes), then xq int8 [cols],
+// xd float [cols / 32], sums int [cols / span]; the rings start 128-byte aligned.
+constexpr int kStreamBarBytes = kStreamMaxWarps * kStreamMaxStages * 8;
 template <class F>
 __host__ __device__ inline int stream_ring_offset(int cols) {
     const int span = stream_span<F>();
     const int xbytes = cols + cols / 8 + (span ? cols / span * 4 : 0);
-    return (128 + xbytes + 127) / 128 * 128;
+    return (kStreamBarBytes + xbytes + 127) / 128 * 128;
 }
 
 // x -> int8 in shared memory (all threads of the block). ACT_PRE: x is the workspace a fused kernel rounded into.
@@ -162,66 +178,57 @@ __device__ __forceinline__ size_t stream_src(int p, int row, int c0, int nch) {
     return static_cast<size_t>(row) * stride + static_cast<size_t>(c0 / F::plane_unit(p)) * F::plane_bytes(p);
 }
 
-template <class F, int NR, int U>
-__global__ void __launch_bounds__(32 * kStreamWarps, 2)
+template <class F, int NR, int W>
+__global__ void __launch_bounds__(32 * W, 2)
     gemv_stream_kernel(Planes w, const void* __restrict__ x, int act, float* __restrict__ y, int rows, int cols,
                        int stages) {
-    using Gm = StreamGeom<F, NR, U>;
-    constexpr int span = stream_span<F>();
+    using Gm = StreamGeom<F, NR, W>;
+    constexpr int U = Gm::kU;
     extern __shared__ __align__(128) uint8_t stream_smem[];
-    uint64_t* full = reinterpret_cast<uint64_t*>(stream_smem);
-    int8_t* xq = reinterpret_cast<int8_t*>(stream_smem + 128);
-    float* xd = reinterpret_cast<float*>(stream_smem + 128 + cols);
-    int* xs = reinterpret_cast<int*>(stream_smem + 128 + cols + cols / 8);
-    uint8_t* ring = stream_smem + stream_ring_offset<F>(cols);
-    (void)span;
+    int8_t* xq = reinterpret_cast<int8_t*>(stream_smem + kStreamBarBytes);
+    float* xd = reinterpret_cast<float*>(stream_smem + kStreamBarBytes + cols);
+    int* xs = reinterpret_cast<int*>(stream_smem + kStreamBarBytes + cols + cols / 8);
 
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    uint64_t* full = reinterpret_cast<uint64_t*>(stream_smem) + wid * kStreamMaxStages;
+    uint8_t* ring = stream_smem + stream_ring_offset<F>(cols) + static_cast<size_t>(wid) * stages * Gm::kStageBytes;
     const int nch = cols >> 5;
     const int per = rows / gridDim.x, extra = rows % gridDim.x;
     const int r0 = blockIdx.x * per + min(static_cast<int>(blockIdx.x), extra);
     const int r1 = r0 + per + (static_cast<int>(blockIdx.x) < extra ? 1 : 0);
     const int ktiles = (nch + Gm::kChunks - 1) / Gm::kChunks;
-    const int total = (r1 - r0 + Gm::kRows - 1) / Gm::kRows * ktiles;
+    const int groups = (r1 - r0 + NR - 1) / NR;                    // the block's row groups
+    const int mine = wid < groups ? (groups - 1 - wid) / W + 1 : 0;  // this warp's: wid, wid + W, ...
+    const int total = mine * ktiles;
 
-    // stage k into slot k % stages (warp 0, all lanes): lane 0 announces the bytes, then each lane copies rows x planes
+    // this warp's stage k into slot k % stages: lane 0 announces the bytes, then each lane copies a (row, plane)
     auto produce = [&](int k) {
         const int gi = k / ktiles, kt = k - gi * ktiles;
         const int c0 = kt * Gm::kChunks, nk = min(Gm::kChunks, nch - c0);
-        const int rbase = r0 + gi * Gm::kRows, nrows = min(Gm::kRows, r1 - rbase);
-        uint8_t* st = ring + static_cast<size_t>(k % stages) * Gm::kStageBytes;
+        const int rbase = r0 + (wid + gi * W) * NR, nrows = min(NR, r1 - rbase);
+        uint8_t* st = ring + (k % stages) * Gm::kStageBytes;
         uint64_t* bar = full + k % stages;
-        const int items = nrows * F::kPlanes;
-        uint32_t mine = 0;
-        for (int l = lane; l < items; l += 32) {
-            const int q = l / F::kPlanes, p = l - q * F::kPlanes;
+        const bool on = lane < nrows * F::kPlanes;
+        const int q = lane / F::kPlanes, p = lane - q * F::kPlanes;
+        size_t a0 = 0, a1 = 0;
+        if (on) {
             const size_t start = stream_src<F>(p, rbase + q, c0, nch);
             const size_t n = static_cast<size_t>(nk / F::plane_unit(p)) * F::plane_bytes(p);
-            mine += static_cast<uint32_t>(((start + n + 15) & ~size_t(15)) - (start & ~size_t(15)));
+            a0 = start & ~size_t(15);
+            a1 = (start + n + 15) & ~size_t(15);
         }
-        const uint32_t bytes = __reduce_add_sync(0xFFFFFFFFu, mine);
-        if (lane == 0) {
-            fence_proxy_async();
-            mbar_arrive_expect_tx(bar, bytes);
-        }
+        const uint32_t bytes = __reduce_add_sync(0xFFFFFFFFu, static_cast<uint32_t>(a1 - a0));
+        if (lane == 0) mbar_arrive_expect_tx(bar, bytes);
         __syncwarp();
-        for (int l = lane; l < items; l += 32) {
-            const int q = l / F::kPlanes, p = l - q * F::kPlanes;
-            const size_t start = stream_src<F>(p, rbase + q, c0, nch);
-            const size_t n = static_cast<size_t>(nk / F::plane_unit(p)) * F::plane_bytes(p);
-            const size_t a0 = start & ~size_t(15), a1 = (start + n + 15) & ~size_t(15);
-            bulk_copy_g2s(st + q * Gm::kRowBytes + Gm::off(p), plane_ptr(w, p) + a0, static_cast<uint32_t>(a1 - a0),
-                          bar);
-        }
+        if (on) bulk_copy_g2s(st + q * Gm::kRowBytes + Gm::off(p), plane_ptr(w, p) + a0, static_cast<uint32_t>(a1 - a0), bar);
     };
 
-    if (threadIdx.x == 0) {
+    if (lane == 0) {
         for (int s = 0; s < stages; ++s) mbar_init(full + s, 1);
         mbar_fence_init();
     }
-    __syncthreads();
-    if (wid == 0)
-        for (int k = 0; k < min(stages, total); ++k) produce(k);
+    __syncwarp();
+    for (int k = 0; k < min(stages, total); ++k) produce(k);
     griddep_launch_dependents();
     griddep_wait();
     stream_round_x<F>(x, act, cols, xq, xd, xs);
@@ -230,13 +237,12 @@ __global__ void __launch_bounds__(32 * kStreamWarps, 2)
     float acc[NR];
 #pragma unroll
     for (int r = 0; r < NR; ++r) acc[r] = 0.0f;
+    int kt = 0, slot = 0, rbase = r0 + wid * NR;
+    uint32_t phase = 0;
     for (int it = 0; it < total; ++it) {
-        const int slot = it % stages;
-        mbar_wait(full + slot, static_cast<uint32_t>(it / stages) & 1u);
-        const int gi = it / ktiles, kt = it - gi * ktiles;
+        mbar_wait(full + slot, phase);
         const int c0 = kt * Gm::kChunks, nk = min(Gm::kChunks, nch - c0);
-        const int rbase = r0 + gi * Gm::kRows;
-        const uint8_t* st = ring + static_cast<size_t>(slot) * Gm::kStageBytes;
+        const uint8_t* st = ring + slot * Gm::kStageBytes;
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int j = lane + 32 * u;
@@ -245,9 +251,9 @@ __global__ void __launch_bounds__(32 * kStreamWarps, 2)
                 xv.load(xq, xd, xs, c0 + j);
 #pragma unroll
                 for (int r = 0; r < NR; ++r) {
-                    const int q = wid * NR + r, row = rbase + q;
+                    const int row = rbase + r;
                     if (row < r1) {
-                        const uint8_t* base = st + q * Gm::kRowBytes;
+                        const uint8_t* base = st + r * Gm::kRowBytes;
                         const uint8_t* pp[3];
 #pragma unroll
                         for (int p = 0; p < 3; ++p) {
@@ -263,34 +269,41 @@ __global__ void __launch_bounds__(32 * kStreamWarps, 2)
                 }
             }
         }
+        __syncwarp();  // every lane is done with this slot
+        if (it + stages < total) produce(it + stages);
         if (kt == ktiles - 1) {
 #pragma unroll
             for (int r = 0; r < NR; ++r) {
-                const int row = rbase + wid * NR + r;
                 const float v = warp_sum(acc[r]);
-                if (lane == 0 && row < r1) y[row] = v;
+                if (lane == 0 && rbase + r < r1) y[rbase + r] = v;
                 acc[r] = 0.0f;
             }
+            kt = 0;
+            rbase += W * NR;
+        } else {
+            ++kt;
         }
-        __syncthreads();  // every warp is done with this slot
-        if (wid == 0 && it + stages < total) produce(it + stages);
+        if (++slot == stages) {
+            slot = 0;
+            phase ^= 1u;
+        }
     }
 }
 
 // Launches the stream kernel; cudaErrorNotSupported where it does not apply (ring or x too large for shared memory,
 // planes not 16-byte aligned), so the caller can take the register path.
-template <class F, int NR, int U>
+template <class F, int NR, int W>
 cudaError_t launch_gemv_stream_t(Planes w, const void* x, int act, float* y, int rows, int cols, cudaStream_t s) {
-    using Gm = StreamGeom<F, NR, U>;
+    using Gm = StreamGeom<F, NR, W>;
     const uintptr_t align = reinterpret_cast<uintptr_t>(w.p0) | reinterpret_cast<uintptr_t>(w.p1) |
                             reinterpret_cast<uintptr_t>(w.p2);
     if (align % 16) return cudaErrorNotSupported;
     const int ring0 = stream_ring_offset<F>(cols);
-    int stages = (kStreamSmem - ring0) / Gm::kStageBytes;
+    int stages = (kStreamSmem - ring0) / (W * Gm::kStageBytes);
     if (stages > kStreamMaxStages) stages = kStreamMaxStages;
     if (stages < 2) return cudaErrorNotSupported;
-    const int smem = ring0 + stages * Gm::kStageBytes;
-    auto kernel = gemv_stream_kernel<F, NR, U>;
+    const int smem = ring0 + stages * W * Gm::kStageBytes;
+    auto kernel = gemv_stream_kernel<F, NR, W>;
     static bool attr_set[64] = {false};  // per device
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) dev = 0;
@@ -299,11 +312,11 @@ cudaError_t launch_gemv_stream_t(Planes w, const void* x, int act, float* y, int
         if (e != cudaSuccess) return e;
         attr_set[dev] = true;
     }
-    const int groups = (rows + Gm::kRows - 1) / Gm::kRows;
+    const int groups = (rows + W * NR - 1) / (W * NR);
     const int grid = groups < sm_count() ? groups : sm_count();
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(static_cast<unsigned>(grid));
-    cfg.blockDim = dim3(32 * kStreamWarps);
+    cfg.blockDim = dim3(32 * W);
     cfg.dynamicSmemBytes = static_cast<size_t>(smem);
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
@@ -314,26 +327,25 @@ cudaError_t launch_gemv_stream_t(Planes w, const void* x, int act, float* y, int
     return cudaLaunchKernelEx(&cfg, kernel, w, x, act, y, rows, cols, stages);
 }
 
-// The defaults (mode 0 at batch 1): mode 11, rows per warp by format (2 where the x loads are shared by two rows'
-// 4-bit weights, 1 for the byte-heavier formats).
-constexpr int kStreamDefaultMode = 11;
+// The defaults (mode 0 at batch 1): mode 10 (8 warps a block), one row per warp.
+constexpr int kStreamDefaultMode = 10;
 template <class F>
 __host__ __device__ constexpr int stream_default_nr() {
-    return F::kType == 2 || F::kType == 12 ? 2 : 1;
+    return 1;
 }
 
-// mode 10: U = 1 (32 chunks per row per stage), 11: U = 2; nr: rows per warp (1, 2, 4).
+// mode 10: 8 warps a block, 11: 16 warps; nr: rows per warp (1, 2, 4). Columns per stage: StreamGeom.
 template <class F>
 cudaError_t launch_gemv_stream(Planes w, const void* x, int act, float* y, int rows, int cols, int nr, int mode,
                                cudaStream_t s) {
     const bool wide = mode == 11;
     switch (nr) {
-        case 1: return wide ? launch_gemv_stream_t<F, 1, 2>(w, x, act, y, rows, cols, s)
-                            : launch_gemv_stream_t<F, 1, 1>(w, x, act, y, rows, cols, s);
-        case 2: return wide ? launch_gemv_stream_t<F, 2, 2>(w, x, act, y, rows, cols, s)
-                            : launch_gemv_stream_t<F, 2, 1>(w, x, act, y, rows, cols, s);
-        case 4: return wide ? launch_gemv_stream_t<F, 4, 2>(w, x, act, y, rows, cols, s)
-                            : launch_gemv_stream_t<F, 4, 1>(w, x, act, y, rows, cols, s);
+        case 1: return wide ? launch_gemv_stream_t<F, 1, 16>(w, x, act, y, rows, cols, s)
+                            : launch_gemv_stream_t<F, 1, 8>(w, x, act, y, rows, cols, s);
+        case 2: return wide ? launch_gemv_stream_t<F, 2, 16>(w, x, act, y, rows, cols, s)
+                            : launch_gemv_stream_t<F, 2, 8>(w, x, act, y, rows, cols, s);
+        case 4: return wide ? launch_gemv_stream_t<F, 4, 16>(w, x, act, y, rows, cols, s)
+                            : launch_gemv_stream_t<F, 4, 8>(w, x, act, y, rows, cols, s);
         default: return cudaErrorInvalidValue;
     }
 }

@@ -127,7 +127,20 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 FLOAT_MODES = (1, 2, 3)
 Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11)
 STREAM_MODES = (10, 11)
-DEFAULT_MODE = 11
+DEFAULT_MODE = 10
+# (mode, nr) that mode 0 runs at batch 1, per type: the fastest stream variant measured (BENCHMARKS.md,
+# cuda-kernels); the library's own mode-0 choice at batch 1 is mode 10, one row per warp
+BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
+    GGMLQuantizationType.Q4_0: (10, 1), GGMLQuantizationType.Q8_0: (10, 1),
+    GGMLQuantizationType.Q4_K: (10, 1), GGMLQuantizationType.Q6_K: (10, 1),
+}
+
+
+def resolve_mode(w: QuantMatrix, batch: int, nr: int, mode: int) -> tuple[int, int]:
+    """(nr, mode) to pass to the library: mode 0 at batch 1 becomes the type's BATCH1_DEFAULT."""
+    if mode == 0 and batch == 1 and nr == 0:
+        mode, nr = BATCH1_DEFAULT.get(w.qtype, (0, 0))
+    return nr, mode
 
 
 def workspace_bytes(batch: int, cols: int) -> int:
@@ -188,6 +201,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     p0, p1, p2 = _pointers(ffi, w)
     ws, ws_ptr, ws_bytes = None, ffi.NULL, 0
     if q8:
+        nr, mode = resolve_mode(w, batch, nr, mode)
         ws_bytes = workspace_bytes(batch, w.cols)
         ws = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device)  # the caching allocator: 512-byte aligned
         ws_ptr = ffi.cast("void*", ws.data_ptr())

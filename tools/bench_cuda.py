@@ -35,7 +35,7 @@ TYPE_NAMES = ["Q4_0", "Q4_K", "Q6_K", "Q8_0"]
 KEY = "cuda-kernels"
 # (rows per warp, mode) variants timed; (0, 0) is the default the library picks
 MODE_NAMES = {0: "default", 1: "regs", 2: "async", 3: "fact", 4: "q8", 5: "q8 pdl", 6: "q8 pdl deep",
-              7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap", 10: "stream", 11: "stream wide"}
+              7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap", 10: "stream", 11: "stream 16w"}
 FLOAT_MODES = (1, 2, 3)
 VARIANTS_B1 = [(0, 0), (4, 3), (4, 5), (4, 6), (1, 10), (2, 10), (4, 10), (1, 11), (2, 11), (4, 11)]
 VARIANTS = [(0, 0), (4, 1), (4, 5), (4, 7)]
@@ -418,7 +418,7 @@ def markdown(res: dict) -> str:
              "itself. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
              "with mode 0 at the time of the run; best variant = the fastest of the variants timed: rows per warp "
              "(nr) x regs (register prefetch) / fact (regs with the factored batch-1 arithmetic) / q8 (int8 "
-             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through a shared-memory ring by bulk copies; wide = 64 chunks per row and stage instead of 32); float best = the fastest "
+             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps); float best = the fastest "
              "of the float-activation variants (regs / fact), the exact path. Speedup = cuBLAS time / ours.", ""]
     for batch in BATCHES:
         rows = [r for r in res["gemv"] if r["batch"] == batch]
