@@ -24,6 +24,7 @@ Python loops run over the few candidates of each stage.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -36,6 +37,8 @@ QK_K = 256  # weights per super-block
 # Super-blocks per chunk: bounds the temporaries (a few float32 tensors of chunk*256 elements); on CPU a chunk
 # whose temporaries stay near cache size is fastest, on a GPU larger chunks amortize the kernel launches.
 CHUNK_BLOCKS = {"cpu": 4096, "cuda": 65536}
+# the compiled whole search (graph_search) keeps its temporaries in fused kernels: larger chunks, fewer launches
+CHUNK_BLOCKS_GRAPH = int(os.environ.get("AWQ_GGUF_GRAPH_CHUNK", str(1 << 18)))
 
 F16_MAX = 65504.0
 
@@ -101,7 +104,8 @@ def quantize_rows(
     """
     ws = Scratch(w.device)
     if chunk_blocks is None:
-        chunk_blocks = CHUNK_BLOCKS.get(w.device.type, CHUNK_BLOCKS["cuda"])
+        chunk_blocks = CHUNK_BLOCKS_GRAPH if graph_enabled(w.device) else CHUNK_BLOCKS.get(w.device.type,
+                                                                                          CHUNK_BLOCKS["cuda"])
     rows, cols = w.shape
     nb = cols // QK_K
     x = w.float().reshape(rows * nb, QK_K)
@@ -127,6 +131,43 @@ def decode(r: "AffineResult | SymResult") -> torch.Tensor:
     if isinstance(r, AffineResult):
         v = v - (r.dmin[:, None] * r.m.float())[..., None]
     return v.reshape(v.shape[0], -1)
+
+
+SearchFn = Callable[[torch.Tensor, "torch.Tensor | None", "Scratch | None"], "AffineResult | SymResult"]
+
+
+def graph_enabled(device: torch.device) -> bool:
+    """Whether a K format's whole super-block search runs as one compiled graph on this device: on CUDA with
+    torch.compile on, unless AWQ_GGUF_GRAPH_SEARCH=0 (then the per-stage path below, as on CPU)."""
+    return device.type == "cuda" and compiled_enabled() and os.environ.get("AWQ_GGUF_GRAPH_SEARCH", "1") != "0"
+
+
+def graph_search(search: SearchFn) -> SearchFn:
+    """A K format's search(x [n, 256], imp [n, 256] | None, scratch) -> result, dispatched by device.
+
+    On CUDA (graph_enabled) the whole search is traced once by torch.compile in its graph form (ws None: no
+    scratch buffers, plain sums, the fused candidate sums inlined) and runs as a few dozen fused kernels per
+    chunk instead of hundreds of launches; elsewhere it runs as before (eager stages with scratch buffers, the
+    candidate sums compiled apart). quantize and fake_quantize both go through this, so the file and the AWQ
+    search get the same blocks on each device. The two forms sum in other orders, so their results can differ
+    where two candidates tie to the last bit (tests/convert/quants/test_graph_search.py bounds how often).
+    """
+
+    def fields(x: torch.Tensor, imp: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        r = search(x, imp, None)
+        return (r.d, r.dmin, r.sc, r.m, r.L) if isinstance(r, AffineResult) else (r.d, r.sc, r.L)
+
+    compiled = maybe_compile(fields)
+
+    def run(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch | None) -> AffineResult | SymResult:
+        if not graph_enabled(x.device):
+            return search(x, imp, ws)
+        t = compiled(x, imp)
+        return AffineResult(*t) if len(t) == 5 else SymResult(*t)
+
+    run.graph = fields  # type: ignore[attr-defined]  # the graph form, uncompiled (tests)
+    run.__doc__ = search.__doc__
+    return run
 
 
 def with_fake(quantize: Callable, search: Callable) -> Callable:
@@ -212,8 +253,11 @@ def _recip(a: torch.Tensor) -> torch.Tensor:
     return (1 - z) / (a + z)
 
 
-def _rsum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over the last dim (a matrix-vector product: much faster than .sum(-1) on CPU)."""
+def _rsum(t: torch.Tensor, graph: bool = False) -> torch.Tensor:
+    """Sum over the last dim (a matrix-vector product: much faster than .sum(-1) on CPU); graph: a plain sum,
+    which torch.compile fuses with the ops around it."""
+    if graph:
+        return t.sum(-1)
     k = t.shape[-1]
     ones = torch.ones(k, dtype=t.dtype, device=t.device)
     return (t.reshape(-1, k) @ ones).reshape(t.shape[:-1])
@@ -254,14 +298,14 @@ class _Const:
         return _Const(self.Sw.float(), self.Sx.float(), self.Sxx.float())
 
 
-def _const_sums(x: torch.Tensor, w: torch.Tensor | None) -> _Const:
+def _const_sums(x: torch.Tensor, w: torch.Tensor | None, graph: bool = False) -> _Const:
     if w is None:
         Sw = torch.full(x.shape[:-1], float(x.shape[-1]), dtype=torch.float64, device=x.device)
         wx = x
     else:
-        Sw = _rsum(w).double()
+        Sw = _rsum(w, graph).double()
         wx = w * x
-    return _Const(Sw, _rsum(wx).double(), _rsum(wx * x).double())
+    return _Const(Sw, _rsum(wx, graph).double(), _rsum(wx * x, graph).double())
 
 
 def _grid_sums_fused(x: torch.Tensor, w: torch.Tensor | None, inv: torch.Tensor, off: torch.Tensor | None,
@@ -277,13 +321,17 @@ _grid_sums_compiled = maybe_compile(_grid_sums_fused)
 
 
 def _grid_sums(x: torch.Tensor, w: torch.Tensor | None, inv: torch.Tensor, off: torch.Tensor | None, lo: int,
-               hi: int, ws: Scratch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               hi: int, ws: Scratch | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Levels L = clamp(round((x + off) * inv), lo, hi) of C candidates and their sums over each sub-block.
 
     x, w [n, S, k]; inv, off [C, n, S] (off None: 0) -> (sum wL, sum wL^2, sum wLx), each float32 [C, n, S].
     Compiled where torch.compile works (one fused pass per candidate); else eager, one candidate at a time
-    through the scratch buffers (matrix-vector sums: much faster than .sum(-1) on CPU).
+    through the scratch buffers (matrix-vector sums: much faster than .sum(-1) on CPU). ws None (the graph
+    form, see graph_search): the fused function itself, inside the caller's compiled graph.
     """
+    if ws is None:
+        Sl, Sll, Slx = _grid_sums_fused(x, w, inv, off, lo, hi)
+        return Sl, Sll, Slx
     if compiled_enabled():
         Sl, Sll, Slx = _grid_sums_compiled(x, w, inv, off, lo, hi)
         return Sl, Sll, Slx
@@ -300,7 +348,7 @@ def _grid_sums(x: torch.Tensor, w: torch.Tensor | None, inv: torch.Tensor, off: 
 
 
 def _sums_at(x: torch.Tensor, w: torch.Tensor | None, a32: torch.Tensor, b32: torch.Tensor | None, lo: int, hi: int,
-             ws: Scratch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             ws: Scratch | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sums (float32 [n, S]) of the levels nearest to x for the values a*L - b (b None: 0); L = 0 where a == 0."""
     Sl, Sll, Slx = _grid_sums(x, w, _recip(a32)[None], None if b32 is None else b32[None], lo, hi, ws)
     return Sl[0], Sll[0], Slx[0]
@@ -397,11 +445,12 @@ class AffineResult:
 _MOVES_2D = [(ds, dm) for ds in (-1, 0, 1) for dm in (-1, 0, 1) if ds or dm]
 
 
-def _affine_requant(x: torch.Tensor, a32: torch.Tensor, b32: torch.Tensor, nmax: int, ws: Scratch) -> torch.Tensor:
+def _affine_requant(x: torch.Tensor, a32: torch.Tensor, b32: torch.Tensor, nmax: int, ws: Scratch | None
+                    ) -> torch.Tensor:
     """Levels nearest to x for the values a*L - b (a >= 0, b float32 [n, S]); L = 0 where a == 0.
 
-    -> float32 [n, S, k] (scratch buffer "L")."""
-    L = torch.add(x, b32[..., None], out=ws.get("L", x.shape))
+    -> float32 [n, S, k] (scratch buffer "L", or a new tensor when ws is None)."""
+    L = x + b32[..., None] if ws is None else torch.add(x, b32[..., None], out=ws.get("L", x.shape))
     return L.mul_(_recip(a32)[..., None]).round_().clamp_(0, nmax)
 
 
@@ -412,7 +461,7 @@ def quantize_affine(
     smax: int,
     mmax: int,
     grid: Sequence[float],
-    ws: Scratch,
+    ws: Scratch | None,
     n_lloyd: int = 2,
     n_refine: int = 2,
     n_polish: int = 1,
@@ -424,7 +473,7 @@ def quantize_affine(
     grid: offsets r of the trial inverse scales (nmax + r) / (max - min) of stage 1.
     """
     w = _fix_weights(w)
-    c = _const_sums(x, w)
+    c = _const_sums(x, w, graph=ws is None)
     c32 = c.f32()
 
     # ---- stage 1: float scale and min per sub-block (float32 bookkeeping). Candidates are ranked by the
@@ -550,11 +599,11 @@ class SymResult:
     L: torch.Tensor  # int8 [n, S, k] in [-nlo, nlo-1]
 
 
-def _sym_requant(x: torch.Tensor, a32: torch.Tensor, nlo: int, ws: Scratch) -> torch.Tensor:
+def _sym_requant(x: torch.Tensor, a32: torch.Tensor, nlo: int, ws: Scratch | None) -> torch.Tensor:
     """Levels nearest to x for the values a*L (a float32 [n, S]); L = 0 where a == 0.
 
-    -> float32 [n, S, k] (scratch buffer "L")."""
-    L = torch.mul(x, _recip(a32)[..., None], out=ws.get("L", x.shape))
+    -> float32 [n, S, k] (scratch buffer "L", or a new tensor when ws is None)."""
+    L = x * _recip(a32)[..., None] if ws is None else torch.mul(x, _recip(a32)[..., None], out=ws.get("L", x.shape))
     return L.round_().clamp_(-nlo, nlo - 1)
 
 
@@ -571,7 +620,7 @@ def quantize_symmetric(
     slo: int,
     shi: int,
     grid: Sequence[float],
-    ws: Scratch,
+    ws: Scratch | None,
     n_lloyd: int = 2,
     n_refine: int = 1,
     n_polish: int = 1,
@@ -582,7 +631,7 @@ def quantize_symmetric(
     grid: offsets r; the sub-block's extreme element is tried at level -(nlo + r) and at +(nlo - 1 + r).
     """
     w = _fix_weights(w)
-    c = _const_sums(x, w)
+    c = _const_sums(x, w, graph=ws is None)
 
     # ---- stage 1: float scale per sub-block (float32 bookkeeping)
     idx = x.abs().argmax(dim=-1, keepdim=True)

@@ -11,6 +11,7 @@ from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
 from .k_common import (
+    graph_search,
     with_fake,
     QK_K,
     Scratch,
@@ -28,7 +29,8 @@ TYPE_SIZE = 84
 GRID = [-0.9 + 0.7 * i / 3 for i in range(10)]
 
 
-def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch):
+@graph_search
+def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch | None):
     # x [n, 256] -> the search result (levels, scales) of each super-block
     n = x.shape[0]
     w = element_weights(x, imp, 1.0)

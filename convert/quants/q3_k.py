@@ -12,6 +12,7 @@ from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
 from .k_common import (
+    graph_search,
     with_fake,
     QK_K,
     Scratch,
@@ -29,7 +30,8 @@ TYPE_SIZE = 110
 GRID = [-0.4 + 0.24 * i for i in range(6)]
 
 
-def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch):
+@graph_search
+def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch | None):
     # x [n, 256] -> the search result (levels, scales) of each super-block
     n = x.shape[0]
     w = element_weights(x, imp, 2.0)

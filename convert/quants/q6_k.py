@@ -11,14 +11,15 @@ import torch
 from gguf import GGMLQuantizationType as QT
 
 from . import BlockFormat, register
-from .k_common import with_fake, QK_K, Scratch, f16_bytes, quantize_rows, quantize_symmetric, read_f16
+from .k_common import graph_search, with_fake, QK_K, Scratch, f16_bytes, quantize_rows, quantize_symmetric, read_f16
 
 TYPE_SIZE = 210
 # offsets r: the sub-block's extreme element is tried at level -(32 + r) and at 31 + r
 GRID = [-1.0 + 0.4 * i for i in range(7)]
 
 
-def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch):
+@graph_search
+def _search(x: torch.Tensor, imp: torch.Tensor | None, ws: Scratch | None):
     # x [n, 256] -> the search result (levels, scales) of each super-block
     n = x.shape[0]
     # llama.cpp's Q6_K imatrix path weighs the error by the importance alone
