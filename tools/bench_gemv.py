@@ -46,7 +46,7 @@ SHAPES = [(11008, 4096), (4096, 11008)]  # (rows, cols): ffn up/gate, ffn down o
 GEMM_SHAPE = (4096, 4096, 128)  # rows, cols, activation rows
 GGML_OP_MUL_MAT = 29  # enum ggml_op in the vendored ggml.h
 TBO = ROOT / ".llama.cpp" / "build" / "bin" / "test-backend-ops"
-PACKED_TYPES = (T.Q4_0, T.Q5_0)  # also measured on the runner's rows interleaved by 8
+PACKED_TYPES = (T.Q4_0, T.Q4_1, T.Q5_0)  # also measured on the runner's rows interleaved by 8
 
 
 def llc_bytes() -> int:
@@ -88,7 +88,7 @@ Product = Callable[[], object]
 
 def products(ws: list[np.ndarray], t: T, x: np.ndarray, threads: int, packed: bool = False) -> list[Product]:
     """One y = W x call per copy of W: through the file's rows (matmul), or (packed=True) through the rows
-    interleaved by 8 that the runner multiplies Q4_0 / Q5_0 matrices with (pack_weights + matmul_packed)."""
+    interleaved by 8 that the runner multiplies Q4_0 / Q4_1 / Q5_0 / Q5_1 matrices with (pack_weights + matmul_packed)."""
     if packed:
         ps = [ck.pack_weights(w, t) for w in ws]
         return [lambda p=p: ck.matmul_packed(p, x, threads=threads) for p in ps]
@@ -333,7 +333,7 @@ def main() -> None:
         "weight bytes per second of wall time over the larger of two one-thread stream reads (512 MiB) taken "
         "right before and after, median of 5 (the host's bandwidth drifts 10-30% within minutes; this ratio "
         "compares readings of the same second). *interleaved*: the same matrix through the rows interleaved by 8 "
-        "that the runner uses for Q4_0 / Q5_0 (pack_weights + matmul_packed); the llama.cpp columns there "
+        "that the runner uses for Q4_0 / Q4_1 / Q5_0 (pack_weights + matmul_packed); the llama.cpp columns there "
         "compare with llama.cpp's plain-row product. "
         f"*wall, {threads} thr*: weight bytes per second "
         f"of wall time on {threads} threads, best of 3 batches, and as a fraction of the {threads}-thread read "
