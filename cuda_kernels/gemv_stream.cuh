@@ -45,7 +45,7 @@ struct StreamGeom {
     // chunks per row per stage: 32 U, U (1..4) sized so that a warp's stage is ~21 KB / W (32 U is a multiple of 8:
     // whole super-blocks)
     static constexpr int kU0 = 21504 / W * 8 / (NR * 32 * stream_chunk_bytes_x8<F>());
-    static constexpr int kU = kU0 < 1 ? 1 : kU0 > 4 ? 4 : kU0;
+    static constexpr int kU = kU0 >= 4 ? 4 : kU0 >= 2 ? 2 : 1;  // a power of 2: 4096 columns are whole stages
     static constexpr int kChunks = 32 * kU;
     // bytes of plane p per row in a slot: the tile's entries, plus alignment slack where entries are not 16-byte
     static constexpr __host__ __device__ int cap(int p) {
@@ -59,27 +59,33 @@ struct StreamGeom {
     static constexpr int kStageBytes = NR * kRowBytes;  // one warp's stage
 };
 
-// Sums of the int8 x over spans of 8 kQ8Group columns (the columns sharing one (A, C) in the format's dot); 0: none.
-template <class F>
-__host__ __device__ constexpr int stream_span() {
-    return F::kQ8Sum ? 8 * F::kQ8Group : 0;
-}
-
-// Shared memory before the rings: the barriers (kStreamMaxWarps x kStreamMaxStages x 8 bytes), then xq int8 [cols],
-// xd float [cols / 32], sums int [cols / span]; the rings start 128-byte aligned.
+// Shared memory before the rings: the barriers (kStreamMaxWarps x kStreamMaxStages x 8 bytes), then x in the order
+// the lanes read it (lane l takes chunk c0 + l, so chunk-consecutive entries are conflict-free): X[P][c] the 8 int8
+// of chunk c's piece P, D[g][c] and S[g][c] the d and the sum of q of chunk c's group g of kQ8Group pieces (S only for
+// formats with kQ8Sum); then the rounded x in column order (xq int8 [cols], xd float [cols / 32]) it is gathered
+// from. The rings start 128-byte aligned. (x in column order, read in place, made 4-8-way bank conflicts: the
+// lanes' 32-byte chunks are 32 bytes apart, and the stream kernel was shared-memory bound at ~2.7 TB/s.)
 constexpr int kStreamBarBytes = kStreamMaxWarps * kStreamMaxStages * 8;
 template <class F>
+struct StreamXLayout {
+    static constexpr int kGroups = 4 / F::kQ8Group;
+    int nch;
+    __host__ __device__ explicit StreamXLayout(int cols) : nch(cols >> 5) {}
+    __host__ __device__ int x_off() const { return kStreamBarBytes; }
+    __host__ __device__ int d_off() const { return x_off() + nch * 32; }
+    __host__ __device__ int s_off() const { return d_off() + kGroups * nch * 4; }
+    __host__ __device__ int nat_off() const { return (s_off() + (F::kQ8Sum ? kGroups * nch * 4 : 0) + 15) / 16 * 16; }
+    __host__ __device__ int natd_off() const { return nat_off() + nch * 32; }
+    __host__ __device__ int ring_off() const { return (natd_off() + nch * 4 + 127) / 128 * 128; }
+};
+
+template <class F>
 __host__ __device__ inline int stream_ring_offset(int cols) {
-    const int span = stream_span<F>();
-    const int xbytes = cols + cols / 8 + (span ? cols / span * 4 : 0);
-    return (kStreamBarBytes + xbytes + 127) / 128 * 128;
+    return StreamXLayout<F>(cols).ring_off();
 }
 
 // x -> int8 in shared memory (all threads of the block). ACT_PRE: x is the workspace a fused kernel rounded into.
-template <class F>
-__device__ __forceinline__ void stream_round_x(const void* __restrict__ x, int act, int cols, int8_t* xq, float* xd,
-                                               int* xs) {
-    constexpr int span = stream_span<F>();
+__device__ __forceinline__ void stream_round_x(const void* __restrict__ x, int act, int cols, int8_t* xq, float* xd) {
     const int n8 = cols >> 3;  // a multiple of 4: a lane quad is one 32-block, wholly in or out of range
     for (int base = 0; base < n8; base += blockDim.x) {
         const int i = base + threadIdx.x;
@@ -110,11 +116,28 @@ __device__ __forceinline__ void stream_round_x(const void* __restrict__ x, int a
             *reinterpret_cast<uint2*>(xq + i * 8) = make_uint2(lo, hi);
             if ((i & 3) == 0) xd[i >> 2] = d;
         }
-        if constexpr (span != 0) {
-            int s = dp4a<true>(lo, 0x01010101u, dp4a<true>(hi, 0x01010101u, 0));
-            if (span >= 16) s += __shfl_xor_sync(0xFFFFFFFFu, s, 1);
-            if (span >= 32) s += __shfl_xor_sync(0xFFFFFFFFu, s, 2);
-            if (active && i % (span / 8) == 0) xs[i / (span / 8)] = s;
+    }
+}
+
+// The rounded x (column order, xq / xd) -> X, D, S in the lanes' order (StreamXLayout); all threads of the block.
+template <class F>
+__device__ __forceinline__ void stream_permute_x(const int8_t* xq, const float* xd, int nch, uint2* X, float* D, int* S) {
+    constexpr int G = F::kQ8Group, NG = 4 / G;
+    for (int i = threadIdx.x; i < nch * 4; i += blockDim.x) {
+        const int c = i >> 2, P = i & 3;
+        X[P * nch + c] = *reinterpret_cast<const uint2*>(xq + F::col(c, P));
+    }
+    for (int i = threadIdx.x; i < nch * NG; i += blockDim.x) {
+        const int c = i / NG, g = i - c * NG;
+        D[g * nch + c] = xd[F::col(c, g * G) >> 5];
+        if constexpr (F::kQ8Sum) {
+            int sum = 0;
+#pragma unroll
+            for (int p = 0; p < G; ++p) {
+                const uint2 v = *reinterpret_cast<const uint2*>(xq + F::col(c, g * G + p));
+                sum = dp4a<true>(v.x, 0x01010101u, dp4a<true>(v.y, 0x01010101u, sum));
+            }
+            S[g * nch + c] = sum;
         }
     }
 }
@@ -127,14 +150,13 @@ struct StreamX {
     float d[kGroups];
     int s[kGroups];
 
-    __device__ __forceinline__ void load(const int8_t* xq, const float* xd, const int* xs, int c) {
+    __device__ __forceinline__ void load(const uint2* X, const float* D, const int* S, int nch, int c) {
 #pragma unroll
-        for (int P = 0; P < 4; ++P) v[P] = *reinterpret_cast<const uint2*>(xq + F::col(c, P));
+        for (int P = 0; P < 4; ++P) v[P] = X[P * nch + c];
 #pragma unroll
         for (int g = 0; g < kGroups; ++g) {
-            const int col = F::col(c, g * F::kQ8Group);
-            d[g] = xd[col >> 5];
-            if constexpr (F::kQ8Sum) s[g] = xs[col / stream_span<F>()];
+            d[g] = D[g * nch + c];
+            if constexpr (F::kQ8Sum) s[g] = S[g * nch + c];
         }
     }
 };
@@ -185,9 +207,12 @@ __global__ void __launch_bounds__(32 * W, 2)
     using Gm = StreamGeom<F, NR, W>;
     constexpr int U = Gm::kU;
     extern __shared__ __align__(128) uint8_t stream_smem[];
-    int8_t* xq = reinterpret_cast<int8_t*>(stream_smem + kStreamBarBytes);
-    float* xd = reinterpret_cast<float*>(stream_smem + kStreamBarBytes + cols);
-    int* xs = reinterpret_cast<int*>(stream_smem + kStreamBarBytes + cols + cols / 8);
+    const StreamXLayout<F> xl(cols);
+    uint2* X = reinterpret_cast<uint2*>(stream_smem + xl.x_off());
+    float* D = reinterpret_cast<float*>(stream_smem + xl.d_off());
+    int* S = reinterpret_cast<int*>(stream_smem + xl.s_off());
+    int8_t* xq = reinterpret_cast<int8_t*>(stream_smem + xl.nat_off());
+    float* xd = reinterpret_cast<float*>(stream_smem + xl.natd_off());
 
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     uint64_t* full = reinterpret_cast<uint64_t*>(stream_smem) + wid * kStreamMaxStages;
@@ -231,7 +256,9 @@ __global__ void __launch_bounds__(32 * W, 2)
     for (int k = 0; k < min(stages, total); ++k) produce(k);
     griddep_launch_dependents();
     griddep_wait();
-    stream_round_x<F>(x, act, cols, xq, xd, xs);
+    stream_round_x(x, act, cols, xq, xd);
+    __syncthreads();
+    stream_permute_x<F>(xq, xd, nch, X, D, S);
     __syncthreads();
 
     float acc[NR];
@@ -248,7 +275,7 @@ __global__ void __launch_bounds__(32 * W, 2)
             const int j = lane + 32 * u;
             if (j < nk) {
                 StreamX<F> xv;
-                xv.load(xq, xd, xs, c0 + j);
+                xv.load(X, D, S, nch, c0 + j);
 #pragma unroll
                 for (int r = 0; r < NR; ++r) {
                     const int row = rbase + r;
