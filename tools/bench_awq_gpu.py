@@ -100,7 +100,11 @@ def timed_block(p, h0, cfg, types, settings, timer: Timer | None = None):
                 timer.wrap(search_mod, "module_forward", "  loss-module forwards"),
                 timer.wrap(awq_mod, "clip_search", "clip search (clip_search)"),
                 timer.wrap(clip_mod, "fake_quantize", "  fake_quantize in the clip search"),
-                timer.wrap(clip_mod, "block_output_error", "  block output errors (moments)")]
+                timer.wrap(clip_mod, "block_output_error", "  block output errors (moments)"),
+                timer.wrap(awq_mod._Collector, "stats", "loss samples (_Collector.stats)"),
+                timer.wrap(awq_mod, "apply_awq", "folding (apply_awq)"),
+                timer.wrap(awq_mod, "scale_moments", "scaled moments (scale_moments)"),
+                timer.wrap(awq_mod, "_check_finite", "finite check")]
     h = h0.clone()
     try:
         _sync()
@@ -171,6 +175,20 @@ def compare_results(a, b) -> dict:
     return out
 
 
+def gpu_busy(p, h0, cfg, types, settings) -> dict:
+    """One awq_block under torch.profiler: wall time, GPU kernel time (sum of kernel durations), kernel count."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t, _ = timed_block(p, h0, cfg, types, settings)
+    ev = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    kernels = [e for e in ev if "memcpy" not in e.name.lower() and "memset" not in e.name.lower()]
+    return {"wall_s": t, "kernel_s": sum(e.device_time for e in kernels) / 1e6, "kernels": len(kernels),
+            "memcpy_s": sum(e.device_time for e in ev if "memcpy" in e.name.lower()) / 1e6,
+            "top": prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60)}
+
+
 def fake_quantize_ms(w, imp, reps: int = 5) -> float:
     import torch
     from awq_gguf.convert.quants import fake_quantize
@@ -213,6 +231,7 @@ def main() -> None:
     ap.add_argument("--baseline-runs", type=int, default=2, help="per-stage runs (the first compiles its sums)")
     ap.add_argument("--budget", type=float, default=240.0, help="skip what is left past this many seconds")
     ap.add_argument("--commit", default="")
+    ap.add_argument("--skip-per-stage-fq", action="store_true", help="time one fake_quantize in the graph form only")
     ap.add_argument("--smoke", action="store_true",
                     help="a tiny block on the CPU (per-stage form only): tests this script")
     args = ap.parse_args()
@@ -265,6 +284,11 @@ def main() -> None:
         t, res_graph = timed_block(p, h0, cfg, types, settings)
         out["graph_s"].append(t)
         print(f"graph form, timed run: {t:.2f} s", flush=True)
+    if not args.smoke:
+        busy = gpu_busy(p, h0, cfg, types, settings)
+        print(busy.pop("top"), flush=True)
+        out["graph_profile"] = busy
+        print(f"graph form under torch.profiler: {busy}", flush=True)
     out["graph_report"] = res_graph.report.line()
     out["graph_choices"] = choices(res_graph)
     out["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if not args.smoke else 0.0
@@ -274,7 +298,7 @@ def main() -> None:
     w = p["ffn_up.weight"]
     imp = torch.rand(w.shape[1], device=dev) + 0.1
     fq = {}
-    for label, on in () if args.smoke else (("graph", True), ("per-stage", False)):
+    for label, on in () if args.smoke else (("graph", True), ("per-stage", False))[:1 if args.skip_per_stage_fq else 2]:
         set_graph(on)
         fq[label] = {"ms": fake_quantize_ms(w, imp)}
         if time.perf_counter() - start < args.budget:
