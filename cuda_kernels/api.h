@@ -11,8 +11,8 @@
  * 4; 0 = default); mode: 1 = register prefetch, 2 = cp.async ring, 3 = 1 + factored batch-1 math, 4 = int8
  * activations (dp4a), 5 = 4 with programmatic dependent launch, 6-9 = 5 with deeper prefetch / split columns / a register cap,
  * 10, 11 = the stream kernel (batch 1: one kernel that rounds x itself and streams the weights through a shared-memory
- * ring by bulk copies; gemv_stream.cuh; above batch 1 these run mode 7) (0 = default: with a workspace 11 at batch 1
- * and 7 above, else 3 at batch 1 and 1 above); see gemv.cuh. Planes must be padded to a multiple of 16 bytes
+ * ring by bulk copies; gemv_stream.cuh; above batch 1 these run mode 7) (0 = default: with a workspace 5 at batch 1
+ * (6 for Q4_0) and 7 above, else 3 at batch 1 and 1 above); see gemv.cuh. Planes must be padded to a multiple of 16 bytes
  * (modes 10, 11 copy 16-byte aligned spans). ws: 16-byte aligned device workspace of ws_bytes >= batch * cols * (1 + 4 / 32)
  * bytes, needed by modes 4-9 (may be NULL otherwise). out_type: 0 = fp16,
  * 1 = bf16, 2 = float32. x: [batch, cols], y: float32 [batch, rows], both contiguous, x 16-byte aligned.

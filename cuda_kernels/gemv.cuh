@@ -27,7 +27,7 @@
 //   9 "q8 split cap": 7 and 8 together.
 //  10, 11 "stream": batch 1 only (above, mode 7): one kernel that rounds x into shared memory itself and streams the
 //              weights through per-warp shared-memory rings filled by the copy engine (gemv_stream.cuh); 10 = 8 warps
-//              a block, 11 = 16. The default at batch 1.
+//              a block, 11 = 16. Not the default (see launch_gemv).
 #pragma once
 
 #include "common.cuh"
@@ -577,9 +577,12 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
     if (mode <= 0 && have_ws) {
-        // batch 1: the stream kernel (gemv_stream.cuh); above batch 1 the register kernel with the block's warps
-        // splitting each row group's columns (mode 7, 4 rows per warp: the measured best, H200, 2026-11-27)
-        mode = batch == 1 ? kStreamDefaultMode : 7;
+        // the measured best in a model's decode step (H200, 2026-11-27, BENCHMARKS.md): q8 with PDL, 4 rows per
+        // warp; at batch 1 deep prefetch for Q4_0 (the stream kernel, modes 10 / 11, wins only back to back on
+        // the smaller matrices and loses ~3 us a call in the GPU runner); above batch 1 the block's warps split each
+        // row group's columns (mode 7)
+        mode = batch == 1 ? (F::kType == 2 ? 6 : 5) : 7;
+        if (nr <= 0) nr = 4;
     }
     if (mode >= 10) {
         if (!have_ws) return cudaErrorInvalidValue;

@@ -354,8 +354,7 @@ cudaError_t launch_gemv_stream_t(Planes w, const void* x, int act, float* y, int
     return cudaLaunchKernelEx(&cfg, kernel, w, x, act, y, rows, cols, stages);
 }
 
-// The defaults (mode 0 at batch 1): mode 10 (8 warps a block), one row per warp.
-constexpr int kStreamDefaultMode = 10;
+// Rows per warp when modes 10 / 11 are asked for with nr = 0.
 template <class F>
 __host__ __device__ constexpr int stream_default_nr() {
     return 1;

@@ -121,18 +121,19 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 # 5 = 4 with programmatic dependent launch, 6 = 5 with twice the weights in flight per warp, 7 = 5 with a
 # block's 4 warps splitting each row group's columns, 8 = 5 capped at 64 registers (2x the resident warps),
 # 9 = 7 + 8; 10, 11 = the stream kernel (batch 1 only, else 7: x rounded inside the one kernel, weights streamed
-# through shared memory by bulk copies; 11 takes twice the columns per stage) (gemv.cuh, gemv_stream.cuh). mode=0
-# lets the library pick per type and batch among the q8 modes (11 at batch 1, 7 above; gemv.cuh's launch_gemv);
-# DEFAULT_MODE says which family that is, for callers that must know how x is treated.
+# through per-warp shared-memory rings by bulk copies; 10: 8 warps a block, 11: 16) (gemv.cuh, gemv_stream.cuh).
+# mode=0 lets the library pick per type and batch among the q8 modes (5, or 6 for Q4_0, at batch 1, 7 above;
+# gemv.cuh's launch_gemv); DEFAULT_MODE says which family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
 Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11)
 STREAM_MODES = (10, 11)
-DEFAULT_MODE = 10
-# (mode, nr) that mode 0 runs at batch 1, per type: the fastest stream variant measured (BENCHMARKS.md,
-# cuda-kernels); the library's own mode-0 choice at batch 1 is mode 10, one row per warp
+DEFAULT_MODE = 5
+# (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library): the register
+# kernels, the faster in the GPU runner's decode step (BENCHMARKS.md: the stream kernel wins only back to back on
+# the smaller matrices)
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
-    GGMLQuantizationType.Q4_0: (10, 1), GGMLQuantizationType.Q8_0: (10, 1),
-    GGMLQuantizationType.Q4_K: (10, 1), GGMLQuantizationType.Q6_K: (10, 1),
+    GGMLQuantizationType.Q4_0: (6, 4), GGMLQuantizationType.Q8_0: (5, 4),
+    GGMLQuantizationType.Q4_K: (5, 4), GGMLQuantizationType.Q6_K: (5, 4),
 }
 
 
@@ -170,8 +171,8 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     benchmarking: nr = rows per warp (1, 2 or 4), mode = 1 (register prefetch), 2 (cp.async ring), 3 (1 with the
     factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch), 6 (5 with twice the
     weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8), 10 / 11 (the
-    stream kernel at batch 1: one kernel, x rounded in it, weights through a shared-memory ring; nr 1, 2 or 4
-    rows per warp; mode 7 above batch 1); 0 = the default of each (11 at batch 1, 7 above)."""
+    stream kernel at batch 1: one kernel, x rounded in it, weights through per-warp shared-memory rings; nr 1, 2
+    or 4 rows per warp; mode 7 above batch 1); 0 = the default of each (BATCH1_DEFAULT at batch 1, 7 above)."""
     ffi, lib = load()
     squeeze = x.dim() == 1
     if squeeze:

@@ -182,10 +182,13 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
                 r = rows_out[-1]
                 if batch == 1:
                     ti = isolated([lambda w=w: ck.gemv(x, w, out=y) for w in sets])
+                    ts = isolated([lambda w=w: ck.gemv(x, w, out=y, nr=1, mode=10) for w in sets])
                     r.update({"us_isolated": ti * 1e6, "cublas_us_isolated": cublas_iso * 1e6,
-                              "frac_copy_isolated": nbytes / ti / copy_bw, "speedup_isolated": cublas_iso / ti})
+                              "frac_copy_isolated": nbytes / ti / copy_bw, "speedup_isolated": cublas_iso / ti,
+                              "stream_us_isolated": ts * 1e6})
                     print(f"  {name:5s} {rows:5d}x{cols:<5d} b1 isolated: {ti*1e6:.2f} us ({r['frac_copy_isolated']:.2f} "
-                          f"of copy), cuBLAS {cublas_iso*1e6:.2f} us, x{r['speedup_isolated']:.2f}", flush=True)
+                          f"of copy), cuBLAS {cublas_iso*1e6:.2f} us, x{r['speedup_isolated']:.2f}; stream nr 1: "
+                          f"{ts*1e6:.2f} us", flush=True)
                 print(f"  {name:5s} {rows:5d}x{cols:<5d} b{batch:<2d} {r['us']:8.2f} us  {r['frac_copy']:.2f} of copy  "
                       f"cuBLAS {r['cublas_us']:8.2f} us  x{r['speedup']:.2f}  (best {r['best']}: {tb*1e6:.2f} us, "
                       f"{r['best_frac_copy']:.2f}, x{r['best_speedup']:.2f})  "
@@ -439,12 +442,12 @@ def markdown(res: dict) -> str:
         if iso:
             lines += ["Batch 1, isolated calls (the default variant and cuBLAS, each call followed by a one-element "
                       "torch kernel whose own time is subtracted: no overlap between consecutive products):", "",
-                      "| type | rows x cols | default: us | of copy | cuBLAS fp16 us | speedup |",
-                      "|---|---|---:|---:|---:|---:|"]
+                      "| type | rows x cols | default: us | of copy | cuBLAS fp16 us | speedup | stream (nr 1) us |",
+                      "|---|---|---:|---:|---:|---:|---:|"]
             for r in iso:
                 lines.append(f"| {r['type']} | {r['rows']}x{r['cols']} | {r['us_isolated']:.1f} | "
                              f"{r['frac_copy_isolated']:.2f} | {r['cublas_us_isolated']:.1f} | "
-                             f"{r['speedup_isolated']:.2f}x |")
+                             f"{r['speedup_isolated']:.2f}x | {r.get('stream_us_isolated', float('nan')):.1f} |")
             lines.append("")
     if res.get("accuracy"):
         lines += ["Accuracy of the two activation paths: relative error ||y - y64|| / ||y64|| against float64 "

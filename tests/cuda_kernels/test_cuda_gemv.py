@@ -195,7 +195,7 @@ def test_stream_gemv_back_to_back_in_a_graph(ck, seed):
     def chain():
         x = x0
         for o in outs:
-            ck.gemv(x, w, out=o)
+            ck.gemv(x, w, out=o, mode=10)
             x = o
 
     chain()
