@@ -33,6 +33,7 @@ from .block import (
 from .clip import NO_CLIP, apply_clip, block_moments, clip_search, scale_moments
 from .fold import column_scales, fold_scales
 from .groups import ScaleGroup, groups_for
+from .host_copy import to_host
 from .search import FLOAT_TYPES, GroupStats, SearchResult, block_size, search_group
 
 logger = logging.getLogger(__name__)
@@ -269,7 +270,7 @@ def awq_block(p: Params, h: torch.Tensor, types: dict[str, GGMLQuantizationType]
         report.block_loss_rtn = float((rtn - ref).double().pow(2).mean())
         report.block_loss_awq = float((awq - ref).double().pow(2).mean())
     report.seconds = time.perf_counter() - start
-    changed = {k: v.cpu().contiguous() for k, v in new.items() if v is not p.get(k)}
+    changed = {k: to_host(v) for k, v in new.items() if v is not p.get(k)}
     return BlockResult(changed, {k: v.cpu() for k, v in importance.items()},
                        {k: v.cpu() for k, v in scales.items()}, {k: v.cpu() for k, v in clip_max.items()}, report,
                        {k: v.cpu() for k, v in refine_moments.items()})

@@ -284,6 +284,16 @@ def main() -> None:
         t, res_graph = timed_block(p, h0, cfg, types, settings)
         out["graph_s"].append(t)
         print(f"graph form, timed run: {t:.2f} s", flush=True)
+    # the same with the results copied back by a plain .cpu() (before awq_scale.host_copy)
+    from awq_gguf.awq_scale import awq as awq_mod
+
+    staged = awq_mod.to_host
+    awq_mod.to_host = lambda t: t.cpu().contiguous()
+    try:
+        out["graph_plain_cpu_copy_s"], _ = timed_block(p, h0, cfg, types, settings)
+    finally:
+        awq_mod.to_host = staged
+    print(f"graph form, results by plain .cpu(): {out['graph_plain_cpu_copy_s']:.2f} s", flush=True)
     if not args.smoke:
         busy = gpu_busy(p, h0, cfg, types, settings)
         print(busy.pop("top"), flush=True)
