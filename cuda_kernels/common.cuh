@@ -212,9 +212,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
     } while (!done);
 }
 
-// Orders this thread's earlier shared-memory accesses (generic proxy) before later copy-engine writes.
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
-
 // bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned) by the copy engine; completes
 // on bar (complete_tx).
 __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {

@@ -162,13 +162,15 @@ STREAM_SHAPES = {32: [(1500, 32 * 297), (263, 32 * 33)], 256: [(1499, 256 * 37),
 
 @pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
 def test_stream_gemv_matches_float64(ck, seed, qt):
+    from awq_gguf.cuda_kernels import ops
+
     for rows, cols in STREAM_SHAPES[256 if qt in (T.Q4_K, T.Q6_K) else 32]:
         w, ref_w = weight(ck, qt, rows, cols, seed)
         for dtype in (torch.float16, torch.bfloat16, torch.float32):
             x = fresh_x(1, cols, dtype, seed + rows)
             x[0, 64:96] = 0  # an all-zero activation block (d = 0)
             ref = x_seen(ck, x, 10).double() @ ref_w.T
-            for mode in (0, 10, 11):
+            for mode in (0, *ops.STREAM_MODES):
                 for nr in (0, 1, 2, 4):
                     out = torch.full((1, rows), float("nan"), device="cuda")
                     ck.gemv(x, w, out=out, nr=nr, mode=mode)
