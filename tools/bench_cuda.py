@@ -1,7 +1,7 @@
-"""CUDA benchmark of issue 5, run on the GPU machine: copy bandwidth, our GEMV kernels against cuBLAS fp16, the
-prompt path, and the AWQ search time of one Llama-2-7B-shaped block on the GPU.
+"""CUDA benchmark of issue 5, run on the GPU machine: copy bandwidth, our GEMV kernels against cuBLAS fp16, and
+the prompt path. (The AWQ search time of one Llama-2-7B-shaped block: tools/bench_awq_gpu.py.)
 
-  python tools/bench_cuda.py [--out DIR] [--skip-awq]          # on the GPU machine: table, DIR/bench_cuda.json
+  python tools/bench_cuda.py [--out DIR]                       # on the GPU machine: table, DIR/bench_cuda.json
   python tools/bench_cuda.py --write-benchmarks FILE.json      # anywhere: BENCHMARKS.md section from that JSON
 
 Method (see the device notes): device-to-device copy of 1 GiB, bytes read + written, median of 20 event-timed
@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,127 +258,6 @@ def bench_prompt(quick: bool) -> list[dict]:
     return out
 
 
-class _Timer:
-    """Accumulated wall time (synchronized) of wrapped functions, for the AWQ breakdown."""
-
-    def __init__(self):
-        self.t: dict[str, float] = {}
-        self.n: dict[str, int] = {}
-
-    def wrap(self, module, attr: str, label: str):
-        import torch
-
-        fn = getattr(module, attr)
-
-        def timed(*a, **k):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                torch.cuda.synchronize()
-                self.t[label] = self.t.get(label, 0.0) + time.perf_counter() - t0
-                self.n[label] = self.n.get(label, 0) + 1
-
-        setattr(module, attr, timed)
-        return lambda: setattr(module, attr, fn)
-
-
-def bench_awq(budget_s: float) -> dict:
-    """AWQ search time of one Llama-2-7B-shaped block on the GPU (Q4_K everywhere)."""
-    import torch
-    from awq_gguf.awq_scale import awq as awq_mod
-    from awq_gguf.awq_scale import clip as clip_mod
-    from awq_gguf.awq_scale import search as search_mod
-    from awq_gguf.awq_scale.awq import AwqSettings, awq_block
-    from awq_gguf.awq_scale.block import LINEARS, BlockConfig
-    from gguf import GGMLQuantizationType
-
-    C, FF, NH, N, L = 4096, 11008, 32, 128, 512
-    gen = torch.Generator(device="cuda").manual_seed(2)
-    dev = "cuda"
-
-    def lin(r, c):
-        return torch.randn(r, c, device=dev, generator=gen) * (1 / math.sqrt(c))
-
-    p = {"attn_norm.weight": 1 + 0.1 * torch.randn(C, device=dev, generator=gen),
-         "ffn_norm.weight": 1 + 0.1 * torch.randn(C, device=dev, generator=gen),
-         "attn_q.weight": lin(C, C), "attn_k.weight": lin(C, C), "attn_v.weight": lin(C, C),
-         "attn_output.weight": lin(C, C), "ffn_gate.weight": lin(FF, C), "ffn_up.weight": lin(FF, C),
-         "ffn_down.weight": lin(C, FF)}
-    outliers = torch.randperm(C, device=dev, generator=gen)[:16]
-
-    def hidden():
-        h = torch.randn(N, L, C, device=dev, generator=gen)
-        h[:, :, outliers] *= 30.0  # injected outlier input channels
-        return h
-
-    cfg = BlockConfig(n_head=NH, n_head_kv=NH, head_dim=C // NH, eps=1e-5, rope_base=10000.0, rope_neox=False,
-                      n_rot=C // NH)
-    types = {stem: GGMLQuantizationType.Q4_K for stem in LINEARS}
-    settings = AwqSettings(device="cuda", progress=False)
-    result: dict = {"shape": f"hidden {C}, FFN {FF}, {NH} heads, {N} x {L} calibration tokens, Q4_K",
-                    "settings": {k: v for k, v in vars(settings).items() if not k.startswith("_")}}
-
-    # run 1: profiled (wrappers synchronize), also the warm-up
-    timer = _Timer()
-    undo = [timer.wrap(awq_mod, "search_group", "scale search (search_group)"),
-            timer.wrap(awq_mod, "clip_search", "clip search (clip_search)"),
-            timer.wrap(awq_mod, "block_forward", "block forwards (capture + block loss)"),
-            timer.wrap(awq_mod, "_fake_quantize_block", "fake-quantize for the block loss"),
-            timer.wrap(search_mod, "fake_quantize", "  fake_quantize inside the scale search"),
-            timer.wrap(clip_mod, "fake_quantize", "  fake_quantize inside the clip search")]
-    try:
-        h = hidden()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        res = awq_block(p, h, types, cfg, "llama", settings)
-        torch.cuda.synchronize()
-        result["profiled_s"] = time.perf_counter() - t0
-    finally:
-        for u in undo:
-            u()
-    result["breakdown_s"] = dict(timer.t)
-    result["calls"] = dict(timer.n)
-    result["report"] = res.report.line()
-    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    print(f"  AWQ block, profiled run: {result['profiled_s']:.2f} s; {res.report.line()}", flush=True)
-    for k, v in timer.t.items():
-        print(f"    {k:45s} {v:7.2f} s  ({timer.n[k]} calls)", flush=True)
-    del h
-    # where fake_quantize spends its time: one Q4_K call with importance on the FFN shape, under torch.profiler
-    try:
-        from torch.profiler import ProfilerActivity, profile
-
-        from awq_gguf.convert.quants import fake_quantize
-
-        w = p["ffn_up.weight"]
-        imp = torch.rand(C, device=dev, generator=gen) + 0.1
-        fake_quantize(w, GGMLQuantizationType.Q4_K, imp)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            fake_quantize(w, GGMLQuantizationType.Q4_K, imp)
-            torch.cuda.synchronize()
-        result["fake_quantize_ffn_s"] = time.perf_counter() - t0
-        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60)
-        result["fake_quantize_profile"] = table
-        print(f"  one fake_quantize Q4_K {FF}x{C} with importance: {result['fake_quantize_ffn_s']*1e3:.1f} ms "
-              f"(under the profiler)\n{table}", flush=True)
-    except Exception as e:  # noqa: BLE001 - a profile is a bonus
-        print(f"  fake_quantize profile failed: {e}", flush=True)
-    # run 2: plain, timed
-    if result["profiled_s"] < budget_s:
-        h = hidden()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        awq_block(p, h, types, cfg, "llama", settings)
-        torch.cuda.synchronize()
-        result["seconds"] = time.perf_counter() - t0
-        print(f"  AWQ block, timed run: {result['seconds']:.2f} s", flush=True)
-    return result
-
-
 # ---------------------------------------------------------------------------------------------- reporting
 
 def device_info() -> dict:
@@ -466,25 +343,6 @@ def markdown(res: dict) -> str:
             lines.append(f"| {r['type']} | {r['rows']}x{r['cols']} | {r['dequant_us']:.1f} | {r['total_us']:.1f} | "
                          f"{r['fp16_matmul_us']:.1f} | {r['ratio_vs_fp16']:.2f} |")
         lines.append("")
-    a = res.get("awq")
-    if a:
-        lines += [f"AWQ search, one Llama-2-7B-shaped block ({a['shape']}; random weights, 16 outlier input "
-                  f"channels x30) with `AwqSettings(device=\"cuda\")`, via `awq_scale.awq.awq_block`:", ""]
-        if "seconds" in a:
-            lines.append(f"- timed run: **{a['seconds']:.1f} s** per block (target <= 3 s)")
-        prof = a.get("fake_quantize_profile", "")
-        cpu = re.search(r"Self CPU time total: ([\d.]+\s*\w+)", prof)
-        cuda = re.search(r"Self CUDA time total: ([\d.]+\s*\w+)", prof)
-        if cpu and cuda:
-            calls = sum(int(m) for m in re.findall(r"^\s*aten::\w+.*?(\d+)\s*$", prof, re.M))
-            lines.append(f"- one `fake_quantize` (Q4_K, 11008x4096, with importance) under torch.profiler: "
-                         f"{cuda.group(1)} of GPU kernels, {cpu.group(1)} of CPU-side op time "
-                         f"(the top ops alone make {calls} launches): launch-bound elementwise chains")
-        lines.append(f"- profiled run (first, with warm-up; wrappers synchronize): {a['profiled_s']:.1f} s, "
-                     f"peak GPU memory {a['peak_gib']:.1f} GiB; {a['report']}")
-        for k, v in a["breakdown_s"].items():
-            lines.append(f"  - {k.strip()}: {v:.1f} s ({a['calls'][k]} calls)")
-        lines.append("")
     if res.get("tests"):
         lines += [f"GPU tests in the same call: `{res['tests']}`.", ""]
     return "\n".join(lines)
@@ -493,10 +351,9 @@ def markdown(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for bench_cuda.json / .md")
-    ap.add_argument("--skip-awq", action="store_true")
     ap.add_argument("--skip-prompt", action="store_true", help="GEMV and accuracy only")
+    ap.add_argument("--skip-awq", action="store_true", help="ignored: the AWQ block is tools/bench_awq_gpu.py's now")
     ap.add_argument("--quick", action="store_true", help="two shapes only")
-    ap.add_argument("--awq-budget", type=float, default=60.0, help="skip the second AWQ run past this many s")
     ap.add_argument("--tests", default="", help="a line about the GPU test run, for the report")
     ap.add_argument("--write-benchmarks", metavar="JSON", help="write BENCHMARKS.md's section from a result file")
     ap.add_argument("--note", default="", help="a closing paragraph for --write-benchmarks")
@@ -549,15 +406,6 @@ def main() -> None:
         return
     res["prompt"] = bench_prompt(args.quick)
     save()
-    if not args.skip_awq:
-        try:
-            res["awq"] = bench_awq(args.awq_budget)
-        except Exception as e:  # keep the kernel numbers whatever happens here
-            import traceback
-
-            traceback.print_exc()
-            res["awq_error"] = f"{type(e).__name__}: {e}"
-        save()
     print()
     print(markdown(res))
 
