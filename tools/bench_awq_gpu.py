@@ -4,8 +4,8 @@ K-quant search in its graph form (k_common.graph_search: one compiled graph per 
 
   python tools/bench_awq_gpu.py [--out DIR] [--runs 2] [--baseline-runs 2]     # on the GPU machine
 
-The block (the one tools/bench_cuda.py timed before this script took it over, same seeds): hidden 4096, FFN 11008, 32 heads, random weights, 16 outlier
-input channels x30, 128 x 512 calibration tokens, Q4_K for every linear, AwqSettings(device="cuda"), every
+The block (the one tools/bench_cuda.py timed before this script took it over, same seeds): hidden 4096, FFN
+11008, 32 heads, random weights, 16 outlier input channels x30, 128 x 512 calibration tokens, Q4_K for every linear, AwqSettings(device="cuda"), every
 setting at its default (20-point grid, 512-token screening of the scale candidates as on the CPU, clip search).
 Both forms search the same block from the same hidden states. Quality: each search's summed group loss (its own
 quantizer), and the block output MSE against the float block on 8 calibration sequences with the chosen scales
@@ -56,8 +56,8 @@ class Timer:
 
 
 def make_block(dev: str = "cuda", small: bool = False):
-    """(params, hidden states [N, L, C], config, types): the block tools/bench_cuda.py used to time, drawn in the same order
-    (small: a tiny one, for a smoke test of this script on the CPU)."""
+    """(params, hidden states [N, L, C], config, types): the block tools/bench_cuda.py used to time, drawn in the
+    same order (small: a tiny one, for a smoke test of this script on the CPU)."""
     import torch
     from awq_gguf.awq_scale.block import LINEARS, BlockConfig
     from gguf import GGMLQuantizationType
