@@ -14,6 +14,8 @@ from awq_gguf import cpu_kernels as ck
 from kernel_blocks import FP16_FIELDS, random_rows, ref_quantize_act
 from test_kernels import K_TYPES, act_block, ref_weights
 
+PACKABLE = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1)  # the types pack_weights interleaves
+
 ISAS = ck.available_isas()
 
 
@@ -63,10 +65,11 @@ class Spec:
         self.ref_v = np.zeros((n_kv, n_ctx, d))
 
     def build(self, packed: bool = False) -> ck.DecodeStack:
-        """packed: Q4_0 / Q5_0 matrices with a multiple of 8 rows go in as pack_weights' interleaved copies."""
+        """packed: Q4_0 / Q4_1 / Q5_0 / Q5_1 matrices with a multiple of 8 rows go in as pack_weights' interleaved
+        copies."""
         cfg = ck.DecodeConfig(self.n_embd, self.n_head, self.n_kv, self.d, self.n_ff, self.n_ctx, self.eps,
                               self.neox, self.cos, self.sin)
-        mats = {k: ck.pack_weights(raw, t) if packed and t in (T.Q4_0, T.Q5_0) and raw.shape[0] % 8 == 0 else (raw, t)
+        mats = {k: ck.pack_weights(raw, t) if packed and t in PACKABLE and raw.shape[0] % 8 == 0 else (raw, t)
                 for k, (raw, t) in self.mats.items()}
         layer = ck.DecodeLayer(cfg, **self.vecs, **mats)
         assert not packed or any(m[3] for m in layer.mats.values()), "no matrix went in packed"
@@ -177,13 +180,13 @@ def test_mixed_types_neox_bias_qknorm_threads(isa) -> None:
                       threads=threads)
 
 
-def test_packed_q4_0_q5_0(isa) -> None:
-    """Q4_0 / Q5_0 matrices as interleaved copies (pack_weights; the runner's decode) beside file rows:
-    whole groups of 8 rows per thread, and (second spec: wk has 6 rows, so the q/k/v job splits by single rows)
-    groups cut by a thread boundary, computed whole and written only in range."""
-    types = dict.fromkeys(ALL32, T.Q4_0) | {"wv": T.Q8_0, "wk": T.Q5_0, "w_up": T.Q5_0}
-    cut = {"wq": T.Q5_0, "wk": T.Q8_0, "wv": T.Q8_0, "wo": T.F32, "w_gate": T.Q4_0, "w_up": T.Q5_0,
-           "w_down": T.Q4_0}
+@pytest.mark.parametrize("t4,t5", [(T.Q4_0, T.Q5_0), (T.Q4_1, T.Q5_1)], ids=["Q4_0-Q5_0", "Q4_1-Q5_1"])
+def test_packed_32_types(isa, t4: T, t5: T) -> None:
+    """Q4_0 / Q5_0 (and Q4_1 / Q5_1) matrices as interleaved copies (pack_weights; the runner's decode) beside
+    file rows: whole groups of 8 rows per thread, and (second spec: wk has 6 rows, so the q/k/v job splits by
+    single rows) groups cut by a thread boundary, computed whole and written only in range."""
+    types = dict.fromkeys(ALL32, t4) | {"wv": T.Q8_0, "wk": t5, "w_up": t5}
+    cut = {"wq": t5, "wk": T.Q8_0, "wv": T.Q8_0, "wo": T.F32, "w_gate": t4, "w_up": t5, "w_down": t4}
     for threads in (1, 2, 3):
         run_positions(Spec(7, 96, 3, 1, 32, 160, types), n_pos=4, threads=threads, packed=True)
         run_positions(Spec(8, 64, 4, 1, 6, 64, cut), n_pos=4, threads=threads, packed=True)

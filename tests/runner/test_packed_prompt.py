@@ -1,4 +1,4 @@
-"""The runner on interleaved Q4_0 rows (KernelBackend.packed: cpu_kernels.matmul_packed for prompts, the fused
+"""The runner on interleaved Q4_0 / Q4_1 / Q5_1 rows (KernelBackend.packed: cpu_kernels.matmul_packed for prompts, the fused
 decode step on the same copies) and its prompt attention spread over threads (runner.parallel.TaskPool):
 against the file-row kernels and one thread."""
 
@@ -35,14 +35,15 @@ def _decode_logits(path, packed: bool) -> tuple[Model, np.ndarray]:
 
 
 @kernels
-def test_packed_prompt_close_to_file_rows(tiny_gguf):
+@pytest.mark.parametrize("type_", ["Q4_0", "Q4_1", "Q5_1"])
+def test_packed_prompt_close_to_file_rows(tiny_gguf, type_):
     """Same integer block sums, another float summation order: close, not bit-equal (as the fused decode)."""
     from awq_gguf import cpu_kernels as ck
     from gguf import GGMLQuantizationType as QT
 
-    if not ck.packed_gemm_native(QT.Q4_0):
-        pytest.skip(f"ISA {ck.isa()} has no interleaved Q4_0 kernel: the runner keeps the file's rows")
-    path = tiny_gguf("LlamaForCausalLM", "Q4_0")
+    if not ck.packed_gemm_native(QT[type_]):
+        pytest.skip(f"ISA {ck.isa()} has no interleaved {type_} kernel: the runner keeps the file's rows")
+    path = tiny_gguf("LlamaForCausalLM", type_)
     m, packed = _prompt_logits(path, 2, True)
     used = [p for p in m.backend._packed.values() if p is not None]
     assert used, "no matrix went through the interleaved kernel"
@@ -53,14 +54,15 @@ def test_packed_prompt_close_to_file_rows(tiny_gguf):
 
 
 @kernels
-def test_packed_decode_close_to_file_rows(tiny_gguf):
+@pytest.mark.parametrize("type_", ["Q4_0", "Q4_1", "Q5_1"])
+def test_packed_decode_close_to_file_rows(tiny_gguf, type_):
     """The fused decode step on the same interleaved copies as the prompt (one copy per matrix)."""
     from awq_gguf import cpu_kernels as ck
     from gguf import GGMLQuantizationType as QT
 
-    if not ck.packed_gemm_native(QT.Q4_0):
-        pytest.skip(f"ISA {ck.isa()} has no interleaved Q4_0 kernel: the runner keeps the file's rows")
-    path = tiny_gguf("LlamaForCausalLM", "Q4_0")
+    if not ck.packed_gemm_native(QT[type_]):
+        pytest.skip(f"ISA {ck.isa()} has no interleaved {type_} kernel: the runner keeps the file's rows")
+    path = tiny_gguf("LlamaForCausalLM", type_)
     m, packed = _decode_logits(path, True)
     assert m._stack is not None and any(mat[3] for mat in m._stack.layers[0].mats.values()), "decode not packed"
     lw = m.w.layers[0]
