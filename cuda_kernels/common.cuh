@@ -25,6 +25,24 @@ struct Planes {
 enum Act { ACT_F16 = 0, ACT_BF16 = 1, ACT_F32 = 2, ACT_PRE = 3 };
 
 int sm_count();  // multiprocessors of the current device (api.cu)
+
+// Launches kernel on s with programmatic dependent launch allowed: it may start while the previous kernel on s
+// finishes (the kernel calls cudaGridDependencySynchronize before it reads what that kernel wrote).
+template <typename... KArgs, typename... Args>
+inline cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                              Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
 enum Out { OUT_F16 = 0, OUT_BF16 = 1, OUT_F32 = 2 };
 
 // Weight loads: read once, never reused by this block, so keep them out of L1.

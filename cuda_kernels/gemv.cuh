@@ -515,19 +515,7 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
     const unsigned grid = static_cast<unsigned>(needed < resident ? needed : resident);
     const int8_t* cxq = xq;
     const float* cxd = xd;
-    if (pdl) {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(grid);
-        cfg.blockDim = dim3(threads);
-        cfg.dynamicSmemBytes = 0;
-        cfg.stream = s;
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
-        return cudaLaunchKernelEx(&cfg, kernel, w, cxq, cxd, y, rows, cols, batch);
-    }
+    if (pdl) return launch_pdl(kernel, dim3(grid), dim3(threads), 0, s, w, cxq, cxd, y, rows, cols, batch);
     kernel<<<grid, threads, 0, s>>>(w, cxq, cxd, y, rows, cols, batch);
     return cudaGetLastError();
 }

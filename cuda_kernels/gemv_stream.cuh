@@ -343,17 +343,8 @@ cudaError_t launch_gemv_stream_t(Planes w, const void* x, int act, float* y, int
     }
     const int groups = (rows + W * NR - 1) / (W * NR);
     const int grid = groups < sm_count() ? groups : sm_count();
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(grid));
-    cfg.blockDim = dim3(32 * W);
-    cfg.dynamicSmemBytes = static_cast<size_t>(smem);
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, kernel, w, x, act, y, rows, cols, stages);
+    return launch_pdl(kernel, dim3(static_cast<unsigned>(grid)), dim3(32 * W), static_cast<size_t>(smem), s, w, x, act,
+                      y, rows, cols, stages);
 }
 
 // Rows per warp when modes 10 / 11 are asked for with nr = 0.
