@@ -206,17 +206,18 @@ static inline __attribute__((always_inline)) void dot32m_rows(int64_t n, const v
     for (int t = 0; t < nx; t++) out[t] = hsum_ps(acc[t]) + bias[t];
 }
 
-#define DOT32M_ENTRIES(T, KIND)                                                                                \
+/* the table's entries dot (one activation row) and dot4 (four) from one loop FN(n, w, x, xs, out, nx, kind) */
+#define ROW_ENTRIES(T, FN, KIND)                                                                               \
     static float dot_##T(int64_t n, const void *w, const void *x) {                                           \
         float o;                                                                                               \
-        dot32m_rows(n, w, x, 0, &o, 1, KIND);                                                                  \
+        FN(n, w, x, 0, &o, 1, KIND);                                                                           \
         return o;                                                                                              \
     }                                                                                                          \
     static void dot4_##T(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) {                   \
-        dot32m_rows(n, w, x, xs, o, 4, KIND);                                                                  \
+        FN(n, w, x, xs, o, 4, KIND);                                                                           \
     }
-DOT32M_ENTRIES(q4_1, 1)
-DOT32M_ENTRIES(q5_1, 3)
+ROW_ENTRIES(q4_1, dot32m_rows, 1)
+ROW_ENTRIES(q5_1, dot32m_rows, 3)
 
 
 static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
@@ -412,21 +413,11 @@ static inline __attribute__((always_inline)) void kdot_rows(int64_t n, const voi
     for (int t = 0; t < nx; t++) out[t] = khas_min(kind) ? hsum_ps(accf[t]) - hsum_ps(accm[t]) : hsum_ps(accf[t]);
 }
 
-/* the table's entries: the same loop for one activation row (dot) and for four (dot4) */
-#define K_ENTRIES(T, KIND)                                                                                     \
-    static float dot_##T(int64_t n, const void *w, const void *x) {                                           \
-        float o;                                                                                               \
-        kdot_rows(n, w, x, 0, &o, 1, KIND);                                                                    \
-        return o;                                                                                              \
-    }                                                                                                          \
-    static void dot4_##T(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) {                   \
-        kdot_rows(n, w, x, xs, o, 4, KIND);                                                                    \
-    }
-K_ENTRIES(q2_K, 2)
-K_ENTRIES(q3_K, 3)
-K_ENTRIES(q4_K, 4)
-K_ENTRIES(q5_K, 5)
-K_ENTRIES(q6_K, 6)
+ROW_ENTRIES(q2_K, kdot_rows, 2)
+ROW_ENTRIES(q3_K, kdot_rows, 3)
+ROW_ENTRIES(q4_K, kdot_rows, 4)
+ROW_ENTRIES(q5_K, kdot_rows, 5)
+ROW_ENTRIES(q6_K, kdot_rows, 6)
 
 /* ---- GEMM: one weight row against 4 activation rows, unpacked once -------------------------------- */
 
@@ -495,8 +486,8 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
                                                            float *y, int64_t ys, const int nx, const int kind) {
     const uint8_t *w = wp;
     const int has_m = kind == 1 || kind == 3, has_h = kind >= 2; /* mins (Q4_1, Q5_1), fifth bits (Q5_0, Q5_1) */
-    const size_t bs = 8 * (2 + 2 * has_m + 4 * has_h + 16);
-    const size_t qh_at = has_m ? 32 : 16, qs_at = qh_at + (has_h ? 32 : 0);
+    const size_t bs = awq_x8_bytes(has_m, has_h), qh_at = awq_x8_qh_at(has_m);
+    const size_t qs_at = awq_x8_qs_at(has_m, has_h);
     const int32_t off = kind == 0 ? 8 : kind == 2 ? 16 : 0;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const act_q8_32 *x[4];
@@ -550,19 +541,7 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
     for (int t = 0; t < nx; t++) _mm256_storeu_ps(y + t * ys, acc[t]);
 }
 
-#define GEMM8_ENTRY(T, KIND)                                                                                   \
-    static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
-        switch (nx) {                                                                                          \
-        case 4: gemm8_nx(n, wp, vx, xs, y, ys, 4, KIND); break;                                                \
-        case 3: gemm8_nx(n, wp, vx, xs, y, ys, 3, KIND); break;                                                \
-        case 2: gemm8_nx(n, wp, vx, xs, y, ys, 2, KIND); break;                                                \
-        default: gemm8_nx(n, wp, vx, xs, y, ys, 1, KIND); break;                                               \
-        }                                                                                                      \
-    }
-GEMM8_ENTRY(q4_0, 0)
-GEMM8_ENTRY(q4_1, 1)
-GEMM8_ENTRY(q5_0, 2)
-GEMM8_ENTRY(q5_1, 3)
+AWQ_GEMM8_ENTRIES
 
 /* ---- float weights ---------------------------------------------------------------------------- */
 
@@ -607,8 +586,7 @@ const awq_kernels *awq_kernels_avx2(void) {
         k.dot4[AWQ_Q5_1] = dot4_q5_1; k.dot4[AWQ_Q8_0] = dot4_q8_0;
         k.dot4[AWQ_Q2_K] = dot4_q2_K; k.dot4[AWQ_Q3_K] = dot4_q3_K; k.dot4[AWQ_Q4_K] = dot4_q4_K;
         k.dot4[AWQ_Q5_K] = dot4_q5_K; k.dot4[AWQ_Q6_K] = dot4_q6_K;
-        k.gemm8[AWQ_Q4_0] = gemm8_q4_0; k.gemm8[AWQ_Q5_0] = gemm8_q5_0;
-        k.gemm8[AWQ_Q4_1] = gemm8_q4_1; k.gemm8[AWQ_Q5_1] = gemm8_q5_1;
+        AWQ_SET_GEMM8(k);
         k.name = "avx2";
     }
     return &k;

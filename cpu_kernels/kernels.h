@@ -42,6 +42,12 @@ typedef struct { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[128]; } blk_q5_0x8;  
 /* Q4_1 / Q5_1 likewise, with the 8 rows' fp16 mins after their scales */
 typedef struct { uint16_t d[8], m[8]; uint8_t qs[128]; } blk_q4_1x8;                    /* 160 = 8 x 20 */
 typedef struct { uint16_t d[8], m[8]; uint32_t qh[8]; uint8_t qs[128]; } blk_q5_1x8;    /* 192 = 8 x 24 */
+/* Offsets in those four layouts from their two traits: mins (Q4_1, Q5_1) and fifth bits (Q5_0, Q5_1) */
+static inline size_t awq_x8_qh_at(int has_m) { return has_m ? 32 : 16; } /* after the 8 d (and the 8 m) */
+static inline size_t awq_x8_qs_at(int has_m, int has_h) { return awq_x8_qh_at(has_m) + (has_h ? 32 : 0); }
+static inline size_t awq_x8_bytes(int has_m, int has_h) { return awq_x8_qs_at(has_m, has_h) + 128; }
+_Static_assert(sizeof(blk_q4_0x8) == 144 && sizeof(blk_q4_1x8) == 160 && sizeof(blk_q5_0x8) == 176 &&
+               sizeof(blk_q5_1x8) == 192, "interleaved layouts: 8 file blocks' bytes each");
 
 /* Activation blocks (internal, not a file format).
  * q8_32: x ~= d * qs, s = sum(qs); used with the 32-element weight types.
@@ -54,10 +60,29 @@ typedef struct { float d; int16_t bsums[16]; int8_t qs[256]; } act_q8_K;        
 typedef float (*awq_dot_fn)(int64_t n, const void *w, const void *xq);
 /* one weight row against 4 activation rows xq, xq + xstride, ... (GEMM: the row is unpacked once) */
 typedef void (*awq_dot4_fn)(int64_t n, const void *w, const void *xq, int64_t xstride, float out[4]);
-/* 8 interleaved weight rows (n / 32 blocks of blk_q4_0x8 / blk_q4_1x8 / blk_q5_0x8 / blk_q5_1x8) against nx (1..4) activation rows xq,
- * xq + xstride, ...: y[t * ystride + r] for t < nx, r < 8 */
+/* 8 interleaved weight rows (n / 32 blocks of blk_q4_0x8 / blk_q4_1x8 / blk_q5_0x8 / blk_q5_1x8) against nx (1..4)
+ * activation rows xq, xq + xstride, ...: y[t * ystride + r] for t < nx, r < 8 */
 typedef void (*awq_gemm8_fn)(int64_t n, const void *wp, const void *xq, int64_t xstride, int nx, float *y,
                              int64_t ystride);
+/* A SIMD variant's gemm8 table entries gemm8_q4_0 .. gemm8_q5_1, from its own
+ * gemm8_nx(n, wp, xq, xstride, y, ystride, nx, kind) (kind 0..3: Q4_0, Q4_1, Q5_0, Q5_1) with nx made a constant;
+ * AWQ_SET_GEMM8(k) puts them in table k. */
+#define AWQ_GEMM8_ENTRY(T, KIND)                                                                               \
+    static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
+        switch (nx) {                                                                                          \
+        case 4: gemm8_nx(n, wp, vx, xs, y, ys, 4, KIND); break;                                                \
+        case 3: gemm8_nx(n, wp, vx, xs, y, ys, 3, KIND); break;                                                \
+        case 2: gemm8_nx(n, wp, vx, xs, y, ys, 2, KIND); break;                                                \
+        default: gemm8_nx(n, wp, vx, xs, y, ys, 1, KIND); break;                                               \
+        }                                                                                                      \
+    }
+#define AWQ_GEMM8_ENTRIES \
+    AWQ_GEMM8_ENTRY(q4_0, 0) AWQ_GEMM8_ENTRY(q4_1, 1) AWQ_GEMM8_ENTRY(q5_0, 2) AWQ_GEMM8_ENTRY(q5_1, 3)
+#define AWQ_SET_GEMM8(k)                                                                                       \
+    do {                                                                                                       \
+        (k).gemm8[AWQ_Q4_0] = gemm8_q4_0; (k).gemm8[AWQ_Q4_1] = gemm8_q4_1;                                    \
+        (k).gemm8[AWQ_Q5_0] = gemm8_q5_0; (k).gemm8[AWQ_Q5_1] = gemm8_q5_1;                                    \
+    } while (0)
 typedef void (*awq_dequant_fn)(int64_t n, const void *w, float *y);
 typedef void (*awq_quant_fn)(int64_t n, const float *x, void *y);
 

@@ -321,8 +321,8 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
                                                            float *y, int64_t ys, const int nx, const int kind) {
     const uint8_t *w = wp;
     const int has_m = kind == 1 || kind == 3, has_h = kind >= 2; /* mins (Q4_1, Q5_1), fifth bits (Q5_0, Q5_1) */
-    const size_t bs = 8 * (2 + 2 * has_m + 4 * has_h + 16);
-    const size_t qh_at = has_m ? 32 : 16, qs_at = qh_at + (has_h ? 32 : 0);
+    const size_t bs = awq_x8_bytes(has_m, has_h), qh_at = awq_x8_qh_at(has_m);
+    const size_t qs_at = awq_x8_qs_at(has_m, has_h);
     const int8x16_t off = vdupq_n_s8(kind == 0 ? 8 : kind == 2 ? 16 : 0);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const act_q8_32 *x[4];
@@ -368,19 +368,7 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
     }
 }
 
-#define GEMM8_ENTRY(T, KIND)                                                                                   \
-    static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
-        switch (nx) {                                                                                          \
-        case 4: gemm8_nx(n, wp, vx, xs, y, ys, 4, KIND); break;                                                \
-        case 3: gemm8_nx(n, wp, vx, xs, y, ys, 3, KIND); break;                                                \
-        case 2: gemm8_nx(n, wp, vx, xs, y, ys, 2, KIND); break;                                                \
-        default: gemm8_nx(n, wp, vx, xs, y, ys, 1, KIND); break;                                               \
-        }                                                                                                      \
-    }
-GEMM8_ENTRY(q4_0, 0)
-GEMM8_ENTRY(q4_1, 1)
-GEMM8_ENTRY(q5_0, 2)
-GEMM8_ENTRY(q5_1, 3)
+AWQ_GEMM8_ENTRIES
 
 /* ---- float weights ---------------------------------------------------------------------------- */
 
@@ -422,8 +410,7 @@ const awq_kernels *awq_kernels_neon(void) {
         k.dot[AWQ_Q5_1] = dot_q5_1; k.dot[AWQ_Q8_0] = dot_q8_0;
         k.dot[AWQ_Q2_K] = dot_q2_K; k.dot[AWQ_Q3_K] = dot_q3_K; k.dot[AWQ_Q4_K] = dot_q4_K;
         k.dot[AWQ_Q5_K] = dot_q5_K; k.dot[AWQ_Q6_K] = dot_q6_K;
-        k.gemm8[AWQ_Q4_0] = gemm8_q4_0; k.gemm8[AWQ_Q5_0] = gemm8_q5_0;
-        k.gemm8[AWQ_Q4_1] = gemm8_q4_1; k.gemm8[AWQ_Q5_1] = gemm8_q5_1;
+        AWQ_SET_GEMM8(k);
 #if defined(__ARM_FEATURE_DOTPROD)
         k.name = "neon-dotprod";
 #else

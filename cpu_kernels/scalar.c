@@ -323,8 +323,8 @@ static void deq_f16(int64_t n, const void *vw, float *y) {
 static void gemm8_ref(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys, int t) {
     const int has_m = t == AWQ_Q4_1 || t == AWQ_Q5_1, has_h = t == AWQ_Q5_0 || t == AWQ_Q5_1;
     const int off = t == AWQ_Q4_0 ? 8 : t == AWQ_Q5_0 ? 16 : 0;
-    const size_t bs = 8 * (2 + 2 * has_m + 4 * has_h + 16);
-    const size_t qh_at = has_m ? 32 : 16, qs_at = qh_at + (has_h ? 32 : 0);
+    const size_t bs = awq_x8_bytes(has_m, has_h), qh_at = awq_x8_qh_at(has_m);
+    const size_t qs_at = awq_x8_qs_at(has_m, has_h);
     for (int tt = 0; tt < nx; tt++) {
         const act_q8_32 *x = (const act_q8_32 *)((const uint8_t *)vx + tt * xs);
         for (int r = 0; r < 8; r++) {
