@@ -33,8 +33,6 @@ BACKENDS = ("auto", "torch", "kernels")
 
 # F32 matrices stay with torch (BLAS on the mmap in place); the kernels take every type in cpu_kernels.SUPPORTED.
 TORCH_ONLY_TYPES = frozenset({QT.F32, QT.BF16})
-# types the kernels multiply on rows interleaved by 8 (cpu_kernels.pack_weights)
-PACKED_TYPES = (QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1)
 
 
 @dataclass(eq=False)
@@ -128,7 +126,8 @@ class KernelBackend:
         type, the row count or the ISA has no such kernel."""
         key = id(w)
         if key not in self._packed:
-            ok = (self._pack and w.qtype in PACKED_TYPES and w.rows % 8 == 0 and w.rows > 0
+            # packed_gemm_native: the type has an interleaved layout and this ISA a kernel for it
+            ok = (self._pack and w.qtype in self._types and w.rows % 8 == 0 and w.rows > 0
                   and self._k.packed_gemm_native(w.qtype))
             self._packed[key] = self._k.pack_weights(w.raw, w.qtype) if ok else None
         return self._packed[key]

@@ -144,7 +144,7 @@ class Model:
         def vec(t):
             return None if t is None else np.ascontiguousarray(t.numpy(), dtype=np.float32)
 
-        def mat(w):  # the prompt's interleaved copy where there is one (Q4_0/Q4_1/Q5_0/Q5_1): one copy serves both paths
+        def mat(w):  # the prompt's interleaved copy where there is one (backend.packed): one copy serves both paths
             p = self.backend.packed(w)
             return (w.raw, w.qtype) if p is None else p
 
