@@ -9,7 +9,6 @@ rounding of the same float32 input bit for bit, and the float64 product of the r
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 import torch
@@ -23,21 +22,10 @@ COLS = [32, 32 * 37, 4096 + 32]  # one block; 37 blocks (a partly idle last bloc
 
 
 @pytest.fixture(scope="module")
-def fz():
-    from awq_gguf import cuda_kernels
-
-    if not cuda_kernels.available():
-        pytest.fail(cuda_kernels.unavailable_reason())
+def fz(ck):
     from awq_gguf.cuda_kernels import fused
 
     return fused
-
-
-@pytest.fixture(scope="module")
-def seed() -> int:
-    s = random.SystemRandom().randrange(2**31)
-    print(f"fused kernel tests: seed {s}")
-    return s
 
 
 def gen(seed: int) -> torch.Generator:

@@ -7,7 +7,6 @@ counts that fill no warp or block, column counts that leave lanes idle in the la
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
@@ -21,22 +20,6 @@ TYPES = [T.Q4_0, T.Q8_0, T.Q4_K, T.Q6_K]
 # (rows, cols in blocks of the type): 37 rows fill no block of 4 warps; 9 and 11 super-blocks leave lanes idle
 SHAPES = {32: [(37, 32 * 33), (1, 32), (130, 32 * 130)], 256: [(37, 256 * 9), (1, 256), (129, 256 * 11)]}
 BATCHES = [1, 2, 3, 5, 8, 16]
-
-
-@pytest.fixture(scope="module")
-def ck():
-    from awq_gguf import cuda_kernels
-
-    if not cuda_kernels.available():
-        pytest.fail(cuda_kernels.unavailable_reason())
-    return cuda_kernels
-
-
-@pytest.fixture(scope="module")
-def seed() -> int:
-    s = random.SystemRandom().randrange(2**31)
-    print(f"cuda kernel tests: seed {s}")
-    return s
 
 
 _weights: dict = {}
