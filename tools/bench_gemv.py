@@ -85,14 +85,11 @@ def copy_bandwidth() -> float:
 Product = Callable[[], object]
 
 
-def products(ws: list[np.ndarray], t: T, x: np.ndarray, threads: int, packed: bool = False) -> list[Product]:
-    """One y = W x call per copy of W: through the file's rows (matmul), or (packed=True) through the rows
-    interleaved by 8 that the runner multiplies Q4_0 / Q4_1 / Q5_0 / Q5_1 matrices with (pack_weights +
-    matmul_packed)."""
-    if packed:
-        ps = [ck.pack_weights(w, t) for w in ws]
-        return [lambda p=p: ck.matmul_packed(p, x, threads=threads) for p in ps]
-    return [lambda w=w: ck.matmul(w, t, x, threads=threads) for w in ws]
+def products(mats: list, t: T, x: np.ndarray, threads: int) -> list[Product]:
+    """One y = W x call per copy of W: file rows (uint8 arrays, matmul), or pack_weights' copies (PackedMatrix,
+    matmul_packed: the rows interleaved by 8 that the runner multiplies Q4_0 / Q4_1 / Q5_0 / Q5_1 matrices with)."""
+    return [lambda m=m: ck.matmul_packed(m, x, threads=threads) if isinstance(m, ck.PackedMatrix)
+            else ck.matmul(m, t, x, threads=threads) for m in mats]
 
 
 def time_gemv(fs: list[Product], min_s: float = 0.4, mean: bool = False) -> float:
@@ -269,14 +266,15 @@ def main() -> None:
             c_llama = ggml_cpu_time(driver, t, rows, cols, 1, 20)
             # also through the rows interleaved by 8 where the runner uses them (the ISA has that kernel)
             for packed in ((False, True) if ck.packed_gemm_native(t) else (False,)):
-                s_all = time_gemv(products(ws, t, x, threads, packed))
-                one = products(ws, t, x, 1, packed)
+                mats = [ck.pack_weights(w, t) for w in ws] if packed else ws  # packed once for every timing
+                s_all = time_gemv(products(mats, t, x, threads))
+                one = products(mats, t, x, 1)
                 c_rot = our_cpu_time(one, max(20, 2 * copies))
                 adj = adjacent_fraction(one, w0.nbytes)
-                del one
-                s_one = time_gemv(products([w0], t, x, tbo_threads, packed), mean=True)
-                c_one = our_cpu_time(products([w0], t, x, 1, packed), 20)
+                s_one = time_gemv(products(mats[:1], t, x, tbo_threads), mean=True)
+                c_one = our_cpu_time(products(mats[:1], t, x, 1), 20)
                 pending.append((packed, rows, cols, w0.nbytes, s_all, c_rot, adj, s_one, c_one, c_llama))
+                del one, mats
             del ws
         llama2, _ = llama_cpp_times([t], args.tbo)
         for packed, rows, cols, nbytes, s_all, c_rot, adj, s_one, c_one, c_llama in pending:
