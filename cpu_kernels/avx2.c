@@ -543,6 +543,153 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
 
 AWQ_GEMM8_ENTRIES
 
+/* ---- GEMM over interleaved Q2_K / Q3_K (blk_q2_Kx8 / blk_q3_Kx8): 8 weight rows x up to 4 activations ---- */
+
+static inline __m256i bcast_i16x2(const int16_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+static inline __m256i ctrl4(int8_t a, int8_t b, int8_t c, int8_t d, int step) {
+    return _mm256_setr_epi8(a, b, c, d, (int8_t)(a + step), (int8_t)(b + step), (int8_t)(c + step), (int8_t)(d + step),
+                            (int8_t)(a + 2 * step), (int8_t)(b + 2 * step), (int8_t)(c + 2 * step), (int8_t)(d + 2 * step),
+                            (int8_t)(a + 3 * step), (int8_t)(b + 3 * step), (int8_t)(c + 3 * step), (int8_t)(d + 3 * step),
+                            a, b, c, d, (int8_t)(a + step), (int8_t)(b + step), (int8_t)(c + step), (int8_t)(d + step),
+                            (int8_t)(a + 2 * step), (int8_t)(b + 2 * step), (int8_t)(c + 2 * step), (int8_t)(d + 2 * step),
+                            (int8_t)(a + 3 * step), (int8_t)(b + 3 * step), (int8_t)(c + 3 * step), (int8_t)(d + 3 * step));
+}
+
+/* Per super-block and group of 8 rows: each 32-byte quant vector holds 4 elements of one sub-block of every row
+ * (lane pair 2r, 2r+1 of the int16 products = row r); per sub-block the 4 maddubs results (16 elements) sum in
+ * int16, then one madd with that sub-block's 8 scales (a byte shuffle of the scale bytes puts row r's scale in
+ * lanes 2r and 2r+1) adds them into the row's int32 lane.
+ * Q2_K (kind 2): field f of a byte taken by mask only (f = 0, 2 as 0..3, f = 1, 3 as 4 x 0..3, after one
+ * shift by 4 for f = 2, 3): the scales of f = 0, 2 are taken x 4 instead, so the int sum is 4 x the true one;
+ * int16 sums below 4 * 2 * 12 * 127. Mins: pairs of sub-blocks (bytes unpacked to int16) madd pairs of
+ * activation block sums.
+ * Q3_K (kind 3): 3-bit values 0..7 (q + 4), 8 slots from 3 vectors (see kernels.h); scales as int8 4 x s
+ * (sign-extended by unpacking with their sign bytes); the offset 4 through the scale-weighted block sums.
+ * int16 sums below 4 * 2 * 7 * 127. */
+static inline __attribute__((always_inline)) void gemm8k_nx(int64_t n, const void *wp, const void *vx, int64_t xs,
+                                                            float *y, int64_t ys, const int nx, const int kind) {
+    const uint8_t *w = wp;
+    const size_t bs = kind == 2 ? sizeof(blk_q2_Kx8) : sizeof(blk_q3_Kx8);
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(0x0C), m15 = _mm256_set1_epi8(0x0F);
+    const __m256i m7 = _mm256_set1_epi8(7), m88 = _mm256_set1_epi8((char)0x88), zero = _mm256_setzero_si256();
+    /* Q2_K: row r's scale byte 8h + 2r' + i (r' = r % 4, in r's 128-bit lane) to int16 lanes 2r', 2r'+1 */
+    const __m256i sc_ctrl[4] = {ctrl4(0, -128, 0, -128, 2), ctrl4(1, -128, 1, -128, 2), ctrl4(8, -128, 8, -128, 2),
+                                ctrl4(9, -128, 9, -128, 2)};
+    /* Q3_K: int16 lane 2r' (slot 0) or 2r'+1 (slot 1) of a scale pair vector to both lanes 2r', 2r'+1 */
+    const __m256i dup_ctrl[2] = {ctrl4(0, 1, 0, 1, 4), ctrl4(2, 3, 2, 3, 4)};
+    const act_q8_K *x[4];
+    __m256 acc[4];
+    for (int t = 0; t < 4; t++) {
+        x[t] = (const act_q8_K *)((const uint8_t *)vx + (t < nx ? t : 0) * xs);
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / QKK; b++) {
+        const uint8_t *blk = w + b * bs;
+        pf_ahead(blk, bs);
+        __m256i ai[4], am[4];
+        for (int t = 0; t < 4; t++) ai[t] = am[t] = _mm256_setzero_si256();
+        if (kind == 2) {
+            const blk_q2_Kx8 *k = (const blk_q2_Kx8 *)(const void *)blk;
+#pragma GCC unroll 4
+            for (int a = 0; a < 4; a++) { /* sub-blocks 4a .. 4a+3 */
+                const __m256i z = ld256(k->sm + 32 * a);
+                const __m256i sb = _mm256_and_si256(z, m15);
+                const __m256i sb4 = _mm256_and_si256(_mm256_slli_epi16(z, 2), _mm256_set1_epi8(0x3C));
+                const __m256i mb = _mm256_and_si256(_mm256_srli_epi16(z, 4), m15);
+                const __m256i *q = (const __m256i *)(const void *)(k->qs + 128 * a);
+#pragma GCC unroll 4
+                for (int f = 0; f < 4; f++) {
+                    const __m256i sc = _mm256_shuffle_epi8(f % 2 ? sb : sb4, sc_ctrl[f]);
+                    __m256i u[4];
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) {
+                        const __m256i v = _mm256_loadu_si256(q + j);
+                        const __m256i vs = f >= 2 ? _mm256_srli_epi16(v, 4) : v;
+                        u[j] = _mm256_and_si256(vs, f % 2 ? m12 : m3);
+                    }
+#pragma GCC unroll 4
+                    for (int t = 0; t < nx; t++) {
+                        const int8_t *xq = x[t][b].qs + 64 * a + 16 * f;
+                        __m256i s16 = _mm256_maddubs_epi16(u[0], bcast32(xq));
+                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(u[1], bcast32(xq + 4)));
+                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(u[2], bcast32(xq + 8)));
+                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(u[3], bcast32(xq + 12)));
+                        ai[t] = _mm256_add_epi32(ai[t], _mm256_madd_epi16(s16, sc));
+                        __asm__("" : "+x"(ai[t])); /* a chain, not a tree of all 16 sub-block sums (spills) */
+                    }
+                }
+                const __m256i mlo = _mm256_unpacklo_epi8(mb, zero), mhi = _mm256_unpackhi_epi8(mb, zero);
+#pragma GCC unroll 4
+                for (int t = 0; t < nx; t++) {
+                    const int16_t *bsum = x[t][b].bsums + 4 * a;
+                    am[t] = _mm256_add_epi32(am[t], _mm256_add_epi32(_mm256_madd_epi16(mlo, bcast_i16x2(bsum)),
+                                                                     _mm256_madd_epi16(mhi, bcast_i16x2(bsum + 2))));
+                    __asm__("" : "+x"(am[t]));
+                }
+            }
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)k->d));
+            const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)k->dmin));
+#pragma GCC unroll 4
+            for (int t = 0; t < nx; t++) {
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(0.25f * x[t][b].d)), _mm256_cvtepi32_ps(ai[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, _mm256_set1_ps(x[t][b].d)), _mm256_cvtepi32_ps(am[t]), acc[t]);
+            }
+        } else {
+            const blk_q3_Kx8 *k = (const blk_q3_Kx8 *)(const void *)blk;
+            const __m256i y0 = ld256(k->sc), y1 = ld256(k->sc + 32), y2 = ld256(k->sc + 64), mfc = _mm256_set1_epi8((char)0xFC);
+            const __m256i y3 = _mm256_or_si256(
+                _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi16(y0, 6), _mm256_set1_epi8((char)0xC0)),
+                                _mm256_and_si256(_mm256_slli_epi16(y1, 4), _mm256_set1_epi8(0x30))),
+                _mm256_and_si256(_mm256_slli_epi16(y2, 2), m12));
+            const __m256i cb[4] = {_mm256_and_si256(y0, mfc), _mm256_and_si256(y1, mfc), _mm256_and_si256(y2, mfc), y3};
+#pragma GCC unroll 8
+            for (int tr = 0; tr < 8; tr++) { /* sub-blocks 2tr, 2tr+1 */
+                const __m256i c = cb[tr / 2], sg = _mm256_cmpgt_epi8(zero, c);
+                const __m256i pr = tr % 2 ? _mm256_unpackhi_epi8(c, sg) : _mm256_unpacklo_epi8(c, sg);
+                const __m256i sc0 = _mm256_shuffle_epi8(pr, dup_ctrl[0]), sc1 = _mm256_shuffle_epi8(pr, dup_ctrl[1]);
+                const __m256i *q = (const __m256i *)(const void *)(k->qs + 96 * tr);
+                const __m256i va = _mm256_loadu_si256(q), vb = _mm256_loadu_si256(q + 1), vc = _mm256_loadu_si256(q + 2);
+                const __m256i hb = _mm256_or_si256(
+                    _mm256_or_si256(_mm256_srli_epi16(_mm256_and_si256(va, m88), 3), _mm256_srli_epi16(_mm256_and_si256(vb, m88), 2)),
+                    _mm256_srli_epi16(_mm256_and_si256(vc, m88), 1));
+                const __m256i u0 = _mm256_and_si256(va, m7), u1 = _mm256_and_si256(_mm256_srli_epi16(va, 4), m7);
+                const __m256i u2 = _mm256_and_si256(vb, m7), u3 = _mm256_and_si256(_mm256_srli_epi16(vb, 4), m7);
+                const __m256i u4 = _mm256_and_si256(vc, m7), u5 = _mm256_and_si256(_mm256_srli_epi16(vc, 4), m7);
+                const __m256i u6 = _mm256_and_si256(hb, m7), u7 = _mm256_and_si256(_mm256_srli_epi16(hb, 4), m7);
+#pragma GCC unroll 4
+                for (int t = 0; t < nx; t++) {
+                    const int8_t *xq = x[t][b].qs + 32 * tr;
+                    __m256i s0 = _mm256_maddubs_epi16(u0, bcast32(xq));
+                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(u1, bcast32(xq + 4)));
+                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(u2, bcast32(xq + 8)));
+                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(u3, bcast32(xq + 12)));
+                    __m256i s1 = _mm256_maddubs_epi16(u4, bcast32(xq + 16));
+                    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(u5, bcast32(xq + 20)));
+                    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(u6, bcast32(xq + 24)));
+                    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(u7, bcast32(xq + 28)));
+                    ai[t] = _mm256_add_epi32(ai[t], _mm256_add_epi32(_mm256_madd_epi16(s0, sc0), _mm256_madd_epi16(s1, sc1)));
+                    am[t] = _mm256_add_epi32(am[t], _mm256_madd_epi16(pr, bcast_i16x2(x[t][b].bsums + 2 * tr)));
+                    __asm__("" : "+x"(ai[t]), "+x"(am[t]));
+                }
+            }
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)k->d));
+#pragma GCC unroll 4
+            for (int t = 0; t < nx; t++) {
+                const __m256i s = _mm256_sub_epi32(ai[t], _mm256_slli_epi32(am[t], 2));
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(0.25f * x[t][b].d)), _mm256_cvtepi32_ps(s), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nx; t++) _mm256_storeu_ps(y + t * ys, acc[t]);
+}
+
+AWQ_GEMM8K_ENTRIES
+
 /* ---- float weights ---------------------------------------------------------------------------- */
 
 static float dot_f32(int64_t n, const void *vw, const void *vx) {

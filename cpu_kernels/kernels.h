@@ -46,6 +46,47 @@ typedef struct { uint16_t d[8], m[8]; uint32_t qh[8]; uint8_t qs[128]; } blk_q5_
 static inline size_t awq_x8_qh_at(int has_m) { return has_m ? 32 : 16; } /* after the 8 d (and the 8 m) */
 static inline size_t awq_x8_qs_at(int has_m, int has_h) { return awq_x8_qh_at(has_m) + (has_h ? 32 : 0); }
 static inline size_t awq_x8_bytes(int has_m, int has_h) { return awq_x8_qs_at(has_m, has_h) + 128; }
+/* Q2_K and Q3_K rows interleaved by 8 (awq_pack), per super-block of 256 columns, 8 file blocks' bytes each.
+ * Every quant vector of 32 bytes holds 4 consecutive elements (16 s + 4 j + k, k = 0..3) of one 16-element
+ * sub-block s of each of the 8 rows at byte 4 r + k, so one broadcast 4-byte activation word meets all 8 rows.
+ * Per-16 scales (and Q2_K's mins) for 2 sub-blocks x 8 rows in 16 bytes, so that SIMD code builds a row-per-lane
+ * scale vector with one byte shuffle: byte 32 a + 16 (r / 4) + 8 h + 2 (r % 4) + i is row r's sub-block
+ * 4 a + 2 h + i (awq_x8k_sc_at).
+ * blk_q2_Kx8: the 8 d, the 8 dmin, then sm = each row's file scale byte (scale | min << 4) at awq_x8k_sc_at, then
+ * qs: quad a (sub-blocks 4 a .. 4 a + 3) in 4 vectors qs[128 a + 32 j ..], bits 2 f, 2 f + 1 of byte 4 r + k =
+ * row r's element 16 (4 a + f) + 4 j + k (awq_q2x8_at). */
+typedef struct { uint16_t d[8], dmin[8]; uint8_t sm[128]; uint8_t qs[512]; } blk_q2_Kx8;               /* 672 = 8 x 84 */
+/* blk_q3_Kx8: the 8 d; sc (96 bytes): each 6-bit scale as the byte c = ((s6 ^ 32) << 2) (as int8: 4 (s6 - 32))
+ * at awq_x8k_sc_at, 128 bytes folded into 96: sc[j] (j < 96) = (c[j] & 0xFC) | bits 2 .. 7 of c[96 + j % 32]
+ * taken two at a time (j / 32 = 0: bits 6, 7; 1: bits 4, 5; 2: bits 2, 3); then qs: 3-bit values q = low 2 bits |
+ * hmask bit << 2 (0..7, the file's q + 4), triple t (sub-blocks 2 t, 2 t + 1) in 3 vectors A, B, C =
+ * qs[96 t ..], slot u = 4 i + j (sub-block 2 t + i, elements 4 j .. 4 j + 3): slots 0 .. 5 in bits 0-2 and 4-6 of
+ * A, B, C (A low, A high, B low, ...), slot 6 = bits 3 of A, B, C (as value bits 0, 1, 2), slot 7 = bits 7
+ * (awq_q3x8_slot). */
+typedef struct { uint16_t d[8]; uint8_t sc[96]; uint8_t qs[768]; } blk_q3_Kx8;                        /* 880 = 8 x 110 */
+_Static_assert(sizeof(blk_q2_Kx8) == 8 * sizeof(blk_q2_K) && sizeof(blk_q3_Kx8) == 8 * sizeof(blk_q3_K),
+               "interleaved K layouts: 8 file blocks' bytes each");
+/* byte of row r's sub-block s in blk_q2_Kx8.sm / the unfolded 128 Q3_K scale bytes */
+static inline int awq_x8k_sc_at(int r, int s) { return 32 * (s / 4) + 16 * (r / 4) + 8 * ((s / 2) % 2) + 2 * (r % 4) + s % 2; }
+/* byte and bit shift of row r's element e in blk_q2_Kx8.qs */
+static inline int awq_q2x8_at(int r, int e, int *shift) {
+    const int s = e / 16;
+    *shift = 2 * (s % 4);
+    return 128 * (s / 4) + 32 * ((e % 16) / 4) + 4 * r + e % 4;
+}
+/* row r's element e of a blk_q3_Kx8 (qs: its 768 bytes): the 3-bit value 0..7 */
+static inline int awq_q3x8_get(const uint8_t *qs, int r, int e) {
+    const int s = e / 16, j = (e % 16) / 4, u = 4 * (s % 2) + j, at = 96 * (s / 2) + 4 * r + e % 4;
+    if (u < 6) return (qs[at + 32 * (u / 2)] >> (4 * (u % 2))) & 7;
+    const int bit = u == 6 ? 3 : 7;
+    return ((qs[at] >> bit) & 1) | (((qs[at + 32] >> bit) & 1) << 1) | (((qs[at + 64] >> bit) & 1) << 2);
+}
+/* the unfolded Q3_K scale byte j (0..127) of blk_q3_Kx8.sc; as int8: 4 x (the 6-bit scale - 32) */
+static inline uint8_t awq_q3x8_sc(const uint8_t *sc, int j) {
+    if (j < 96) return sc[j] & 0xFC;
+    const int m = j - 96;
+    return (uint8_t)(((sc[m] & 3) << 6) | ((sc[32 + m] & 3) << 4) | ((sc[64 + m] & 3) << 2));
+}
 _Static_assert(sizeof(blk_q4_0x8) == 144 && sizeof(blk_q4_1x8) == 160 && sizeof(blk_q5_0x8) == 176 &&
                sizeof(blk_q5_1x8) == 192, "interleaved layouts: 8 file blocks' bytes each");
 
@@ -60,7 +101,8 @@ typedef struct { float d; int16_t bsums[16]; int8_t qs[256]; } act_q8_K;        
 typedef float (*awq_dot_fn)(int64_t n, const void *w, const void *xq);
 /* one weight row against 4 activation rows xq, xq + xstride, ... (GEMM: the row is unpacked once) */
 typedef void (*awq_dot4_fn)(int64_t n, const void *w, const void *xq, int64_t xstride, float out[4]);
-/* 8 interleaved weight rows (n / 32 blocks of blk_q4_0x8 / blk_q4_1x8 / blk_q5_0x8 / blk_q5_1x8) against nx (1..4)
+/* 8 interleaved weight rows (n / 32 blocks of blk_q4_0x8 / blk_q4_1x8 / blk_q5_0x8 / blk_q5_1x8, or n / 256 of
+ * blk_q2_Kx8 / blk_q3_Kx8) against nx (1..4)
  * activation rows xq, xq + xstride, ...: y[t * ystride + r] for t < nx, r < 8 */
 typedef void (*awq_gemm8_fn)(int64_t n, const void *wp, const void *xq, int64_t xstride, int nx, float *y,
                              int64_t ystride);
@@ -78,10 +120,22 @@ typedef void (*awq_gemm8_fn)(int64_t n, const void *wp, const void *xq, int64_t 
     }
 #define AWQ_GEMM8_ENTRIES \
     AWQ_GEMM8_ENTRY(q4_0, 0) AWQ_GEMM8_ENTRY(q4_1, 1) AWQ_GEMM8_ENTRY(q5_0, 2) AWQ_GEMM8_ENTRY(q5_1, 3)
+/* Q2_K / Q3_K (blk_q2_Kx8 / blk_q3_Kx8) likewise from gemm8k_nx(..., nx, kind) (kind 2, 3) */
+#define AWQ_GEMM8K_ENTRY(T, KIND)                                                                              \
+    static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
+        switch (nx) {                                                                                          \
+        case 4: gemm8k_nx(n, wp, vx, xs, y, ys, 4, KIND); break;                                               \
+        case 3: gemm8k_nx(n, wp, vx, xs, y, ys, 3, KIND); break;                                               \
+        case 2: gemm8k_nx(n, wp, vx, xs, y, ys, 2, KIND); break;                                               \
+        default: gemm8k_nx(n, wp, vx, xs, y, ys, 1, KIND); break;                                              \
+        }                                                                                                      \
+    }
+#define AWQ_GEMM8K_ENTRIES AWQ_GEMM8K_ENTRY(q2_K, 2) AWQ_GEMM8K_ENTRY(q3_K, 3)
 #define AWQ_SET_GEMM8(k)                                                                                       \
     do {                                                                                                       \
         (k).gemm8[AWQ_Q4_0] = gemm8_q4_0; (k).gemm8[AWQ_Q4_1] = gemm8_q4_1;                                    \
         (k).gemm8[AWQ_Q5_0] = gemm8_q5_0; (k).gemm8[AWQ_Q5_1] = gemm8_q5_1;                                    \
+        (k).gemm8[AWQ_Q2_K] = gemm8_q2_K; (k).gemm8[AWQ_Q3_K] = gemm8_q3_K;                                    \
     } while (0)
 typedef void (*awq_dequant_fn)(int64_t n, const void *w, float *y);
 typedef void (*awq_quant_fn)(int64_t n, const float *x, void *y);
@@ -92,7 +146,7 @@ typedef struct {
     awq_quant_fn quantize_q8_K;
     awq_dot_fn dot[AWQ_NTYPES];        /* NULL: type not supported */
     awq_dot4_fn dot4[AWQ_NTYPES];      /* NULL: GEMM calls dot once per activation row */
-    awq_gemm8_fn gemm8[AWQ_NTYPES];    /* over awq_pack's interleaved rows; NULL: none (Q4_0/Q4_1/Q5_0/Q5_1) */
+    awq_gemm8_fn gemm8[AWQ_NTYPES];    /* over awq_pack's interleaved rows; NULL: none (Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K) */
     awq_dequant_fn dequant[AWQ_NTYPES];
 } awq_kernels;
 

@@ -152,15 +152,59 @@ int awq_matmul(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t co
 
 /* ---- Q4_0 / Q4_1 / Q5_0 / Q5_1 rows interleaved by 8 (blk_q4_0x8 ... blk_q5_1x8) ---------------- */
 
-static int packable(int t) { return t == AWQ_Q4_0 || t == AWQ_Q4_1 || t == AWQ_Q5_0 || t == AWQ_Q5_1; }
+static int packable(int t) {
+    return t == AWQ_Q4_0 || t == AWQ_Q4_1 || t == AWQ_Q5_0 || t == AWQ_Q5_1 || t == AWQ_Q2_K || t == AWQ_Q3_K;
+}
 
 int awq_packed_gemm_native(int t) { return t >= 0 && t < AWQ_NTYPES && awq_current()->gemm8[t] != 0; }
 
 int64_t awq_packed_bytes(int t, int64_t rows, int64_t cols) {
     int64_t e, b;
     type_block(t, &e, &b);
-    if (!packable(t) || rows <= 0 || rows % 8 || cols <= 0 || cols % QK32) return 0;
-    return rows * (cols / QK32) * b;
+    if (!packable(t) || rows <= 0 || rows % 8 || cols <= 0 || cols % e) return 0;
+    return rows * (cols / e) * b;
+}
+
+/* one super-block of 8 Q2_K / Q3_K rows (src: row 0's block, rows row_bytes apart) into blk_q2_Kx8 / blk_q3_Kx8 */
+static void pack_k8(int t, const uint8_t *src, int64_t row_bytes, uint8_t *dst) {
+    if (t == AWQ_Q2_K) {
+        blk_q2_Kx8 *o = (blk_q2_Kx8 *)(void *)dst;
+        memset(o, 0, sizeof *o);
+        for (int r = 0; r < 8; r++) {
+            const blk_q2_K *b = (const blk_q2_K *)(const void *)(src + r * row_bytes);
+            o->d[r] = b->d;
+            o->dmin[r] = b->dmin;
+            for (int s = 0; s < 16; s++) o->sm[awq_x8k_sc_at(r, s)] = b->scales[s];
+            for (int e = 0; e < QKK; e++) {
+                int sh;
+                const int at = awq_q2x8_at(r, e, &sh);
+                o->qs[at] |= (uint8_t)(((b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3) << sh);
+            }
+        }
+        return;
+    }
+    blk_q3_Kx8 *o = (blk_q3_Kx8 *)(void *)dst;
+    uint8_t c[128];
+    memset(o, 0, sizeof *o);
+    for (int r = 0; r < 8; r++) {
+        const blk_q3_K *b = (const blk_q3_K *)(const void *)(src + r * row_bytes);
+        int8_t sc[16];
+        o->d[r] = b->d;
+        awq_q3k_scales(b->scales, sc);
+        for (int s = 0; s < 16; s++) c[awq_x8k_sc_at(r, s)] = (uint8_t)((sc[s] & 0x3F) << 2);
+        for (int e = 0; e < QKK; e++) {
+            const int h = e / 128, j = (e % 128) / 32, l = e % 32;
+            const int q = ((b->qs[32 * h + l] >> (2 * j)) & 3) | (((b->hmask[l] >> (4 * h + j)) & 1) << 2);
+            const int s = e / 16, u = 4 * (s % 2) + (e % 16) / 4, at = 96 * (s / 2) + 4 * r + e % 4;
+            if (u < 6) {
+                o->qs[at + 32 * (u / 2)] |= (uint8_t)(q << (4 * (u % 2)));
+            } else {
+                const int bit = u == 6 ? 3 : 7;
+                for (int v = 0; v < 3; v++) o->qs[at + 32 * v] |= (uint8_t)(((q >> v) & 1) << bit);
+            }
+        }
+    }
+    for (int j = 0; j < 96; j++) o->sc[j] = (uint8_t)((c[j] & 0xFC) | ((c[96 + j % 32] >> (6 - 2 * (j / 32))) & 3));
 }
 
 int awq_pack(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols, void *out, int64_t out_bytes) {
@@ -168,6 +212,13 @@ int awq_pack(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols
     const int rc = check(t, cols, row_bytes);
     if (rc) return rc;
     if (out_bytes <= 0 || out_bytes != awq_packed_bytes(t, rows, cols)) return -2;
+    if (is_k(t)) {
+        const int64_t nb = cols / QKK, bs = t == AWQ_Q2_K ? (int64_t)sizeof(blk_q2_Kx8) : (int64_t)sizeof(blk_q3_Kx8);
+        for (int64_t g = 0; g < rows / 8; g++)
+            for (int64_t b = 0; b < nb; b++)
+                pack_k8(t, (const uint8_t *)w + 8 * g * row_bytes + b * bs / 8, row_bytes, (uint8_t *)out + (g * nb + b) * bs);
+        return 0;
+    }
     const int64_t nb = cols / QK32;
     /* a file block: d (and m) first, then (5-bit types) 4 bytes of qh, then 16 of qs; the packed block: the 8
      * d, (the 8 m), (the 8 regrouped qh words), then qs */

@@ -370,6 +370,92 @@ static inline __attribute__((always_inline)) void gemm8_nx(int64_t n, const void
 
 AWQ_GEMM8_ENTRIES
 
+/* ---- GEMM over interleaved Q2_K / Q3_K (blk_q2_Kx8 / blk_q3_Kx8): 8 rows x up to 4 activations --------------
+ * A plain form: each 16-byte half of a quant vector (4 elements of 4 rows) unpacked with byte shifts and masks,
+ * dotted with the broadcast activation word (row sums in the lanes), weighted per sub-block by the rows' scales
+ * (taken from the layout in scalar code once per super-block); mins / Q3_K's offset through the block sums. */
+static inline __attribute__((always_inline)) void gemm8k_nx(int64_t n, const void *wp, const void *vx, int64_t xs,
+                                                            float *y, int64_t ys, const int nx, const int kind) {
+    const uint8_t *w = wp;
+    const size_t bs = kind == 2 ? sizeof(blk_q2_Kx8) : sizeof(blk_q3_Kx8);
+    const act_q8_K *x[4];
+    float acc[4][8];
+    for (int t = 0; t < 4; t++) {
+        x[t] = (const act_q8_K *)((const uint8_t *)vx + (t < nx ? t : 0) * xs);
+        for (int r = 0; r < 8; r++) acc[t][r] = 0.0f;
+    }
+    for (int64_t b = 0; b < n / QKK; b++) {
+        const uint8_t *blk = w + b * bs;
+        int32_t sc[16][8], mn[16][8];
+        float dw[8], dm[8];
+        if (kind == 2) {
+            const blk_q2_Kx8 *k = (const blk_q2_Kx8 *)(const void *)blk;
+            for (int s = 0; s < 16; s++)
+                for (int r = 0; r < 8; r++) {
+                    const uint8_t v = k->sm[awq_x8k_sc_at(r, s)];
+                    sc[s][r] = v & 0xF;
+                    mn[s][r] = v >> 4;
+                }
+            for (int r = 0; r < 8; r++) { dw[r] = h2f(k->d[r]); dm[r] = h2f(k->dmin[r]); }
+        } else {
+            const blk_q3_Kx8 *k = (const blk_q3_Kx8 *)(const void *)blk;
+            for (int s = 0; s < 16; s++)
+                for (int r = 0; r < 8; r++) {
+                    sc[s][r] = (int8_t)awq_q3x8_sc(k->sc, awq_x8k_sc_at(r, s)) / 4;
+                    mn[s][r] = 4 * sc[s][r]; /* the offset 4 */
+                }
+            for (int r = 0; r < 8; r++) dw[r] = dm[r] = h2f(k->d[r]); /* the offset times d */
+        }
+        const uint8_t *qs = kind == 2 ? blk + offsetof(blk_q2_Kx8, qs) : blk + offsetof(blk_q3_Kx8, qs);
+        int32x4_t ai[4][2];
+        for (int t = 0; t < 4; t++) ai[t][0] = ai[t][1] = vdupq_n_s32(0);
+        for (int s = 0; s < 16; s++)
+            for (int h = 0; h < 2; h++) {
+                int8x16_t u[4];
+                for (int j = 0; j < 4; j++) {
+                    if (kind == 2) {
+                        const uint8x16_t v = vld1q_u8(qs + 128 * (s / 4) + 32 * j + 16 * h);
+                        u[j] = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(v, vdupq_n_s8((int8_t)(-2 * (s % 4)))), vdupq_n_u8(3)));
+                    } else {
+                        const int slot = 4 * (s % 2) + j;
+                        const uint8_t *at = qs + 96 * (s / 2) + 16 * h;
+                        uint8x16_t v;
+                        if (slot < 6) {
+                            v = vshlq_u8(vld1q_u8(at + 32 * (slot / 2)), vdupq_n_s8((int8_t)(-4 * (slot % 2))));
+                        } else {
+                            const int8x16_t sh = vdupq_n_s8((int8_t)(slot == 6 ? -3 : -7));
+                            const uint8x16_t one = vdupq_n_u8(1);
+                            v = vandq_u8(vshlq_u8(vld1q_u8(at), sh), one);
+                            v = vorrq_u8(v, vshlq_n_u8(vandq_u8(vshlq_u8(vld1q_u8(at + 32), sh), one), 1));
+                            v = vorrq_u8(v, vshlq_n_u8(vandq_u8(vshlq_u8(vld1q_u8(at + 64), sh), one), 2));
+                        }
+                        u[j] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(7)));
+                    }
+                }
+                const int32x4_t scv = vld1q_s32(&sc[s][4 * h]);
+                for (int t = 0; t < nx; t++) {
+                    int32x4_t d = vdupq_n_s32(0);
+                    for (int j = 0; j < 4; j++) d = dot4x4(d, u[j], bcast4(x[t][b].qs + 16 * s + 4 * j));
+                    ai[t][h] = vmlaq_s32(ai[t][h], d, scv);
+                }
+            }
+        for (int t = 0; t < nx; t++) {
+            int32_t main[8];
+            vst1q_s32(main, ai[t][0]);
+            vst1q_s32(main + 4, ai[t][1]);
+            for (int r = 0; r < 8; r++) {
+                int32_t m = 0;
+                for (int s = 0; s < 16; s++) m += mn[s][r] * x[t][b].bsums[s];
+                acc[t][r] += x[t][b].d * (dw[r] * (float)main[r] - dm[r] * (float)m);
+            }
+        }
+    }
+    for (int t = 0; t < nx; t++)
+        for (int r = 0; r < 8; r++) y[t * ys + r] = acc[t][r];
+}
+
+AWQ_GEMM8K_ENTRIES
+
 /* ---- float weights ---------------------------------------------------------------------------- */
 
 static float dot_f32(int64_t n, const void *vw, const void *vx) {

@@ -229,8 +229,8 @@ def matmul(w: np.ndarray, qtype: Any, x: np.ndarray, threads: int | None = None,
 @dataclass(frozen=True)
 class PackedMatrix:
     """A weight matrix with its rows interleaved by 8 for the prompt GEMM and the decode step (pack_weights;
-    Q4_0, Q4_1, Q5_0 or Q5_1; layouts blk_q4_0x8 ... blk_q5_1x8 in kernels.h): data uint8 [rows // 8, 8 * row_bytes], as many
-    bytes as the file's rows."""
+    Q4_0, Q4_1, Q5_0, Q5_1, Q2_K or Q3_K; layouts blk_q4_0x8 ... blk_q5_1x8, blk_q2_Kx8, blk_q3_Kx8 in
+    kernels.h): data uint8 [rows // 8, 8 * row_bytes], as many bytes as the file's rows."""
 
     data: np.ndarray
     qtype: GGMLQuantizationType
@@ -239,21 +239,22 @@ class PackedMatrix:
 
 
 def packed_gemm_native(qtype: Any) -> bool:
-    """Whether the current ISA has its own kernel over interleaved rows for qtype (Q4_0, Q4_1, Q5_0, Q5_1: scalar, AVX2,
-    AVX-512 through AVX2's, NEON). Where one has none, matmul_packed still works, on the scalar kernel: keep the
-    file's rows there."""
+    """Whether the current ISA has its own kernel over interleaved rows for qtype (Q4_0, Q4_1, Q5_0, Q5_1, Q2_K,
+    Q3_K: scalar, AVX2, AVX-512 through AVX2's, NEON). Where one has none, matmul_packed still works, on the scalar
+    kernel: keep the file's rows there."""
     return bool(_lib().awq_packed_gemm_native(int(_qtype(qtype))))
 
 
 def pack_weights(w: np.ndarray, qtype: Any) -> PackedMatrix:
     """The rows of w (uint8 [rows, row_bytes] of qtype) interleaved by 8; rows must be a multiple of 8 and
-    qtype Q4_0, Q4_1, Q5_0 or Q5_1 (KernelShapeError / KernelTypeError otherwise). A one-time copy of w's size."""
+    qtype Q4_0, Q4_1, Q5_0, Q5_1, Q2_K or Q3_K (KernelShapeError / KernelTypeError otherwise). A one-time copy of
+    w's size."""
     lib = _lib()
     t = _qtype(qtype)
     w, cols = _weights(w, t)
     rows = w.shape[0]
     if lib.awq_packed_bytes(int(t), 8, cols) == 0:  # the type (cols is a whole number of blocks here)
-        raise KernelTypeError(f"{t.name} has no interleaved layout (only Q4_0, Q4_1, Q5_0 and Q5_1 have)")
+        raise KernelTypeError(f"{t.name} has no interleaved layout (only Q4_0, Q4_1, Q5_0, Q5_1, Q2_K and Q3_K have)")
     if rows == 0 or rows % 8:
         raise KernelShapeError(f"pack_weights needs a positive multiple of 8 rows, got w {tuple(w.shape)}")
     data = np.empty((rows // 8, w.shape[1] * 8), np.uint8)

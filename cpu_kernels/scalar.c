@@ -356,6 +356,62 @@ GEMM8_REF(q4_1, AWQ_Q4_1)
 GEMM8_REF(q5_0, AWQ_Q5_0)
 GEMM8_REF(q5_1, AWQ_Q5_1)
 
+/* ---- interleaved Q2_K / Q3_K (blk_q2_Kx8 / blk_q3_Kx8) ---------------------------------------------- */
+
+void awq_unpack_x8k(int t, const void *vb, int r, kblock_t *k) {
+    if (t == AWQ_Q2_K) {
+        const blk_q2_Kx8 *b = vb;
+        for (int e = 0; e < QKK; e++) {
+            int sh;
+            const int at = awq_q2x8_at(r, e, &sh);
+            k->q[e] = (b->qs[at] >> sh) & 3;
+        }
+        for (int s = 0; s < 16; s++) {
+            const uint8_t v = b->sm[awq_x8k_sc_at(r, s)];
+            k->sc[s] = v & 0xF;
+            k->mn[s] = v >> 4;
+        }
+        k->off = 0; k->d = awq_h2f(b->d[r]); k->dmin = awq_h2f(b->dmin[r]);
+        return;
+    }
+    const blk_q3_Kx8 *b = vb;
+    for (int e = 0; e < QKK; e++) k->q[e] = (uint8_t)awq_q3x8_get(b->qs, r, e);
+    for (int s = 0; s < 16; s++) { k->sc[s] = (int8_t)awq_q3x8_sc(b->sc, awq_x8k_sc_at(r, s)) / 4; k->mn[s] = 0; }
+    k->off = 4; k->d = awq_h2f(b->d[r]); k->dmin = 0.0f;
+}
+
+/* 8 interleaved K rows against nx activation rows: each row's super-blocks unpacked (awq_unpack_x8k) and
+ * summed as kdot does */
+static void gemm8_kref(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys, int t) {
+    const size_t bs = t == AWQ_Q2_K ? sizeof(blk_q2_Kx8) : sizeof(blk_q3_Kx8);
+    kblock_t k;
+    for (int tt = 0; tt < nx; tt++) {
+        const act_q8_K *x = (const act_q8_K *)((const uint8_t *)vx + tt * xs);
+        for (int r = 0; r < 8; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < n / QKK; b++) {
+                awq_unpack_x8k(t, (const uint8_t *)wp + b * bs, r, &k);
+                int32_t main = 0, mins = 0;
+                for (int j = 0; j < 16; j++) {
+                    int32_t s = 0;
+                    for (int i = 16 * j; i < 16 * j + 16; i++) s += (int32_t)k.q[i] * x[b].qs[i];
+                    main += k.sc[j] * (s - k.off * x[b].bsums[j]);
+                    mins += k.mn[j] * x[b].bsums[j];
+                }
+                acc += x[b].d * (k.d * (float)main - k.dmin * (float)mins);
+            }
+            y[tt * ys + r] = acc;
+        }
+    }
+}
+
+static void gemm8_q2_K(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
+    gemm8_kref(n, wp, vx, xs, nx, y, ys, AWQ_Q2_K);
+}
+static void gemm8_q3_K(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) {
+    gemm8_kref(n, wp, vx, xs, nx, y, ys, AWQ_Q3_K);
+}
+
 void awq_scalar_fill(awq_kernels *k) {
     k->quantize_q8_32 = awq_scalar_quantize_q8_32;
     k->quantize_q8_K = awq_scalar_quantize_q8_K;
@@ -372,6 +428,7 @@ const awq_kernels *awq_kernels_scalar(void) {
         awq_scalar_fill(&k);
         k.gemm8[AWQ_Q4_0] = gemm8_q4_0; k.gemm8[AWQ_Q4_1] = gemm8_q4_1;
         k.gemm8[AWQ_Q5_0] = gemm8_q5_0; k.gemm8[AWQ_Q5_1] = gemm8_q5_1;
+        k.gemm8[AWQ_Q2_K] = gemm8_q2_K; k.gemm8[AWQ_Q3_K] = gemm8_q3_K;
         k.name = "scalar";
     }
     return &k;

@@ -13,6 +13,8 @@ void awq_unpack_q3_K(const void *b, kblock_t *k);
 void awq_unpack_q4_K(const void *b, kblock_t *k);
 void awq_unpack_q5_K(const void *b, kblock_t *k);
 void awq_unpack_q6_K(const void *b, kblock_t *k);
+/* row r (0..7) of one super-block of interleaved Q2_K / Q3_K rows (t = AWQ_Q2_K: blk_q2_Kx8, AWQ_Q3_K: blk_q3_Kx8) */
+void awq_unpack_x8k(int t, const void *b, int r, kblock_t *k);
 
 void awq_scalar_quantize_q8_32(int64_t n, const float *x, void *y);
 void awq_scalar_quantize_q8_K(int64_t n, const float *x, void *y);

@@ -8,9 +8,9 @@ Backends:
   torch    dequantizes each matrix once with awq_gguf.convert.quants (bit-exact with ggml), caches the float32
            copy, and multiplies in torch. Simple and exact, but streams 4 bytes per weight: fine for the demo model.
   kernels  awq_gguf.cpu_kernels (C SIMD, quantized dot products); weight types it lacks go to the torch backend.
-           Q4_0, Q4_1, Q5_0 and Q5_1 matrices are multiplied on a copy of their rows interleaved by 8, made once
-           on first use (cpu_kernels.pack_weights, where the ISA has a kernel for it; AWQ_GGUF_PACKED=0 turns it off):
-           prompt batches here, one-token steps in the fused decode step (model.py).
+           Q4_0, Q4_1, Q5_0, Q5_1, Q2_K and Q3_K matrices are multiplied on a copy of their rows interleaved by 8,
+           made once on first use (cpu_kernels.pack_weights, where the ISA has a kernel for it; AWQ_GGUF_PACKED=0
+           turns it off): prompt batches here, one-token steps in the fused decode step (model.py).
   auto     kernels when awq_gguf.cpu_kernels provides matmul, else torch.
 The choice is `select_backend(name)`; `AWQ_GGUF_BACKEND` overrides the default.
 """

@@ -122,13 +122,14 @@ static void check_decode(int isa) {
     printf("decode %s\n", failed ? "FAILED" : "ok");
 }
 
-/* the GEMM over interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 rows (awq_pack + awq_matmul_packed; the variant's own kernel, or the
+/* the GEMM over interleaved Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q2_K / Q3_K rows (awq_pack + awq_matmul_packed; the variant's own kernel, or the
  * scalar one where it has none) against the scalar table's file-row matmul; and its refusals */
 static void check_packed(int isa) {
-    enum { R = 40, C = 544, N = 17 };
-    static const int types[4] = {AWQ_Q4_0, AWQ_Q4_1, AWQ_Q5_0, AWQ_Q5_1};
-    for (int ti = 0; ti < 4; ti++) {
+    enum { R = 40, N = 17 };
+    static const int types[6] = {AWQ_Q4_0, AWQ_Q4_1, AWQ_Q5_0, AWQ_Q5_1, AWQ_Q2_K, AWQ_Q3_K};
+    for (int ti = 0; ti < 6; ti++) {
         const int t = types[ti];
+        const int64_t C = t == AWQ_Q2_K || t == AWQ_Q3_K ? 768 : 544;
         awq_mat_t m = random_mat(t, R, C);
         const int64_t size = awq_packed_bytes(t, R, C);
         uint8_t *wp = malloc(size);
@@ -146,12 +147,13 @@ static void check_packed(int isa) {
         check(awq_packed_bytes(t, 12, C) == 0 && awq_pack(t, m.w, 12, m.row_bytes, C, wp, size) == -2,
               "pack refuses", "12 rows", 0, 0);
         check(awq_pack(AWQ_Q8_0, m.w, R, m.row_bytes, C, wp, size) == -1 &&
-              awq_matmul_packed(t, wp, size, R, C + 32, x, N, y, 1) == -2 &&
+              awq_matmul_packed(t, wp, size, R, C + type_of(t)->elems, x, N, y, 1) == -2 &&
               awq_matmul_packed(t, wp, size - 1, R, C, x, N, y, 1) == -2, "packed refuses", "type/size", 0, 0);
         free(wp); free(x); free(y); free(yr); free((void *)m.w);
     }
-    printf("packed %s (own kernels: %d %d %d %d)\n", failed ? "FAILED" : "ok", awq_packed_gemm_native(AWQ_Q4_0),
-           awq_packed_gemm_native(AWQ_Q4_1), awq_packed_gemm_native(AWQ_Q5_0), awq_packed_gemm_native(AWQ_Q5_1));
+    printf("packed %s (own kernels: %d %d %d %d %d %d)\n", failed ? "FAILED" : "ok", awq_packed_gemm_native(AWQ_Q4_0),
+           awq_packed_gemm_native(AWQ_Q4_1), awq_packed_gemm_native(AWQ_Q5_0), awq_packed_gemm_native(AWQ_Q5_1),
+           awq_packed_gemm_native(AWQ_Q2_K), awq_packed_gemm_native(AWQ_Q3_K));
 }
 
 int main(int argc, char **argv) {
