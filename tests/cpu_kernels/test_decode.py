@@ -14,7 +14,7 @@ from awq_gguf import cpu_kernels as ck
 from kernel_blocks import FP16_FIELDS, random_rows, ref_quantize_act
 from test_kernels import K_TYPES, act_block, ref_weights
 
-PACKABLE = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1)  # the types pack_weights interleaves
+PACKABLE = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K)  # the types pack_weights interleaves
 
 ISAS = ck.available_isas()
 
@@ -65,7 +65,7 @@ class Spec:
         self.ref_v = np.zeros((n_kv, n_ctx, d))
 
     def build(self, packed: bool = False) -> ck.DecodeStack:
-        """packed: Q4_0 / Q4_1 / Q5_0 / Q5_1 matrices with a multiple of 8 rows go in as pack_weights' interleaved
+        """packed: matrices of the PACKABLE types with a multiple of 8 rows go in as pack_weights' interleaved
         copies."""
         cfg = ck.DecodeConfig(self.n_embd, self.n_head, self.n_kv, self.d, self.n_ff, self.n_ctx, self.eps,
                               self.neox, self.cos, self.sin)
@@ -190,6 +190,17 @@ def test_packed_32_types(isa, t4: T, t5: T) -> None:
     for threads in (1, 2, 3):
         run_positions(Spec(7, 96, 3, 1, 32, 160, types), n_pos=4, threads=threads, packed=True)
         run_positions(Spec(8, 64, 4, 1, 6, 64, cut), n_pos=4, threads=threads, packed=True)
+
+
+def test_packed_k_types(isa) -> None:
+    """Interleaved Q2_K / Q3_K copies in the decode step (the runner's), whole groups per thread; and (second
+    spec: wk has 6 rows) beside file rows, groups cut by a thread boundary."""
+    types = {"wq": T.Q2_K, "wk": T.Q3_K, "wv": T.Q2_K, "wo": T.Q3_K, "w_gate": T.Q3_K, "w_up": T.Q2_K,
+             "w_down": T.Q3_K}
+    cut = {"wq": T.Q2_K, "wk": T.Q3_K, "wv": T.Q8_0, "wo": T.F32, "w_gate": T.Q3_K, "w_up": T.Q2_K, "w_down": T.Q2_K}
+    for threads in (1, 2, 3):
+        run_positions(Spec(9, 256, 8, 2, 32, 256, types), n_pos=4, threads=threads, packed=True)
+        run_positions(Spec(10, 256, 4, 1, 6, 256, cut), n_pos=4, threads=threads, packed=True)
 
 
 def test_normal_rope_gqa_f32_tight(isa) -> None:
