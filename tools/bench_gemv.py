@@ -87,7 +87,8 @@ Product = Callable[[], object]
 
 def products(mats: list, t: T, x: np.ndarray, threads: int) -> list[Product]:
     """One y = W x call per copy of W: file rows (uint8 arrays, matmul), or pack_weights' copies (PackedMatrix,
-    matmul_packed: the rows interleaved by 8 that the runner multiplies Q4_0 / Q4_1 / Q5_0 / Q5_1 matrices with)."""
+    matmul_packed: the rows interleaved by 8 that the runner multiplies Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q2_K / Q3_K
+    matrices with)."""
     return [lambda m=m: ck.matmul_packed(m, x, threads=threads) if isinstance(m, ck.PackedMatrix)
             else ck.matmul(m, t, x, threads=threads) for m in mats]
 
@@ -332,7 +333,8 @@ def main() -> None:
         "weight bytes per second of wall time over the larger of two one-thread stream reads (512 MiB) taken "
         "right before and after, median of 5 (the host's bandwidth drifts 10-30% within minutes; this ratio "
         "compares readings of the same second). *interleaved*: the same matrix through the rows interleaved by 8 "
-        "that the runner uses for Q4_0 / Q4_1 / Q5_0 (pack_weights + matmul_packed); the llama.cpp columns there "
+        "that the runner uses for Q4_0 / Q4_1 / Q5_0 / Q2_K / Q3_K (pack_weights + matmul_packed); the llama.cpp "
+        "columns there "
         "compare with llama.cpp's plain-row product. "
         f"*wall, {threads} thr*: weight bytes per second "
         f"of wall time on {threads} threads, best of 3 batches, and as a fraction of the {threads}-thread read "
