@@ -28,6 +28,9 @@
 //  10, 11 "stream": batch 1 only (above, mode 7): one kernel that rounds x into shared memory itself and streams the
 //              weights through per-warp shared-memory rings filled by the copy engine (gemv_stream.cuh); 10 = 8 warps
 //              a block, 11 = 16. Not the default (see launch_gemv).
+//  12-15 "chain": 5, 6, 7 and 7 with 8 row-chunks per lane, with the rounding kernel launched with PDL too and
+//              the GEMV letting its successor start at once, so in a chain of products a GEMV's first loads overlap
+//              the previous one's tail.
 #pragma once
 
 #include "common.cuh"
@@ -324,6 +327,7 @@ template <int ACT>
 __global__ void __launch_bounds__(256) quant_x_kernel(const void* __restrict__ x, int8_t* __restrict__ xq,
                                                       float* __restrict__ xd, int n8) {
     griddep_launch_dependents();
+    griddep_wait();  // x may be the previous kernel's output (launched with PDL in modes 12-15; else a no-op)
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const int ic = i < n8 ? i : n8 - 1;  // every lane takes part in the shuffles
     float f[8];
@@ -403,8 +407,9 @@ __device__ __forceinline__ void compute_chunk_q8(const typename F::Raw (&raw)[NR
 // DEPTH: row-chunks per lane in flight (U = DEPTH / NR chunks per step). KS: warps sharing one row group
 // (1: each warp owns its row groups; 4: the block's 4 warps split the group's steps, warp k taking steps k,
 // k + 4, ..., and add their sums through shared memory: 4x the warps for matrices of few rows). MINB: blocks per
-// SM asked of the register allocator (1: no cap; 8: at most 64 registers, 2x the resident warps).
-template <class F, int BMAX, int NR, int DEPTH, int KS, int MINB>
+// SM asked of the register allocator (1: no cap; 8: at most 64 registers, 2x the resident warps). CHAIN: the
+// successor may start at once (modes 12-15).
+template <class F, int BMAX, int NR, int DEPTH, int KS, int MINB, bool CHAIN = false>
 __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
     gemv_q8_kernel(Planes w, const int8_t* __restrict__ xq, const float* __restrict__ xd, float* __restrict__ y,
                    int rows, int cols, int batch) {
@@ -420,6 +425,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
     const int warp0 = KS == 1 ? blockIdx.x * kGemvWarps + wid : blockIdx.x;  // first row group
     const int nwarps = KS == 1 ? gridDim.x * kGemvWarps : gridDim.x;         // row-group stride
     if (warp0 >= groups) {  // block-uniform when KS > 1
+        if (CHAIN) griddep_launch_dependents();
         griddep_wait();
         return;
     }
@@ -435,6 +441,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
 
     int g = warp0, ls = 0, parity = 0;
     load_step(cur, g, ls);
+    if (CHAIN) griddep_launch_dependents();  // the next call's prologue may start during this one's tail
     griddep_wait();
     for (long long it = 0; it < total; ++it) {
         int gn = g, lsn = ls + 1;
@@ -484,23 +491,27 @@ __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
     }
 }
 
-template <class F, int BMAX, int NR, int DEPTH, int KS, int MINB>
+template <class F, int BMAX, int NR, int DEPTH, int KS, int MINB, bool CHAIN = false>
 cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, bool pdl,
                              void* ws, cudaStream_t s) {
     int8_t* xq = static_cast<int8_t*>(ws);
     float* xd = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + static_cast<size_t>(batch) * cols);
     const int n8 = batch * (cols / 8);
     const unsigned qblocks = static_cast<unsigned>((n8 + 255) / 256);
-    if (act == ACT_BF16)
-        quant_x_kernel<ACT_BF16><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
-    else if (act == ACT_F32)
-        quant_x_kernel<ACT_F32><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
-    else if (act != ACT_PRE)  // ACT_PRE: the workspace already holds the rounded x
-        quant_x_kernel<ACT_F16><<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
-    cudaError_t e = cudaGetLastError();
+    auto quant = act == ACT_BF16 ? quant_x_kernel<ACT_BF16> : act == ACT_F32 ? quant_x_kernel<ACT_F32>
+                                                                               : quant_x_kernel<ACT_F16>;
+    cudaError_t e = cudaSuccess;
+    if (act != ACT_PRE) {  // ACT_PRE: the workspace already holds the rounded x
+        if (CHAIN) {       // may start during the previous kernel (it waits before reading x)
+            e = launch_pdl(quant, dim3(qblocks), dim3(256), 0, s, x, xq, xd, n8);
+        } else {
+            quant<<<qblocks, 256, 0, s>>>(x, xq, xd, n8);
+            e = cudaGetLastError();
+        }
+    }
     if (e != cudaSuccess) return e;
 
-    auto kernel = gemv_q8_kernel<F, BMAX, NR, DEPTH, KS, MINB>;
+    auto kernel = gemv_q8_kernel<F, BMAX, NR, DEPTH, KS, MINB, CHAIN>;
     static int per_sm = 0;
     const int threads = 32 * kGemvWarps;
     if (per_sm == 0) {
@@ -520,7 +531,8 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
     return cudaGetLastError();
 }
 
-// mode -> (DEPTH, KS, MINB): 4, 5: (4, 1, 1); 6: (8, 1, 1); 7: (4, 4, 1); 8: (4, 1, 8); 9: (4, 4, 8)
+// mode -> (DEPTH, KS, MINB, CHAIN): 4, 5: (4, 1, 1); 6: (8, 1, 1); 7: (4, 4, 1); 8: (4, 1, 8); 9: (4, 4, 8);
+// 12: (4, 1, 1, chain); 13: (8, 1, 1, chain); 14: (4, 4, 1, chain); 15: (8, 4, 1, chain)
 template <class F, int BMAX, int NR>
 cudaError_t launch_gemv_q8_mode(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int mode,
                                 void* ws, cudaStream_t s) {
@@ -530,6 +542,12 @@ cudaError_t launch_gemv_q8_mode(Planes w, const void* x, int act, float* y, int 
         case 7: return launch_gemv_q8_t<F, BMAX, NR, 4, kGemvWarps, 1>(w, x, act, y, rows, cols, batch, pdl, ws, s);
         case 8: return launch_gemv_q8_t<F, BMAX, NR, 4, 1, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
         case 9: return launch_gemv_q8_t<F, BMAX, NR, 4, kGemvWarps, 8>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+        case 12: return launch_gemv_q8_t<F, BMAX, NR, 4, 1, 1, true>(w, x, act, y, rows, cols, batch, true, ws, s);
+        case 13: return launch_gemv_q8_t<F, BMAX, NR, 8, 1, 1, true>(w, x, act, y, rows, cols, batch, true, ws, s);
+        case 14:
+            return launch_gemv_q8_t<F, BMAX, NR, 4, kGemvWarps, 1, true>(w, x, act, y, rows, cols, batch, true, ws, s);
+        case 15:
+            return launch_gemv_q8_t<F, BMAX, NR, 8, kGemvWarps, 1, true>(w, x, act, y, rows, cols, batch, true, ws, s);
         default: return launch_gemv_q8_t<F, BMAX, NR, 4, 1, 1>(w, x, act, y, rows, cols, batch, pdl, ws, s);
     }
 }
@@ -560,19 +578,19 @@ cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows,
 template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         void* ws, long long ws_bytes, cudaStream_t s) {
-    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 11) return cudaErrorInvalidValue;
+    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 15) return cudaErrorInvalidValue;
     if (act != ACT_BF16 && act != ACT_F16 && act != ACT_F32 && act != ACT_PRE) return cudaErrorInvalidValue;
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
     if (mode <= 0 && have_ws) {
-        // the measured best in a model's decode step (H200, 2026-11-27, BENCHMARKS.md): q8 with PDL, 4 rows per
-        // warp; at batch 1 deep prefetch for Q4_0 (the stream kernel, modes 10 / 11, wins only back to back on
-        // the smaller matrices and loses ~3 us a call in the GPU runner); above batch 1 the block's warps split each
-        // row group's columns (mode 7)
-        mode = batch == 1 ? (F::kType == 2 ? 6 : 5) : 7;
+        // as ops.py's BATCH1_DEFAULT (BENCHMARKS.md, 2026-11-27): at batch 1 the chained kernels, Q4_0 and Q8_0 with
+        // the block's warps splitting each row group's columns, Q4_K and Q6_K not (Q6_K deep on wide matrices);
+        // above batch 1 split (mode 7). The stream kernel (modes 10 / 11) wins only back to back on the smaller
+        // matrices and loses ~3 us a call in the GPU runner.
+        mode = batch > 1 ? 7 : (F::kType == 2 || F::kType == 8) ? 14 : (F::kType == 14 && cols > rows) ? 13 : 12;
         if (nr <= 0) nr = 4;
     }
-    if (mode >= 10) {
+    if (mode == 10 || mode == 11) {
         if (!have_ws) return cudaErrorInvalidValue;
         if (batch == 1) {
             const cudaError_t e =

@@ -121,26 +121,34 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 # 5 = 4 with programmatic dependent launch, 6 = 5 with twice the weights in flight per warp, 7 = 5 with a
 # block's 4 warps splitting each row group's columns, 8 = 5 capped at 64 registers (2x the resident warps),
 # 9 = 7 + 8; 10, 11 = the stream kernel (batch 1 only, else 7: x rounded inside the one kernel, weights streamed
-# through per-warp shared-memory rings by bulk copies; 10: 8 warps a block, 11: 16) (gemv.cuh, gemv_stream.cuh).
-# mode=0 lets the library pick per type and batch among the q8 modes (5, or 6 for Q4_0, at batch 1, 7 above;
+# through per-warp shared-memory rings by bulk copies; 10: 8 warps a block, 11: 16) (gemv.cuh, gemv_stream.cuh);
+# 12-15 = 5, 6, 7 and 7 with 8 row-chunks per lane, chained: the rounding kernel launched with PDL as well and the
+# GEMV letting its successor start at once, so a chain of products overlaps.
+# mode=0 lets the library pick per type, shape and batch among the q8 modes (BATCH1_DEFAULT at batch 1, 7 above;
 # gemv.cuh's launch_gemv); DEFAULT_MODE says which family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
-Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11)
+Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 STREAM_MODES = (10, 11)
 DEFAULT_MODE = 5
-# (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library): the register
-# kernels, the faster in the GPU runner's decode step (BENCHMARKS.md: the stream kernel wins only back to back on
-# the smaller matrices)
+# (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library), and for matrices
+# with more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-15), with the block's warps
+# splitting each row group's columns (14) for Q4_0 and Q8_0; Q4_K and Q6_K, with more arithmetic per byte, without the
+# split's barrier (12; Q6_K on wide matrices with 8 row-chunks per lane, 13). BENCHMARKS.md cuda-kernels (H100 and
+# H200, 2026-11-27): the fastest or within a few percent on the Llama shapes, and in the GPU runner's decode step
+# (Q4_K split, 14, made that step 5-7% slower than 12).
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
-    GGMLQuantizationType.Q4_0: (6, 4), GGMLQuantizationType.Q8_0: (5, 4),
-    GGMLQuantizationType.Q4_K: (5, 4), GGMLQuantizationType.Q6_K: (5, 4),
+    GGMLQuantizationType.Q4_0: (14, 4), GGMLQuantizationType.Q8_0: (14, 4),
+    GGMLQuantizationType.Q4_K: (12, 4), GGMLQuantizationType.Q6_K: (12, 4),
 }
+BATCH1_DEFAULT_WIDE: dict[GGMLQuantizationType, tuple[int, int]] = {GGMLQuantizationType.Q6_K: (13, 4)}
 
 
 def resolve_mode(w: QuantMatrix, batch: int, nr: int, mode: int) -> tuple[int, int]:
-    """(nr, mode) to pass to the library: mode 0 at batch 1 becomes the type's BATCH1_DEFAULT."""
+    """(nr, mode) to pass to the library: mode 0 at batch 1 becomes the type's BATCH1_DEFAULT (or, with more
+    columns than rows, BATCH1_DEFAULT_WIDE where the type has an entry)."""
     if mode == 0 and batch == 1 and nr == 0:
-        mode, nr = BATCH1_DEFAULT.get(w.qtype, (0, 0))
+        table = BATCH1_DEFAULT_WIDE if w.cols > w.rows and w.qtype in BATCH1_DEFAULT_WIDE else BATCH1_DEFAULT
+        mode, nr = table.get(w.qtype, (0, 0))
     return nr, mode
 
 
@@ -172,7 +180,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch), 6 (5 with twice the
     weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8), 10 / 11 (the
     stream kernel at batch 1: one kernel, x rounded in it, weights through per-warp shared-memory rings; nr 1, 2
-    or 4 rows per warp; mode 7 above batch 1); 0 = the default of each (BATCH1_DEFAULT at batch 1, 7 above)."""
+    or 4 rows per warp; mode 7 above batch 1), 12-15 (5, 6, 7, 7 deep: chained with the next call); 0 = the default of each (BATCH1_DEFAULT at batch 1, 7 above)."""
     ffi, lib = load()
     squeeze = x.dim() == 1
     if squeeze:
@@ -192,7 +200,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     if nr not in (0, 1, 2, 4):
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
     if mode not in (0, *FLOAT_MODES, *Q8_MODES):
-        raise ValueError(f"mode must be 0..11, got {mode}")
+        raise ValueError(f"mode must be 0..15, got {mode}")
     if out is None:
         out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
     else:

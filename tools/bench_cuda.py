@@ -33,10 +33,12 @@ TYPE_NAMES = ["Q4_0", "Q4_K", "Q6_K", "Q8_0"]
 KEY = "cuda-kernels"
 # (rows per warp, mode) variants timed; (0, 0) is the default the library picks
 MODE_NAMES = {0: "default", 1: "regs", 2: "async", 3: "fact", 4: "q8", 5: "q8 pdl", 6: "q8 pdl deep",
-              7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap", 10: "stream", 11: "stream 16w"}
+              7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap", 10: "stream", 11: "stream 16w",
+              12: "q8 chain", 13: "q8 chain deep", 14: "q8 chain split", 15: "q8 chain split deep"}
 FLOAT_MODES = (1, 2, 3)
-VARIANTS_B1 = [(0, 0), (4, 3), (4, 5), (4, 6), (1, 10), (2, 10), (4, 10), (1, 11), (2, 11), (4, 11)]
-VARIANTS = [(0, 0), (4, 1), (4, 5), (4, 7)]
+VARIANTS_B1 = [(0, 0), (4, 3), (4, 5), (4, 6), (4, 7), (1, 10), (2, 10), (4, 10), (1, 11), (2, 11), (4, 11), (4, 12),
+               (4, 13), (4, 14), (2, 14), (4, 15), (2, 15)]
+VARIANTS = [(0, 0), (4, 1), (4, 5), (4, 7), (4, 14)]
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -113,7 +115,7 @@ def random_gguf(qtype, rows: int, cols: int, gen):
     return raw
 
 
-def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
+def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHES) -> list[dict]:
     import torch
     import torch.nn.functional as F
     from gguf import GGMLQuantizationType
@@ -136,7 +138,7 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
         n16 = max(2, math.ceil(4 * l2 / wbytes16))
         w16 = [torch.randn(rows, cols, device="cuda", generator=gen).half() for _ in range(n16)]
         cublas = {}
-        for batch in BATCHES:
+        for batch in batches:
             x = torch.randn(batch, cols, device="cuda", generator=gen).half()
             cublas[batch] = graph_time([lambda w=w: F.linear(x, w) for w in w16])
             if batch == 1:
@@ -149,7 +151,7 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool) -> list[dict]:
             nsets = max(2, math.ceil(4 * l2 / one.nbytes))
             sets = [one] + [ck.QuantMatrix.from_gguf(random_gguf(qt, rows, cols, gen), qt, rows, cols)
                             for _ in range(nsets - 1)]
-            for batch in BATCHES:
+            for batch in batches:
                 x = torch.randn(batch, cols, device="cuda", generator=gen).half()
                 y = torch.empty(batch, rows, device="cuda")
                 nbytes = one.nbytes + x.numel() * 2 + y.numel() * 4
@@ -298,7 +300,7 @@ def markdown(res: dict) -> str:
              "itself. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
              "with mode 0 at the time of the run; best variant = the fastest of the variants timed: rows per warp "
              "(nr) x regs (register prefetch) / fact (regs with the factored batch-1 arithmetic) / q8 (int8 "
-             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps); float best = the fastest "
+             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps) / chain (the rounding kernel launched with PDL too and the GEMV letting the next call start at once, on q8 pdl, deep, split and split deep); float best = the fastest "
              "of the float-activation variants (regs / fact), the exact path. Speedup = cuBLAS time / ours.", ""]
     for batch in BATCHES:
         rows = [r for r in res["gemv"] if r["batch"] == batch]
@@ -354,6 +356,7 @@ def main() -> None:
     ap.add_argument("--skip-prompt", action="store_true", help="GEMV and accuracy only")
     ap.add_argument("--skip-awq", action="store_true", help="ignored: the AWQ block is tools/bench_awq_gpu.py's now")
     ap.add_argument("--quick", action="store_true", help="two shapes only")
+    ap.add_argument("--batches", default=",".join(map(str, BATCHES)), help="GEMV batch sizes (default %(default)s)")
     ap.add_argument("--tests", default="", help="a line about the GPU test run, for the report")
     ap.add_argument("--write-benchmarks", metavar="JSON", help="write BENCHMARKS.md's section from a result file")
     ap.add_argument("--note", default="", help="a closing paragraph for --write-benchmarks")
@@ -392,7 +395,7 @@ def main() -> None:
     res["copy_bw"] = copy_bandwidth()
     print(f"copy bandwidth: {res['copy_bw'] / 1e12:.3f} TB/s (read + write)", flush=True)
     l2 = int(res["device"]["l2_mib"] * 2**20) or 50 << 20
-    res["gemv"] = bench_gemv(res["copy_bw"], l2, args.quick)
+    res["gemv"] = bench_gemv(res["copy_bw"], l2, args.quick, [int(b) for b in args.batches.split(",")])
     save()
     try:
         res["accuracy"] = bench_accuracy()

@@ -66,3 +66,26 @@ def test_unsupported_type_and_bad_shapes_are_refused():
         QuantMatrix.from_gguf(raw, T.Q4_K, 4, 256)
     with pytest.raises(TypeError, match="uint8"):
         QuantMatrix.from_gguf(raw.float(), T.Q4_K, 4, 256)
+
+
+def test_batch1_default_modes_follow_the_type_and_shape():
+    """mode 0 at batch 1 resolves through ops.BATCH1_DEFAULT (BATCH1_DEFAULT_WIDE for wide Q6_K); explicit choices
+    and larger batches pass through unchanged. The C fallback (gemv.cuh launch_gemv) makes the same choice."""
+    from types import SimpleNamespace
+
+    from awq_gguf.cuda_kernels import ops
+
+    def m(qt, rows, cols):
+        return SimpleNamespace(qtype=qt, rows=rows, cols=cols)
+
+    assert ops.resolve_mode(m(T.Q4_0, 4096, 4096), 1, 0, 0) == (4, 14)
+    assert ops.resolve_mode(m(T.Q8_0, 4096, 14336), 1, 0, 0) == (4, 14)
+    assert ops.resolve_mode(m(T.Q4_K, 14336, 4096), 1, 0, 0) == (4, 12)
+    assert ops.resolve_mode(m(T.Q6_K, 14336, 4096), 1, 0, 0) == (4, 12)
+    assert ops.resolve_mode(m(T.Q6_K, 4096, 14336), 1, 0, 0) == (4, 13)
+    assert ops.resolve_mode(m(T.Q4_0, 4096, 4096), 8, 0, 0) == (0, 0)  # the library's batch > 1 default
+    assert ops.resolve_mode(m(T.Q4_0, 4096, 4096), 1, 2, 5) == (2, 5)
+    src = (SRC / "gemv.cuh").read_text()
+    assert "(F::kType == 2 || F::kType == 8) ? 14 : (F::kType == 14 && cols > rows) ? 13 : 12" in src
+    for qt, (mode, _) in ops.BATCH1_DEFAULT.items():
+        assert mode in ops.Q8_MODES, f"{qt.name}: default mode {mode} is not an int8 mode"
