@@ -254,20 +254,25 @@ void awq_unpack_q6_K(const void *vb, kblock_t *k) {
 
 typedef void (*unpack_fn)(const void *, kblock_t *);
 
+/* one unpacked super-block times one activation block */
+static float kblock_dot(const kblock_t *k, const act_q8_K *x) {
+    int32_t main = 0, mins = 0;
+    for (int j = 0; j < 16; j++) {
+        int32_t s = 0;
+        for (int i = 16 * j; i < 16 * j + 16; i++) s += (int32_t)k->q[i] * x->qs[i];
+        main += k->sc[j] * (s - k->off * x->bsums[j]);
+        mins += k->mn[j] * x->bsums[j];
+    }
+    return x->d * (k->d * (float)main - k->dmin * (float)mins);
+}
+
 static float kdot(int64_t n, const void *vw, size_t bsize, unpack_fn unpack, const void *vx) {
     const uint8_t *w = vw; const act_q8_K *x = vx;
     float acc = 0.0f;
     kblock_t k;
     for (int64_t b = 0; b < n / QKK; b++) {
         unpack(w + b * bsize, &k);
-        int32_t main = 0, mins = 0;
-        for (int j = 0; j < 16; j++) {
-            int32_t s = 0;
-            for (int i = 16 * j; i < 16 * j + 16; i++) s += (int32_t)k.q[i] * x[b].qs[i];
-            main += k.sc[j] * (s - k.off * x[b].bsums[j]);
-            mins += k.mn[j] * x[b].bsums[j];
-        }
-        acc += x[b].d * (k.d * (float)main - k.dmin * (float)mins);
+        acc += kblock_dot(&k, &x[b]);
     }
     return acc;
 }
@@ -391,14 +396,7 @@ static void gemm8_kref(int64_t n, const void *wp, const void *vx, int64_t xs, in
             float acc = 0.0f;
             for (int64_t b = 0; b < n / QKK; b++) {
                 awq_unpack_x8k(t, (const uint8_t *)wp + b * bs, r, &k);
-                int32_t main = 0, mins = 0;
-                for (int j = 0; j < 16; j++) {
-                    int32_t s = 0;
-                    for (int i = 16 * j; i < 16 * j + 16; i++) s += (int32_t)k.q[i] * x[b].qs[i];
-                    main += k.sc[j] * (s - k.off * x[b].bsums[j]);
-                    mins += k.mn[j] * x[b].bsums[j];
-                }
-                acc += x[b].d * (k.d * (float)main - k.dmin * (float)mins);
+                acc += kblock_dot(&k, &x[b]);
             }
             y[tt * ys + r] = acc;
         }
