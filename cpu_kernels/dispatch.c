@@ -100,6 +100,14 @@ int awq_set_isa(int isa) {
 #if defined(__aarch64__) && defined(AWQ_HAVE_NEON)
     if (isa == AWQ_ISA_NEON) k = awq_kernels_neon();
 #endif
+    /* AWQ_GGUF_NO_DOTR=1: the GEMV's file rows one at a time through dot only (to test and time both paths) */
+    const char *no_dotr = getenv("AWQ_GGUF_NO_DOTR");
+    if (no_dotr && *no_dotr && *no_dotr != '0') {
+        static awq_kernels plain;
+        plain = *k;
+        memset(plain.dotr, 0, sizeof plain.dotr);
+        k = &plain;
+    }
     g_kernels = k;
     g_isa = isa;
     return 0;

@@ -3,7 +3,21 @@
 #define AWQ_DRIVERS_H
 #include <stdint.h>
 
+#include "kernels.h"
+
 /* 0 if the current kernel table supports type t and a row of `cols` elements takes row_bytes bytes
  * (row_bytes < 0: not checked); -1 unsupported type, -2 bad sizes */
 int awq_check_weights(int t, int64_t cols, int64_t row_bytes);
+
+/* y[r] = row r of w (file rows, row_bytes apart) . xq for r0 <= r < r1 (GEMV): AWQ_DOTR rows per call of the
+ * table's dotr where it has one for t, the rest (and every row without one) through dot */
+static inline void awq_gemv_file_rows(const awq_kernels *k, int t, int64_t cols, const uint8_t *w, int64_t row_bytes,
+                                      const void *xq, float *y, int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    const awq_dotr_fn dotr = k->dotr[t];
+    if (dotr)
+        for (; r + AWQ_DOTR <= r1; r += AWQ_DOTR) dotr(cols, w + r * row_bytes, row_bytes, xq, y + r);
+    const awq_dot_fn dot = k->dot[t];
+    for (; r < r1; r++) y[r] = dot(cols, w + r * row_bytes, xq);
+}
 #endif

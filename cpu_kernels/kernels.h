@@ -137,6 +137,12 @@ typedef void (*awq_gemm8_fn)(int64_t n, const void *wp, const void *xq, int64_t 
         (k).gemm8[AWQ_Q5_0] = gemm8_q5_0; (k).gemm8[AWQ_Q5_1] = gemm8_q5_1;                                    \
         (k).gemm8[AWQ_Q2_K] = gemm8_q2_K; (k).gemm8[AWQ_Q3_K] = gemm8_q3_K;                                    \
     } while (0)
+/* AWQ_DOTR file rows w, w + row_bytes, ... against one activation row xq (GEMV): out[r] as dot would give
+ * (up to the order of float sums); each activation block's load, block sum and scale shared by the rows */
+#ifndef AWQ_DOTR
+#define AWQ_DOTR 4
+#endif
+typedef void (*awq_dotr_fn)(int64_t n, const void *w, int64_t row_bytes, const void *xq, float out[AWQ_DOTR]);
 typedef void (*awq_dequant_fn)(int64_t n, const void *w, float *y);
 typedef void (*awq_quant_fn)(int64_t n, const float *x, void *y);
 
@@ -146,6 +152,7 @@ typedef struct {
     awq_quant_fn quantize_q8_K;
     awq_dot_fn dot[AWQ_NTYPES];        /* NULL: type not supported */
     awq_dot4_fn dot4[AWQ_NTYPES];      /* NULL: GEMM calls dot once per activation row */
+    awq_dotr_fn dotr[AWQ_NTYPES];      /* optional; NULL: the GEMV calls dot once per row (awq_gemv_file_rows) */
     awq_gemm8_fn gemm8[AWQ_NTYPES];    /* over awq_pack's interleaved rows; NULL: none (Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K) */
     awq_dequant_fn dequant[AWQ_NTYPES];
 } awq_kernels;

@@ -87,15 +87,10 @@ static void gemv_rows(void *ctx, int64_t u0, int64_t u1) {
         const int64_t a = r0 > j->start[i] ? r0 : j->start[i], b = r1 < j->start[i + 1] ? r1 : j->start[i + 1];
         if (a >= b) continue;
         const awq_mat_t *m = j->m[i];
-        const uint8_t *w = (const uint8_t *)m->w;
         const uint8_t *xq = j->xq[i];
-        float *y = j->y[i] - j->start[i];
-        if (m->packed) {
-            gemv_packed(j->k, m, xq, j->y[i], a - j->start[i], b - j->start[i]);
-            continue;
-        }
-        const awq_dot_fn dot = j->k->dot[m->qtype];
-        for (int64_t r = a; r < b; r++) y[r] = dot(m->cols, w + (r - j->start[i]) * m->row_bytes, xq);
+        if (m->packed) gemv_packed(j->k, m, xq, j->y[i], a - j->start[i], b - j->start[i]);
+        else awq_gemv_file_rows(j->k, m->qtype, m->cols, (const uint8_t *)m->w, m->row_bytes, xq, j->y[i],
+                                a - j->start[i], b - j->start[i]);
     }
 }
 

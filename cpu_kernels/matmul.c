@@ -83,11 +83,11 @@ static int fork_join(const job_t *job, int64_t total, int nthreads) {
 #define ROW_TILE 16
 
 static void mm_rows(const job_t *j, int64_t r0, int64_t r1) {
-    const awq_dot_fn dot = j->k->dot[j->t];
     if (j->n == 1) {
-        for (int64_t r = r0; r < r1; r++) j->y[r] = dot(j->cols, j->w + r * j->row_bytes, j->xq);
+        awq_gemv_file_rows(j->k, j->t, j->cols, j->w, j->row_bytes, j->xq, j->y, r0, r1);
         return;
     }
+    const awq_dot_fn dot = j->k->dot[j->t];
     const awq_dot4_fn dot4 = j->k->dot4[j->t];
     for (int64_t rb = r0; rb < r1; rb += ROW_TILE) {
         const int64_t re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;

@@ -63,6 +63,24 @@ def test_matmul(isa: str, t: T, rows: int, n: int, threads: int) -> None:
     assert not bad.any(), f"{isa} {t.name}: {bad.sum()} of {bad.size} off; max err {np.abs(y - ref).max():.3g}"
 
 
+@pytest.mark.parametrize("t", [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1], ids=lambda t: t.name)
+def test_gemv_rows_at_once_and_one_at_a_time(isa: str, t: T, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GEMV's several-rows entry (dotr, where the table has one: AVX2) and one row at a time through dot
+    (AWQ_GGUF_NO_DOTR=1), both against the reference: 13 rows over 1 and 2 threads (groups and tails)."""
+    rng = np.random.default_rng([int(t), 13])
+    w = random_rows(rng, t, 13, 1024)
+    x = rng.standard_normal((1, 1024)).astype(np.float32)
+    ref, scale = ref_matmul(ref_weights(w, t), x, 32)
+    for no_dotr in ("0", "1"):
+        monkeypatch.setenv("AWQ_GGUF_NO_DOTR", no_dotr)
+        ck.set_isa(isa)
+        for threads in (1, 2):
+            y = ck.matmul(w, t, x, threads=threads, out=np.full((1, 13), np.nan, np.float32))
+            assert np.all(np.abs(y - ref) <= 2e-5 * scale), f"{isa} {t.name} AWQ_GGUF_NO_DOTR={no_dotr}"
+    monkeypatch.delenv("AWQ_GGUF_NO_DOTR")
+    ck.set_isa(isa)
+
+
 @pytest.mark.parametrize("t", [T.Q4_0, T.Q8_0, T.Q4_K, T.Q6_K], ids=lambda t: t.name)
 def test_matmul_vs_float_activations(isa: str, t: T) -> None:
     """End to end against the unquantized activations: 8-bit activations lose < 1% of the scale."""
