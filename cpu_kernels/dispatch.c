@@ -67,6 +67,12 @@ int awq_isa_best(void) {
     return AWQ_ISA_SCALAR;
 }
 
+/* an environment switch: set, not empty and not "0" */
+static int env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && *v != '0';
+}
+
 int awq_set_isa(int isa) {
     if (isa < 0 || isa >= AWQ_NISA || !awq_isa_available(isa)) return -1;
     const awq_kernels *k = awq_kernels_scalar();
@@ -81,8 +87,7 @@ int awq_set_isa(int isa) {
         k = awq_kernels_avx512();
 #ifdef AWQ_HAVE_AVX512VNNI
         /* AWQ_GGUF_NO_VNNI=1 keeps the plain AVX-512 table on a VNNI CPU (to test both) */
-        const char *no_vnni = getenv("AWQ_GGUF_NO_VNNI");
-        if (vnni && !(no_vnni && *no_vnni && *no_vnni != '0')) { k = awq_kernels_avx512vnni(); g_vnni = 1; }
+        if (vnni && !env_flag("AWQ_GGUF_NO_VNNI")) { k = awq_kernels_avx512vnni(); g_vnni = 1; }
 #endif
 #ifdef AWQ_HAVE_AVX2
         /* the AVX-512 file has no GEMM kernels yet (4-row, interleaved): borrow AVX2's (a subset of AVX-512) */
@@ -101,8 +106,7 @@ int awq_set_isa(int isa) {
     if (isa == AWQ_ISA_NEON) k = awq_kernels_neon();
 #endif
     /* AWQ_GGUF_NO_DOTR=1: the GEMV's file rows one at a time through dot only (to test and time both paths) */
-    const char *no_dotr = getenv("AWQ_GGUF_NO_DOTR");
-    if (no_dotr && *no_dotr && *no_dotr != '0') {
+    if (env_flag("AWQ_GGUF_NO_DOTR")) {
         static awq_kernels plain;
         plain = *k;
         memset(plain.dotr, 0, sizeof plain.dotr);

@@ -107,30 +107,21 @@ typedef void (*awq_dot4_fn)(int64_t n, const void *w, const void *xq, int64_t xs
 typedef void (*awq_gemm8_fn)(int64_t n, const void *wp, const void *xq, int64_t xstride, int nx, float *y,
                              int64_t ystride);
 /* A SIMD variant's gemm8 table entries gemm8_q4_0 .. gemm8_q5_1, from its own
- * gemm8_nx(n, wp, xq, xstride, y, ystride, nx, kind) (kind 0..3: Q4_0, Q4_1, Q5_0, Q5_1) with nx made a constant;
- * AWQ_SET_GEMM8(k) puts them in table k. */
-#define AWQ_GEMM8_ENTRY(T, KIND)                                                                               \
+ * gemm8_nx(n, wp, xq, xstride, y, ystride, nx, kind) (kind 0..3: Q4_0, Q4_1, Q5_0, Q5_1), and gemm8_q2_K / gemm8_q3_K
+ * from its gemm8k_nx(..., nx, kind) (kind 2, 3), each with nx made a constant; AWQ_SET_GEMM8(k) puts them in table k. */
+#define AWQ_GEMM8_ENTRY(NX_FN, T, KIND)                                                                        \
     static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
         switch (nx) {                                                                                          \
-        case 4: gemm8_nx(n, wp, vx, xs, y, ys, 4, KIND); break;                                                \
-        case 3: gemm8_nx(n, wp, vx, xs, y, ys, 3, KIND); break;                                                \
-        case 2: gemm8_nx(n, wp, vx, xs, y, ys, 2, KIND); break;                                                \
-        default: gemm8_nx(n, wp, vx, xs, y, ys, 1, KIND); break;                                               \
+        case 4: NX_FN(n, wp, vx, xs, y, ys, 4, KIND); break;                                                   \
+        case 3: NX_FN(n, wp, vx, xs, y, ys, 3, KIND); break;                                                   \
+        case 2: NX_FN(n, wp, vx, xs, y, ys, 2, KIND); break;                                                   \
+        default: NX_FN(n, wp, vx, xs, y, ys, 1, KIND); break;                                                  \
         }                                                                                                      \
     }
-#define AWQ_GEMM8_ENTRIES \
-    AWQ_GEMM8_ENTRY(q4_0, 0) AWQ_GEMM8_ENTRY(q4_1, 1) AWQ_GEMM8_ENTRY(q5_0, 2) AWQ_GEMM8_ENTRY(q5_1, 3)
-/* Q2_K / Q3_K (blk_q2_Kx8 / blk_q3_Kx8) likewise from gemm8k_nx(..., nx, kind) (kind 2, 3) */
-#define AWQ_GEMM8K_ENTRY(T, KIND)                                                                              \
-    static void gemm8_##T(int64_t n, const void *wp, const void *vx, int64_t xs, int nx, float *y, int64_t ys) { \
-        switch (nx) {                                                                                          \
-        case 4: gemm8k_nx(n, wp, vx, xs, y, ys, 4, KIND); break;                                               \
-        case 3: gemm8k_nx(n, wp, vx, xs, y, ys, 3, KIND); break;                                               \
-        case 2: gemm8k_nx(n, wp, vx, xs, y, ys, 2, KIND); break;                                               \
-        default: gemm8k_nx(n, wp, vx, xs, y, ys, 1, KIND); break;                                              \
-        }                                                                                                      \
-    }
-#define AWQ_GEMM8K_ENTRIES AWQ_GEMM8K_ENTRY(q2_K, 2) AWQ_GEMM8K_ENTRY(q3_K, 3)
+#define AWQ_GEMM8_ENTRIES                                                                          \
+    AWQ_GEMM8_ENTRY(gemm8_nx, q4_0, 0) AWQ_GEMM8_ENTRY(gemm8_nx, q4_1, 1) AWQ_GEMM8_ENTRY(gemm8_nx, q5_0, 2) \
+    AWQ_GEMM8_ENTRY(gemm8_nx, q5_1, 3)
+#define AWQ_GEMM8K_ENTRIES AWQ_GEMM8_ENTRY(gemm8k_nx, q2_K, 2) AWQ_GEMM8_ENTRY(gemm8k_nx, q3_K, 3)
 #define AWQ_SET_GEMM8(k)                                                                                       \
     do {                                                                                                       \
         (k).gemm8[AWQ_Q4_0] = gemm8_q4_0; (k).gemm8[AWQ_Q4_1] = gemm8_q4_1;                                    \
