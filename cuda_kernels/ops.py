@@ -135,7 +135,7 @@ DEFAULT_MODE = 5
 # splitting each row group's columns (14) for Q4_0 and Q8_0; Q4_K and Q6_K, with more arithmetic per byte, without the
 # split's barrier (12; Q6_K on wide matrices with 8 row-chunks per lane, 13). BENCHMARKS.md cuda-kernels (H100 and
 # H200, 2026-11-27): the fastest or within a few percent on the Llama shapes, and in the GPU runner's decode step
-# (Q4_K split, 14, made that step 5-7% slower than 12).
+# (Q4_K split, 14, made that step 7% slower than 12 in the H100 runs).
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
     GGMLQuantizationType.Q4_0: (14, 4), GGMLQuantizationType.Q8_0: (14, 4),
     GGMLQuantizationType.Q4_K: (12, 4), GGMLQuantizationType.Q6_K: (12, 4),

@@ -296,7 +296,7 @@ def markdown(res: dict) -> str:
              "cuBLAS fp16 (`F.linear`) on the same shape (weight rows x cols = out x in). Time per call from CUDA "
              "graphs rotating over 4x L2 of weights, back to back (a GEMV launched with programmatic dependent launch "
              "starts its weight loads while the previous call finishes, as in a model's chain of products); for the "
-             "q8 modes 4-9 the time includes the activation-rounding kernel, the stream kernel (10, 11) rounds x "
+             "q8 modes 4-9 and 12-15 the time includes the activation-rounding kernel, the stream kernel (10, 11) rounds x "
              "itself. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
              "with mode 0 at the time of the run; best variant = the fastest of the variants timed: rows per warp "
              "(nr) x regs (register prefetch) / fact (regs with the factored batch-1 arithmetic) / q8 (int8 "
