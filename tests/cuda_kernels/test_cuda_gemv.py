@@ -269,6 +269,9 @@ def test_bad_arguments_raise_clearly(ck, seed):
         ck.gemv(torch.cat([x, x], 1)[:, : w.cols], w)
     with pytest.raises(ValueError, match="1..16"):
         ck.gemv(fresh_x(17, w.cols, torch.float16, seed), w)
+    for bad in (-1, 16):
+        with pytest.raises(ValueError, match=r"mode must be 0\.\.15"):
+            ck.gemv(x, w, mode=bad)
     with pytest.raises(ValueError, match="is on cpu"):
         ck.gemv(x.cpu(), w)
     with pytest.raises(ValueError, match="out must be float32"):
