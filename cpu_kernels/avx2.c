@@ -268,50 +268,107 @@ static float dot_q5_1(int64_t n, const void *w, const void *x) { return dot32m_1
 static void dot4_q4_1(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot32m_rows(n, w, x, xs, o, 4, 1); }
 static void dot4_q5_1(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot32m_rows(n, w, x, xs, o, 4, 3); }
 
-/* GEMV over AWQ_DOTR file rows at once (dotr; kind 0..3: Q4_0, Q4_1, Q5_0, Q5_1): per block the rows' unpack,
- * maddubs/madd and scale FMA as in dot, the activation block's 32 bytes, block sum and scale loaded once for all
- * of them (the inlined block bodies read them through the same pointer, so the compiler shares the loads). Two
- * blocks per pass; with fewer than 4 rows, even and odd blocks in separate accumulators as dot does (the same
- * sums in the same order), with 4 one accumulator per row (registers). The software prefetch takes the same
- * blocks of the next group of rows (R row_bytes ahead): dot's PF_AHEAD within a row would land in rows already
- * being read when rows are shorter than it (4096 columns of Q4_0: 2304 bytes), and that left the GEMV slower
- * than one row at a time (0.56 against 0.93). With 4 rows, one thread's adjacent-read fraction against dot
- * (AWQ_GGUF_NO_DOTR=1) in the same process, mean of 10 medians of 15 rounds (5 runs x 2 shapes, 20:56-21:02 UTC
- * 2026-11-27, dev machine): Q4_0 0.80 -> 0.85, Q5_0 0.73 -> 0.75, Q4_1 0.80 -> 0.87, mostly on 4096x11008;
- * 2 rows were no better than 1. */
+/* GEMV over AWQ_DOTR = 4 file rows at once (dotr; kind 0..3: Q4_0, Q4_1, Q5_0, Q5_1), two blocks b, b + 1 per
+ * step: one vector holds both blocks' 16 packed bytes (b in the low 128-bit lane, b + 1 in the high one), so
+ * one mask and one shift + mask give [b: elements 0..15 | b + 1: 0..15] and [b: 16..31 | b + 1: 16..31]; they
+ * meet the activation loaded the same way (two 16-byte halves per vector, shared by the rows), and one madd
+ * leaves block b in int32 lanes 0..3 and b + 1 in lanes 4..7. Q5: the fifth bits of both blocks from one 64-bit
+ * broadcast, two byte shuffles. Three hadds turn the 4 rows' madd results into one vector [rows 0..3 of b |
+ * rows 0..3 of b + 1], so the offset (Q4_0 8, Q5_0 16: offset x the activation block sums), the int -> float
+ * conversion and the scale FMA happen once per 8 block-rows, with the 8 fp16 scales (and Q4_1 / Q5_1 mins)
+ * gathered by scalar loads into one vector. int16 sums: 2 maddubs of 2 products each, below
+ * 4 * 31 * 127 = 15748. An odd last block goes through the one-row block code. The software prefetch takes
+ * the same blocks of the next group of rows (4 row_bytes ahead): dot's PF_AHEAD within a row would land in rows
+ * already being read when rows are shorter than it. */
 static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void *vw, int64_t rb, const void *vx,
                                                           float *out, const int kind) {
-    enum { R = AWQ_DOTR, NA = AWQ_DOTR >= 4 ? 1 : 2 };
+    _Static_assert(AWQ_DOTR == 4, "dotr_32 takes 4 rows");
     const uint8_t *w = vw; const act_q8_32 *x = vx;
+    const int has_m = kind == 1 || kind == 3, has_h = kind >= 2;
     const size_t bs = kind == 0 ? sizeof(blk_q4_0) : kind == 1 ? sizeof(blk_q4_1) : kind == 2 ? sizeof(blk_q5_0)
                                                                                                : sizeof(blk_q5_1);
+    const size_t qh_at = has_m ? 4 : 2, qs_at = qh_at + (has_h ? 4 : 0);
+    const int off_shift = kind == 0 ? 3 : 4; /* offset 8 / 16 (kind 0 / 2) */
     const int64_t nb = n / QK32;
-    __m256 acc[NA][R];
-    __m128 accm[NA][R];
-    for (int a = 0; a < NA; a++)
-        for (int r = 0; r < R; r++) { acc[a][r] = _mm256_setzero_ps(); accm[a][r] = _mm_setzero_ps(); }
-#define DOTR_BLOCK(B, A)                                                                                       \
-    for (int r = 0; r < R; r++) {                                                                              \
-        const uint8_t *blk_ = w + r * rb + (B) * bs;                                                          \
-        if (kind == 0 || kind == 2) acc[A][r] = dot_32u_block(blk_, &x[B], kind, acc[A][r]);                   \
-        else dot32m_block(blk_, &x[B], kind, &acc[A][r], &accm[A][r]);                                         \
-    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i bm = _mm256_set1_epi64x((long long)0x8040201008040201ULL), x10 = _mm256_set1_epi8(0x10);
+    /* from a 64-bit broadcast of (qh of b) | (qh of b + 1) << 32: byte i of each half <- the qh byte holding
+     * bit i of elements 0..15 (lo) / 16..31 (hi) of its block */
+    const __m256i h_lo = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0404040404040404LL, 0x0505050505050505LL);
+    const __m256i h_hi = _mm256_setr_epi64x(0x0202020202020202LL, 0x0303030303030303LL, 0x0606060606060606LL,
+                                            0x0707070707070707LL);
+    const __m256i i_d = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), i_s = _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3);
+    __m256 acc = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
-        for (int r = 0; r < R; r++) pf_group(w + r * rb + b * bs + R * rb, 2 * bs);
-        DOTR_BLOCK(b, 0)
-        DOTR_BLOCK(b + 1, NA - 1)
-    }
-    if (b < nb) { DOTR_BLOCK(b, 0) }
-#undef DOTR_BLOCK
-    for (int r = 0; r < R; r++) {
-        const __m256 s = NA == 2 ? _mm256_add_ps(acc[0][r], acc[NA - 1][r]) : acc[0][r];
-        out[r] = hsum_ps(s);
-        if (kind == 1 || kind == 3) {
-            const __m128 m = NA == 2 ? _mm_add_ps(accm[0][r], accm[NA - 1][r]) : accm[0][r];
-            out[r] += _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
+        const uint8_t *p[4];
+        for (int r = 0; r < 4; r++) {
+            p[r] = w + r * rb + b * bs;
+            pf_group(p[r] + 4 * rb, 2 * bs);
+        }
+        const act_q8_32 *x0 = x + b, *x1 = x + b + 1;
+        const __m256i xlo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x0->qs)),
+                                                    _mm_loadu_si128((const __m128i *)x1->qs), 1);
+        const __m256i xhi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x0->qs + 16))),
+                                                    _mm_loadu_si128((const __m128i *)(x1->qs + 16)), 1);
+        __m256i s[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p[r] + qs_at))),
+                                                      _mm_loadu_si128((const __m128i *)(p[r] + bs + qs_at)), 1);
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (has_h) {
+                const __m256i q = _mm256_set1_epi64x((long long)(awq_rd32(p[r] + qh_at) | (uint64_t)awq_rd32(p[r] + bs + qh_at) << 32));
+                const __m256i tl = _mm256_and_si256(_mm256_shuffle_epi8(q, h_lo), bm);
+                const __m256i th = _mm256_and_si256(_mm256_shuffle_epi8(q, h_hi), bm);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(tl, bm), x10));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(th, bm), x10));
+            }
+            s[r] = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi)), ones);
+        }
+        /* [rows 0..3 of b | rows 0..3 of b + 1] */
+        __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+        /* {d, s} of both activation blocks -> [d0 s0 d1 s1] */
+        const __m256i ds = _mm256_castsi128_si256(_mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(const void *)x0),
+                                                                     _mm_loadl_epi64((const __m128i *)(const void *)x1)));
+        const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castsi256_ps(ds), i_d);
+        const __m256i sx = _mm256_permutevar8x32_epi32(ds, i_s);
+        if (!has_m) {
+            t = _mm256_sub_epi32(t, _mm256_slli_epi32(sx, off_shift));
+            __m128i dh = _mm_cvtsi32_si128(awq_rd16(p[0]));
+            dh = _mm_insert_epi16(dh, awq_rd16(p[1]), 1); dh = _mm_insert_epi16(dh, awq_rd16(p[2]), 2);
+            dh = _mm_insert_epi16(dh, awq_rd16(p[3]), 3); dh = _mm_insert_epi16(dh, awq_rd16(p[0] + bs), 4);
+            dh = _mm_insert_epi16(dh, awq_rd16(p[1] + bs), 5); dh = _mm_insert_epi16(dh, awq_rd16(p[2] + bs), 6);
+            dh = _mm_insert_epi16(dh, awq_rd16(p[3] + bs), 7);
+            const __m256 dw = _mm256_cvtph_ps(dh);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(t), acc);
+        } else {
+            /* (d, m) of rows 0, 1 (a) and 2, 3 (c): [d m (row 0, b) d m (row 1, b) | the same of b + 1] */
+            __m128i a = _mm_cvtsi32_si128((int)awq_rd32(p[0])), c = _mm_cvtsi32_si128((int)awq_rd32(p[2]));
+            a = _mm_insert_epi32(a, (int)awq_rd32(p[1]), 1); c = _mm_insert_epi32(c, (int)awq_rd32(p[3]), 1);
+            a = _mm_insert_epi32(a, (int)awq_rd32(p[0] + bs), 2); c = _mm_insert_epi32(c, (int)awq_rd32(p[2] + bs), 2);
+            a = _mm_insert_epi32(a, (int)awq_rd32(p[1] + bs), 3); c = _mm_insert_epi32(c, (int)awq_rd32(p[3] + bs), 3);
+            const __m256 fa = _mm256_cvtph_ps(a), fc = _mm256_cvtph_ps(c);
+            const __m256 dw = _mm256_shuffle_ps(fa, fc, 0x88), mw = _mm256_shuffle_ps(fa, fc, 0xDD);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(t), acc);
+            /* the min times the activation block sum */
+            acc = _mm256_fmadd_ps(mw, _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx)), acc);
         }
     }
+    const __m128 o = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    _mm_storeu_ps(out, o);
+    if (b < nb) /* odd block count: the last block row by row */
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *blk = w + r * rb + b * bs;
+            if (!has_m) {
+                out[r] += hsum_ps(dot_32u_block(blk, &x[b], kind, _mm256_setzero_ps()));
+            } else {
+                __m256 a = _mm256_setzero_ps();
+                __m128 m = _mm_setzero_ps();
+                dot32m_block(blk, &x[b], kind, &a, &m);
+                out[r] += hsum_ps(a) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
+            }
+        }
 }
 
 static void dotr_q4_0(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_32(n, w, rb, x, o, 0); }
