@@ -268,10 +268,44 @@ static float dot_q5_1(int64_t n, const void *w, const void *x) { return dot32m_1
 static void dot4_q4_1(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot32m_rows(n, w, x, xs, o, 4, 1); }
 static void dot4_q5_1(int64_t n, const void *w, const void *x, int64_t xs, float o[4]) { dot32m_rows(n, w, x, xs, o, 4, 3); }
 
+/* dotr's activation layout (dotr_prep, once per GEMV call), per pair of blocks b, b + 1: the low halves of both
+ * blocks' quants [b: 0..15 | b + 1: 0..15], the high halves [16..31 | 16..31], the scales [d_b x4 | d_b+1 x4] and
+ * the block-sum term c in the same lanes: Q4_0 / Q5_0 the offset (8 / 16) times the block sum (int32), Q4_1 /
+ * Q5_1 d times the block sum (float, for the mins); an odd last block after the pairs as it was (act_q8_32). So
+ * dotr loads each of them with one plain load (no lane inserts, broadcasts or permutes per step). */
+typedef struct { int8_t lo[32], hi[32]; float d[8]; int32_t c[8]; } xpair_t;
+_Static_assert(sizeof(xpair_t) == 128 && sizeof(act_q8_32) <= 64, "dotr_prep: 2 bytes per element + 64");
+
+static inline __attribute__((always_inline)) void dotr_prep_32(int64_t n, const void *vx, void *vout, const int kind) {
+    const act_q8_32 *x = vx;
+    xpair_t *o = vout;
+    const int64_t nb = n / QK32;
+    for (int64_t j = 0; j < nb / 2; j++) {
+        const act_q8_32 *a = x + 2 * j, *b = a + 1;
+        memcpy(o[j].lo, a->qs, 16); memcpy(o[j].lo + 16, b->qs, 16);
+        memcpy(o[j].hi, a->qs + 16, 16); memcpy(o[j].hi + 16, b->qs + 16, 16);
+        for (int i = 0; i < 4; i++) {
+            o[j].d[i] = a->d; o[j].d[4 + i] = b->d;
+            if (kind == 0 || kind == 2) {
+                o[j].c[i] = (kind == 0 ? 8 : 16) * a->s; o[j].c[4 + i] = (kind == 0 ? 8 : 16) * b->s;
+            } else {
+                const float fa = a->d * (float)a->s, fb = b->d * (float)b->s;
+                memcpy(&o[j].c[i], &fa, 4); memcpy(&o[j].c[4 + i], &fb, 4);
+            }
+        }
+    }
+    if (nb % 2) memcpy(o + nb / 2, x + nb - 1, sizeof(act_q8_32));
+}
+
+static void dotr_prep_q4_0(int64_t n, const void *x, void *o) { dotr_prep_32(n, x, o, 0); }
+static void dotr_prep_q4_1(int64_t n, const void *x, void *o) { dotr_prep_32(n, x, o, 1); }
+static void dotr_prep_q5_0(int64_t n, const void *x, void *o) { dotr_prep_32(n, x, o, 2); }
+static void dotr_prep_q5_1(int64_t n, const void *x, void *o) { dotr_prep_32(n, x, o, 3); }
+
 /* GEMV over AWQ_DOTR = 4 file rows at once (dotr; kind 0..3: Q4_0, Q4_1, Q5_0, Q5_1), two blocks b, b + 1 per
  * step: one vector holds both blocks' 16 packed bytes (b in the low 128-bit lane, b + 1 in the high one), so
  * one mask and one shift + mask give [b: elements 0..15 | b + 1: 0..15] and [b: 16..31 | b + 1: 16..31]; they
- * meet the activation loaded the same way (two 16-byte halves per vector, shared by the rows), and one madd
+ * meet the activation halves arranged the same way (dotr_prep above, shared by the rows), and one madd
  * leaves block b in int32 lanes 0..3 and b + 1 in lanes 4..7. Q5: the fifth bits of both blocks from one 64-bit
  * broadcast, two byte shuffles. Three hadds turn the 4 rows' madd results into one vector [rows 0..3 of b |
  * rows 0..3 of b + 1], so the offset (Q4_0 8, Q5_0 16: offset x the activation block sums), the int -> float
@@ -283,21 +317,21 @@ static void dot4_q5_1(int64_t n, const void *w, const void *x, int64_t xs, float
 static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void *vw, int64_t rb, const void *vx,
                                                           float *out, const int kind) {
     _Static_assert(AWQ_DOTR == 4, "dotr_32 takes 4 rows");
-    const uint8_t *w = vw; const act_q8_32 *x = vx;
+    const uint8_t *w = vw; const xpair_t *xp = vx;
     const int has_m = kind == 1 || kind == 3, has_h = kind >= 2;
     const size_t bs = kind == 0 ? sizeof(blk_q4_0) : kind == 1 ? sizeof(blk_q4_1) : kind == 2 ? sizeof(blk_q5_0)
                                                                                                : sizeof(blk_q5_1);
     const size_t qh_at = has_m ? 4 : 2, qs_at = qh_at + (has_h ? 4 : 0);
-    const int off_shift = kind == 0 ? 3 : 4; /* offset 8 / 16 (kind 0 / 2) */
     const int64_t nb = n / QK32;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i bm = _mm256_set1_epi64x((long long)0x8040201008040201ULL), x10 = _mm256_set1_epi8(0x10);
-    /* from a 64-bit broadcast of (qh of b) | (qh of b + 1) << 32: byte i of each half <- the qh byte holding
-     * bit i of elements 0..15 (lo) / 16..31 (hi) of its block */
-    const __m256i h_lo = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0404040404040404LL, 0x0505050505050505LL);
-    const __m256i h_hi = _mm256_setr_epi64x(0x0202020202020202LL, 0x0303030303030303LL, 0x0606060606060606LL,
-                                            0x0707070707070707LL);
-    const __m256i i_d = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), i_s = _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3);
+    /* Q5: 32 bytes from b's qh hold b's qh in the low lane's bytes 0..3 and b + 1's in the high lane's bytes
+     * bs - 16 .. bs - 13; byte i of each lane <- the qh byte holding bit i of elements 0..15 (lo) / 16..31 (hi)
+     * of its block */
+    const long long hb = (long long)(bs - 16) * 0x0101010101010101LL;
+    const __m256i h_lo = _mm256_setr_epi64x(0, 0x0101010101010101LL, hb, hb + 0x0101010101010101LL);
+    const __m256i h_hi = _mm256_setr_epi64x(0x0202020202020202LL, 0x0303030303030303LL, hb + 0x0202020202020202LL,
+                                            hb + 0x0303030303030303LL);
     __m256 acc = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
@@ -306,11 +340,9 @@ static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void 
             p[r] = w + r * rb + b * bs;
             pf_group(p[r] + 4 * rb, 2 * bs);
         }
-        const act_q8_32 *x0 = x + b, *x1 = x + b + 1;
-        const __m256i xlo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x0->qs)),
-                                                    _mm_loadu_si128((const __m128i *)x1->qs), 1);
-        const __m256i xhi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x0->qs + 16))),
-                                                    _mm_loadu_si128((const __m128i *)(x1->qs + 16)), 1);
+        const xpair_t *xj = xp + b / 2;
+        const __m256i xlo = _mm256_loadu_si256((const __m256i *)(const void *)xj->lo);
+        const __m256i xhi = _mm256_loadu_si256((const __m256i *)(const void *)xj->hi);
         __m256i s[4];
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
@@ -318,7 +350,7 @@ static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void 
                                                       _mm_loadu_si128((const __m128i *)(p[r] + bs + qs_at)), 1);
             __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             if (has_h) {
-                const __m256i q = _mm256_set1_epi64x((long long)(awq_rd32(p[r] + qh_at) | (uint64_t)awq_rd32(p[r] + bs + qh_at) << 32));
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(p[r] + qh_at));
                 const __m256i tl = _mm256_and_si256(_mm256_shuffle_epi8(q, h_lo), bm);
                 const __m256i th = _mm256_and_si256(_mm256_shuffle_epi8(q, h_hi), bm);
                 lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(tl, bm), x10));
@@ -328,13 +360,9 @@ static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void 
         }
         /* [rows 0..3 of b | rows 0..3 of b + 1] */
         __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-        /* {d, s} of both activation blocks -> [d0 s0 d1 s1] */
-        const __m256i ds = _mm256_castsi128_si256(_mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(const void *)x0),
-                                                                     _mm_loadl_epi64((const __m128i *)(const void *)x1)));
-        const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castsi256_ps(ds), i_d);
-        const __m256i sx = _mm256_permutevar8x32_epi32(ds, i_s);
+        const __m256 dx = _mm256_loadu_ps(xj->d);
         if (!has_m) {
-            t = _mm256_sub_epi32(t, _mm256_slli_epi32(sx, off_shift));
+            t = _mm256_sub_epi32(t, _mm256_loadu_si256((const __m256i *)(const void *)xj->c));
             __m128i dh = _mm_cvtsi32_si128(awq_rd16(p[0]));
             dh = _mm_insert_epi16(dh, awq_rd16(p[1]), 1); dh = _mm_insert_epi16(dh, awq_rd16(p[2]), 2);
             dh = _mm_insert_epi16(dh, awq_rd16(p[3]), 3); dh = _mm_insert_epi16(dh, awq_rd16(p[0] + bs), 4);
@@ -352,12 +380,13 @@ static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void 
             const __m256 dw = _mm256_shuffle_ps(fa, fc, 0x88), mw = _mm256_shuffle_ps(fa, fc, 0xDD);
             acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(t), acc);
             /* the min times the activation block sum */
-            acc = _mm256_fmadd_ps(mw, _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx)), acc);
+            acc = _mm256_fmadd_ps(mw, _mm256_loadu_ps((const float *)(const void *)xj->c), acc);
         }
     }
     const __m128 o = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     _mm_storeu_ps(out, o);
-    if (b < nb) /* odd block count: the last block row by row */
+    if (b < nb) { /* odd block count: the last block row by row */
+        const act_q8_32 *x = (const act_q8_32 *)(const void *)(xp + nb / 2) - b; /* x + b: that block */
         for (int r = 0; r < 4; r++) {
             const uint8_t *blk = w + r * rb + b * bs;
             if (!has_m) {
@@ -369,6 +398,7 @@ static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void 
                 out[r] += hsum_ps(a) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
             }
         }
+    }
 }
 
 static void dotr_q4_0(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_32(n, w, rb, x, o, 0); }
@@ -897,6 +927,8 @@ const awq_kernels *awq_kernels_avx2(void) {
         k.dot4[AWQ_Q5_K] = dot4_q5_K; k.dot4[AWQ_Q6_K] = dot4_q6_K;
         k.dotr[AWQ_Q4_0] = dotr_q4_0; k.dotr[AWQ_Q4_1] = dotr_q4_1; k.dotr[AWQ_Q5_0] = dotr_q5_0;
         k.dotr[AWQ_Q5_1] = dotr_q5_1;
+        k.dotr_prep[AWQ_Q4_0] = dotr_prep_q4_0; k.dotr_prep[AWQ_Q4_1] = dotr_prep_q4_1;
+        k.dotr_prep[AWQ_Q5_0] = dotr_prep_q5_0; k.dotr_prep[AWQ_Q5_1] = dotr_prep_q5_1;
         AWQ_SET_GEMM8(k);
         k.name = "avx2";
     }

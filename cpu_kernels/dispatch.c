@@ -110,6 +110,7 @@ int awq_set_isa(int isa) {
         static awq_kernels plain;
         plain = *k;
         memset(plain.dotr, 0, sizeof plain.dotr);
+        memset(plain.dotr_prep, 0, sizeof plain.dotr_prep);
         k = &plain;
     }
     g_kernels = k;

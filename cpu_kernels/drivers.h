@@ -2,6 +2,7 @@
 #ifndef AWQ_DRIVERS_H
 #define AWQ_DRIVERS_H
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "kernels.h"
 
@@ -9,14 +10,30 @@
  * (row_bytes < 0: not checked); -1 unsupported type, -2 bad sizes */
 int awq_check_weights(int t, int64_t cols, int64_t row_bytes);
 
+/* activation rows dotr_prep writes on the stack (up to 16320 columns); longer ones go to the heap */
+#define AWQ_DOTR_STACK 32768
+
 /* y[r] = row r of w (file rows, row_bytes apart) . xq for r0 <= r < r1 (GEMV): AWQ_DOTR rows per call of the
- * table's dotr where it has one for t, the rest (and every row without one) through dot */
+ * table's dotr where it has one for t (on xq rewritten by its dotr_prep first, where it has one), the rest (and
+ * every row without one, or all of them if the heap refuses the rewritten row) through dot */
 static inline void awq_gemv_file_rows(const awq_kernels *k, int t, int64_t cols, const uint8_t *w, int64_t row_bytes,
                                       const void *xq, float *y, int64_t r0, int64_t r1) {
     int64_t r = r0;
     const awq_dotr_fn dotr = k->dotr[t];
-    if (dotr)
-        for (; r + AWQ_DOTR <= r1; r += AWQ_DOTR) dotr(cols, w + r * row_bytes, row_bytes, xq, y + r);
+    if (dotr && r1 - r0 >= AWQ_DOTR) {
+        _Alignas(32) uint8_t local[AWQ_DOTR_STACK];
+        void *heap = NULL;
+        const void *xr = xq;
+        if (k->dotr_prep[t]) {
+            void *buf = awq_dotr_xbytes(cols) <= AWQ_DOTR_STACK ? (void *)local
+                                                                 : (heap = malloc((size_t)awq_dotr_xbytes(cols)));
+            if (buf) k->dotr_prep[t](cols, xq, buf);
+            xr = buf;
+        }
+        if (xr)
+            for (; r + AWQ_DOTR <= r1; r += AWQ_DOTR) dotr(cols, w + r * row_bytes, row_bytes, xr, y + r);
+        free(heap);
+    }
     const awq_dot_fn dot = k->dot[t];
     for (; r < r1; r++) y[r] = dot(cols, w + r * row_bytes, xq);
 }

@@ -129,11 +129,16 @@ typedef void (*awq_gemm8_fn)(int64_t n, const void *wp, const void *xq, int64_t 
         (k).gemm8[AWQ_Q2_K] = gemm8_q2_K; (k).gemm8[AWQ_Q3_K] = gemm8_q3_K;                                    \
     } while (0)
 /* AWQ_DOTR file rows w, w + row_bytes, ... against one activation row xq (GEMV): out[r] as dot would give
- * (up to the order of float sums); each activation block's load, block sum and scale shared by the rows */
+ * (up to the order of float sums); each activation block's load, block sum and scale shared by the rows. Where
+ * the table has a dotr_prep for the type, xq is what it wrote (see below), not the quantized row itself. */
 #ifndef AWQ_DOTR
 #define AWQ_DOTR 4
 #endif
 typedef void (*awq_dotr_fn)(int64_t n, const void *w, int64_t row_bytes, const void *xq, float out[AWQ_DOTR]);
+/* dotr's optional companion: the quantized activation row xq (n elements) rewritten, once per GEMV call, into
+ * the order dotr reads (at most awq_dotr_xbytes(n) bytes at out) */
+typedef void (*awq_dotr_prep_fn)(int64_t n, const void *xq, void *out);
+static inline int64_t awq_dotr_xbytes(int64_t n) { return 2 * n + 64; }
 typedef void (*awq_dequant_fn)(int64_t n, const void *w, float *y);
 typedef void (*awq_quant_fn)(int64_t n, const float *x, void *y);
 
@@ -144,6 +149,7 @@ typedef struct {
     awq_dot_fn dot[AWQ_NTYPES];        /* NULL: type not supported */
     awq_dot4_fn dot4[AWQ_NTYPES];      /* NULL: GEMM calls dot once per activation row */
     awq_dotr_fn dotr[AWQ_NTYPES];      /* optional; NULL: the GEMV calls dot once per row (awq_gemv_file_rows) */
+    awq_dotr_prep_fn dotr_prep[AWQ_NTYPES]; /* optional; NULL: dotr reads the quantized row as dot does */
     awq_gemm8_fn gemm8[AWQ_NTYPES];    /* over awq_pack's interleaved rows; NULL: none (Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K) */
     awq_dequant_fn dequant[AWQ_NTYPES];
 } awq_kernels;
