@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 SRC_DIR = Path(__file__).resolve().parent
-SOURCES = ("api.cu", "kernels_q4_0.cu", "kernels_q8_0.cu", "kernels_q4_k.cu", "kernels_q6_k.cu", "fused.cu")
+SOURCES = ("api.cu", "kernels_q4_0.cu", "kernels_q8_0.cu", "kernels_q4_k.cu", "kernels_q6_k.cu", "fused.cu",
+           "read_probe.cu")
 LIB_NAME = "libawq_gguf_cuda.so"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-ABI_VERSION = 5  # api.h's AWQ_CUDA_ABI
+ABI_VERSION = 6  # api.h's AWQ_CUDA_ABI
 
 # api.h's declarations, as cffi's C parser takes them (no preprocessor).
 CDEF = """
@@ -15,6 +15,7 @@ int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void* p2, con
 int awq_cuda_dequant(int qtype, const void* p0, const void* p1, const void* p2, void* out, int out_type, int rows,
                      int cols, void* stream);
 const char* awq_cuda_error_string(int code);
+int awq_cuda_read_probe(const void* p, long long nbytes, unsigned* out, void* stream);
 int awq_cuda_add_rmsnorm_q8(float* x, const float* r, const float* w, float eps, int batch, int cols, void* ws,
                             long long ws_bytes, float* out, void* stream);
 int awq_cuda_silu_mul_q8(const float* gate, long long gate_stride, const float* up, long long up_stride,

@@ -10,7 +10,7 @@
  * rounded into ws by a fused kernel below (modes 4-9 only; x unused). nr: rows per warp (1, 2,
  * 4; 0 = default); mode: 1 = register prefetch, 2 = cp.async ring, 3 = 1 + factored batch-1 math, 4 = int8
  * activations (dp4a), 5 = 4 with programmatic dependent launch, 6-9 = 5 with deeper prefetch / split columns / a register cap,
- * 10, 11 = the stream kernel (batch 1: one kernel that rounds x itself and streams the weights through a shared-memory
+ * 12-15 = 5, 6, 7, 7 deep chained with the next call, 16-19 = batch 1 chained kernels on the format's 64-weight chunks (Q4_K; gemv.cuh), 10, 11 = the stream kernel (batch 1: one kernel that rounds x itself and streams the weights through a shared-memory
  * ring by bulk copies; gemv_stream.cuh; above batch 1 these run mode 7) (0 = default: with a workspace 5 at batch 1
  * (6 for Q4_0) and 7 above, else 3 at batch 1 and 1 above); see gemv.cuh. Planes must be padded to a multiple of 16 bytes
  * (modes 10, 11 copy 16-byte aligned spans). ws: 16-byte aligned device workspace of ws_bytes >= batch * cols * (1 + 4 / 32)
@@ -20,7 +20,7 @@
 #ifndef AWQ_GGUF_CUDA_API_H
 #define AWQ_GGUF_CUDA_API_H
 
-#define AWQ_CUDA_ABI 5
+#define AWQ_CUDA_ABI 6
 #define AWQ_ERR_TYPE (-1)
 
 #if defined(__GNUC__)
@@ -39,6 +39,10 @@ AWQ_API int awq_cuda_gemv(int qtype, const void* p0, const void* p1, const void*
 AWQ_API int awq_cuda_dequant(int qtype, const void* p0, const void* p1, const void* p2, void* out, int out_type, int rows,
                      int cols, void* stream);
 AWQ_API const char* awq_cuda_error_string(int code);
+/* Benchmark probe (read_probe.cu): reads nbytes at p (16-byte aligned, a multiple of 16) and xors them into out[0..63],
+ * launched with programmatic dependent launch like the chained GEMVs (modes 12-19): the ceiling a GEMV reading the
+ * same bytes could reach. */
+AWQ_API int awq_cuda_read_probe(const void* p, long long nbytes, unsigned* out, void* stream);
 
 /* Fused elementwise kernels of the GPU runner's decode step (fused.cu). ws: the GEMV workspace of batch x cols
  * (xq int8 [batch][cols], then xd float32 [batch][cols / 32]); out: optional float32 [batch][cols] (NULL: none).

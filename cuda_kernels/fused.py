@@ -214,7 +214,7 @@ def rope_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor
 def gemv_q8(act: Q8Act, w: QuantMatrix, out: torch.Tensor | None = None, nr: int = 0, mode: int = 0
             ) -> torch.Tensor:
     """The int8-activation GEMV on already rounded activations: float32 [act.batch, w.rows] = x_hat @ W^T, equal
-    to ops.gemv(x, w) for the float32 x that act was rounded from. mode: 0 (default) or an int8 mode (4-15)."""
+    to ops.gemv(x, w) for the float32 x that act was rounded from. mode: 0 (default) or an int8 mode (4-19)."""
     ffi, lib = load()
     if act.cols != w.cols:
         raise ValueError(f"activations have {act.cols} columns, the weights {w.cols}")

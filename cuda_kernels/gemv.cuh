@@ -31,7 +31,13 @@
 //  12-15 "chain": 5, 6, 7 and 7 with 8 row-chunks per lane, with the rounding kernel launched with PDL too and
 //              the GEMV letting its successor start at once, so in a chain of products a GEMV's first loads overlap
 //              the previous one's tail.
+//  16-19 "wide": batch 1 only (above, mode 7): chained kernels on the format's Wide variant where it has one (Q4_K:
+//              64-weight chunks, the scales decoded once per 64 weights, q4_k.cuh's FmtQ4_KW; the other formats
+//              their usual chunks): 16 = 12, 17 = 13 (deep), 18 = 12 and 19 = 14 (split) compiled for 4 resident
+//              blocks per SM (at most 128 registers: the wide chunk's registers otherwise leave 3).
 #pragma once
+
+#include <type_traits>
 
 #include "common.cuh"
 #include "gemv_stream.cuh"
@@ -39,6 +45,27 @@
 namespace awq {
 
 constexpr int kGemvWarps = 4;
+
+// Weights per chunk and 8-weight pieces per chunk of a format's int8-activation walk: 32 and 4 unless the format
+// says otherwise (kChunk, kPieces).
+template <class F, class = void>
+struct ChunkShape {
+    static constexpr int kWeights = 32, kPieces = 4;
+};
+template <class F>
+struct ChunkShape<F, std::void_t<decltype(F::kPieces)>> {
+    static constexpr int kWeights = F::kChunk, kPieces = F::kPieces;
+};
+
+// The format modes 16-19 run: F::Wide where F names one, else F.
+template <class F, class = void>
+struct WideOf {
+    using type = F;
+};
+template <class F>
+struct WideOf<F, std::void_t<typename F::Wide>> {
+    using type = typename F::Wide;
+};
 
 // One chunk c (32 weights) of NR rows into acc, for `batch` activation rows.
 // FACT (batch 1, formats with kFactored): the scale is factored out of each 8-weight piece,
@@ -346,29 +373,30 @@ __global__ void __launch_bounds__(256) quant_x_kernel(const void* __restrict__ x
     }
 }
 
-// One chunk c of NR rows into acc with int8 activations: per piece two dp4a per row and batch row; per group of
+// One chunk c (ChunkShape<F>: 32 or 64 weights) of NR rows into acc with int8 activations: per piece two dp4a per
+// row and batch row; per group of
 // kQ8Group pieces one float combination dx * (A * dot - C * sum(xq)) (the sum is shared by the NR rows).
 template <class F, int BMAX, int NR>
 __device__ __forceinline__ void compute_chunk_q8(const typename F::Raw (&raw)[NR], int c, const int8_t* __restrict__ xq,
                                                  const float* __restrict__ xd, int cols, int batch,
                                                  float (&acc)[NR][BMAX]) {
-    constexpr int G = F::kQ8Group, NG = 4 / G;
+    constexpr int NP = ChunkShape<F>::kPieces, G = F::kQ8Group, NG = NP / G;
     typename F::Prep8 pre[NR];
-    uint32_t wv[NR][4][2];
+    uint32_t wv[NR][NP][2];
 #pragma unroll
     for (int r = 0; r < NR; ++r) {
         F::prep8(pre[r], raw[r]);
 #pragma unroll
-        for (int P = 0; P < 4; ++P) F::q8_piece(raw[r], P, wv[r][P][0], wv[r][P][1]);
+        for (int P = 0; P < NP; ++P) F::q8_piece(raw[r], P, wv[r][P][0], wv[r][P][1]);
     }
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) {
         if (b < batch) {
             const int8_t* xb = xq + static_cast<size_t>(b) * cols;
             const float* db = xd + static_cast<size_t>(b) * (cols >> 5);
-            uint2 xv[4];
+            uint2 xv[NP];
 #pragma unroll
-            for (int P = 0; P < 4; ++P) xv[P] = ld_x8(xb + F::col(c, P));
+            for (int P = 0; P < NP; ++P) xv[P] = ld_x8(xb + F::col(c, P));
 #pragma unroll
             for (int g = 0; g < NG; ++g) {
                 const float dx = __ldg(db + (F::col(c, g * G) >> 5));
@@ -418,7 +446,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
     __shared__ float red[KS == 1 ? 1 : 2][KS][NR][BMAX];
     const int lane = threadIdx.x & 31;
     const int wid = threadIdx.x >> 5;
-    const int nch = cols >> 5;
+    const int nch = cols / ChunkShape<F>::kWeights;
     const int steps = (nch + 32 * U - 1) / (32 * U);
     const int lsteps = (steps + KS - 1) / KS;  // this warp's steps per row group
     const int groups = (rows + NR - 1) / NR;
@@ -532,7 +560,8 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
 }
 
 // mode -> (DEPTH, KS, MINB, CHAIN): 4, 5: (4, 1, 1); 6: (8, 1, 1); 7: (4, 4, 1); 8: (4, 1, 8); 9: (4, 4, 8);
-// 12: (4, 1, 1, chain); 13: (8, 1, 1, chain); 14: (4, 4, 1, chain); 15: (8, 4, 1, chain)
+// 12: (4, 1, 1, chain); 13: (8, 1, 1, chain); 14: (4, 4, 1, chain); 15: (8, 4, 1, chain); wide (batch 1, F the
+// format's Wide variant): 16: (4, 1, 1, chain); 17: (8, 1, 1, chain); 18: (4, 1, 4, chain); 19: (4, 4, 4, chain)
 template <class F, int BMAX, int NR>
 cudaError_t launch_gemv_q8_mode(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int mode,
                                 void* ws, cudaStream_t s) {
@@ -549,6 +578,29 @@ cudaError_t launch_gemv_q8_mode(Planes w, const void* x, int act, float* y, int 
         case 15:
             return launch_gemv_q8_t<F, BMAX, NR, 8, kGemvWarps, 1, true>(w, x, act, y, rows, cols, batch, true, ws, s);
         default: return launch_gemv_q8_t<F, BMAX, NR, 4, 1, 1>(w, x, act, y, rows, cols, batch, pdl, ws, s);
+    }
+}
+
+// The wide modes 16-19 (batch 1; F: the format's Wide variant), instantiated for batch 1 only.
+template <class F, int NR>
+cudaError_t launch_gemv_wide_nr(Planes w, const void* x, int act, float* y, int rows, int cols, int mode, void* ws,
+                                cudaStream_t s) {
+    switch (mode) {
+        case 16: return launch_gemv_q8_t<F, 1, NR, 4, 1, 1, true>(w, x, act, y, rows, cols, 1, true, ws, s);
+        case 17: return launch_gemv_q8_t<F, 1, NR, 8, 1, 1, true>(w, x, act, y, rows, cols, 1, true, ws, s);
+        case 18: return launch_gemv_q8_t<F, 1, NR, 4, 1, 4, true>(w, x, act, y, rows, cols, 1, true, ws, s);
+        default: return launch_gemv_q8_t<F, 1, NR, 4, kGemvWarps, 4, true>(w, x, act, y, rows, cols, 1, true, ws, s);
+    }
+}
+
+template <class F>
+cudaError_t launch_gemv_wide(Planes w, const void* x, int act, float* y, int rows, int cols, int nr, int mode,
+                             void* ws, cudaStream_t s) {
+    switch (nr) {
+        case 1: return launch_gemv_wide_nr<F, 1>(w, x, act, y, rows, cols, mode, ws, s);
+        case 2: return launch_gemv_wide_nr<F, 2>(w, x, act, y, rows, cols, mode, ws, s);
+        case 4: return launch_gemv_wide_nr<F, 4>(w, x, act, y, rows, cols, mode, ws, s);
+        default: return cudaErrorInvalidValue;
     }
 }
 
@@ -578,16 +630,21 @@ cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows,
 template <class F>
 cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr, int mode,
                         void* ws, long long ws_bytes, cudaStream_t s) {
-    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 15) return cudaErrorInvalidValue;
+    if (batch < 1 || batch > 16 || rows < 1 || cols < 32 || cols % 32 || mode > 19) return cudaErrorInvalidValue;
     if (act != ACT_BF16 && act != ACT_F16 && act != ACT_F32 && act != ACT_PRE) return cudaErrorInvalidValue;
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
     if (mode <= 0 && have_ws) {
         // as ops.py's BATCH1_DEFAULT (BENCHMARKS.md, 2026-11-27): at batch 1 the chained kernels, Q4_0 and Q8_0 with
-        // the block's warps splitting each row group's columns, Q4_K and Q6_K not (Q6_K deep on wide matrices);
+        // the block's warps splitting each row group's columns, Q4_K on its 64-weight chunks with 8 row-chunks per
+        // lane (17), Q6_K unsplit (deep on wide matrices);
         // above batch 1 split (mode 7). The stream kernel (modes 10 / 11) wins only back to back on the smaller
         // matrices and loses ~3 us a call in the GPU runner.
-        mode = batch > 1 ? 7 : (F::kType == 2 || F::kType == 8) ? 14 : (F::kType == 14 && cols > rows) ? 13 : 12;
+        mode = batch > 1 ? 7
+             : (F::kType == 2 || F::kType == 8) ? 14
+             : F::kType == 12                    ? 17
+             : (F::kType == 14 && cols > rows)   ? 13
+                                                 : 12;
         if (nr <= 0) nr = 4;
     }
     if (mode == 10 || mode == 11) {
@@ -605,6 +662,8 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
     if (mode >= 4) {
         if (!have_ws) return cudaErrorInvalidValue;
         if (nr <= 0) nr = 4;
+        if (mode >= 16 && batch > 1) mode = 7;  // the wide modes are batch 1 only
+        if (mode >= 16) return launch_gemv_wide<typename WideOf<F>::type>(w, x, act, y, rows, cols, nr, mode, ws, s);
         return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
     }
     if (act == ACT_F32 || act == ACT_PRE) return cudaErrorInvalidValue;  // the int8-activation modes only

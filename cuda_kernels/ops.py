@@ -123,22 +123,25 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 # 9 = 7 + 8; 10, 11 = the stream kernel (batch 1 only, else 7: x rounded inside the one kernel, weights streamed
 # through per-warp shared-memory rings by bulk copies; 10: 8 warps a block, 11: 16) (gemv.cuh, gemv_stream.cuh);
 # 12-15 = 5, 6, 7 and 7 with 8 row-chunks per lane, chained: the rounding kernel launched with PDL as well and the
-# GEMV letting its successor start at once, so a chain of products overlaps.
+# GEMV letting its successor start at once, so a chain of products overlaps; 16-19 (batch 1; 7 above) = the chained
+# kernel on the format's wide chunks where it has them (Q4_K: 64 weights a chunk, its scales decoded once per 64;
+# other types their usual chunks): 16 = 12, 17 = 13, 18 = 12 and 19 = 14 at <= 128 registers (4 blocks per SM).
 # mode=0 lets the library pick per type, shape and batch among the q8 modes (BATCH1_DEFAULT at batch 1, 7 above;
 # gemv.cuh's launch_gemv); DEFAULT_MODE says which family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
-Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
 STREAM_MODES = (10, 11)
 DEFAULT_MODE = 5
 # (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library), and for matrices
-# with more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-15), with the block's warps
-# splitting each row group's columns (14) for Q4_0 and Q8_0; Q4_K and Q6_K, with more arithmetic per byte, without the
-# split's barrier (12; Q6_K on wide matrices with 8 row-chunks per lane, 13). BENCHMARKS.md cuda-kernels (H100 and
-# H200, 2026-11-27): the fastest or within a few percent on the Llama shapes, and in the GPU runner's decode step
-# (Q4_K split, 14, made that step 7% slower than 12 in the H100 runs).
+# with more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-19); Q4_0 and Q8_0 with the
+# block's warps splitting each row group's columns (14); Q6_K, with more arithmetic per byte, without the split's
+# barrier (12; on wide matrices with 8 row-chunks per lane, 13); Q4_K on its 64-weight chunks with 8 row-chunks per
+# lane (17: 4-15% faster than 12 on four of the five Llama shapes, 3-7% slower on 14336x4096; H100 and H200 runs of
+# 2026-11-27, 22:0x-22:3x UTC). BENCHMARKS.md cuda-kernels: the fastest or within a few percent on the Llama
+# shapes, and in the GPU runner's decode step (the Q4_K split, 14, made that step 7% slower than 12, H100).
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
     GGMLQuantizationType.Q4_0: (14, 4), GGMLQuantizationType.Q8_0: (14, 4),
-    GGMLQuantizationType.Q4_K: (12, 4), GGMLQuantizationType.Q6_K: (12, 4),
+    GGMLQuantizationType.Q4_K: (17, 4), GGMLQuantizationType.Q6_K: (12, 4),
 }
 BATCH1_DEFAULT_WIDE: dict[GGMLQuantizationType, tuple[int, int]] = {GGMLQuantizationType.Q6_K: (13, 4)}
 
@@ -180,7 +183,9 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     factored batch-1 arithmetic), 4 (int8 activations, dp4a), 5 (4 with programmatic dependent launch), 6 (5 with twice the
     weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8), 10 / 11 (the
     stream kernel at batch 1: one kernel, x rounded in it, weights through per-warp shared-memory rings; nr 1, 2
-    or 4 rows per warp; mode 7 above batch 1), 12-15 (5, 6, 7, 7 deep: chained with the next call); 0 = the default of each (BATCH1_DEFAULT at batch 1, 7 above)."""
+    or 4 rows per warp; mode 7 above batch 1), 12-15 (5, 6, 7, 7 deep: chained with the next call), 16-19 (batch 1,
+    7 above: 12, 13, 12 capped at 128 registers, 14 capped, on 64-weight chunks for Q4_K); 0 = the default of each (BATCH1_DEFAULT at batch 1, 7
+    above)."""
     ffi, lib = load()
     squeeze = x.dim() == 1
     if squeeze:
@@ -200,7 +205,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     if nr not in (0, 1, 2, 4):
         raise ValueError(f"nr must be 0, 1, 2 or 4, got {nr}")
     if mode not in (0, *FLOAT_MODES, *Q8_MODES):
-        raise ValueError(f"mode must be 0..15, got {mode}")
+        raise ValueError(f"mode must be 0..19, got {mode}")
     if out is None:
         out = torch.empty(batch, w.rows, dtype=torch.float32, device=x.device)
     else:
@@ -259,3 +264,20 @@ def matmul(x: torch.Tensor, w: QuantMatrix) -> torch.Tensor:
     else:
         y = torch.matmul(flat, dequantize(w, x.dtype).T)
     return y.reshape(*lead, w.rows)
+
+
+def read_probe(buf: torch.Tensor, out: torch.Tensor) -> None:
+    """Read every byte of buf (a contiguous CUDA tensor, 16-byte aligned, a multiple of 16 bytes) and xor them into
+    out (int32 [64], same device), launched like the chained GEMVs: the bandwidth ceiling of tools/bench_cuda.py."""
+    ffi, lib = load()
+    if not isinstance(buf, torch.Tensor) or not buf.is_cuda or not buf.is_contiguous():
+        raise ValueError("buf must be a contiguous CUDA tensor")
+    nbytes = buf.numel() * buf.element_size()
+    if nbytes < 16 or nbytes % 16 or buf.data_ptr() % 16:
+        raise ValueError(f"buf must be 16-byte aligned and a multiple of 16 bytes, got {nbytes} bytes")
+    if out.device != buf.device or out.dtype != torch.int32 or out.numel() < 64 or not out.is_contiguous():
+        raise ValueError("out must be a contiguous int32 tensor of at least 64 elements on buf's device")
+    with torch.cuda.device(buf.device):
+        code = lib.awq_cuda_read_probe(ffi.cast("const void*", buf.data_ptr()), nbytes,
+                                       ffi.cast("unsigned*", out.data_ptr()), _stream(ffi, buf.device))
+    _check(code, f"read_probe of {nbytes} bytes")

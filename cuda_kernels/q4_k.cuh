@@ -13,8 +13,11 @@
 
 namespace awq {
 
+struct FmtQ4_KW;
+
 struct FmtQ4_K {
     static constexpr int kType = 12;  // GGML_TYPE_Q4_K
+    using Wide = FmtQ4_KW;  // the int8-activation walk over 64-weight chunks (modes 16-19)
     struct Raw {
         uint4 h;  // d, dmin, scales[0..11]
         uint4 q;  // 16 nibble bytes
@@ -98,17 +101,22 @@ struct FmtQ4_K {
     // get_scale_min_k4 of sub-blocks j = 2 (t / 2) and j + 1 for 4 sub-blocks at once, bytewise: scales 0..3 are
     // the low 6 bits of bytes 0..3 (mins: 4..7); scales 4..7 are the low nibbles of bytes 8..11 with the top 2
     // bits of bytes 0..3 above them (mins: high nibbles, bytes 4..7). ~10 integer instructions instead of ~30.
-    static __device__ __forceinline__ void prep8(Prep8& p, const Raw& r) {
-        const float d = half_bits(r.h.x), dmin = half_bits(r.h.x >> 16);
-        const uint32_t s0 = r.h.y, s1 = r.h.z, s2 = r.h.w;
-        const bool upper = r.t >= 4;  // j >= 4
+    static __device__ __forceinline__ void prep8(Prep8& p, const Raw& r) { prep8_h(p, r.h, r.t); }
+    // the same from the 16-byte header h, for chunk t (0..7) of the super-block (sub-blocks 2 (t / 2), + 1). Each
+    // 6-bit value becomes the float 2^23 + v by one byte permute (0x4B0000vv), and d * v is one exact FMA with
+    // -2^23 d (d * v has at most 17 significant bits): no int-to-float conversions.
+    static __device__ __forceinline__ void prep8_h(Prep8& p, const uint4& h, int t) {
+        const float d = half_bits(h.x), dmin = half_bits(h.x >> 16);
+        const uint32_t s0 = h.y, s1 = h.z, s2 = h.w;
+        const bool upper = t >= 4;  // j >= 4
         const uint32_t scw = upper ? ((s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u)) : (s0 & 0x3F3F3F3Fu);
         const uint32_t mw = upper ? (((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u)) : (s1 & 0x3F3F3F3Fu);
-        const int sh = ((r.t >> 1) & 1) * 16;  // byte j % 4 = 0 or 2
-        p.A0 = d * static_cast<float>((scw >> sh) & 0xFFu);  // d sc q - dmin m
-        p.C0 = dmin * static_cast<float>((mw >> sh) & 0xFFu);
-        p.A1 = d * static_cast<float>((scw >> (sh + 8)) & 0xFFu);
-        p.C1 = dmin * static_cast<float>((mw >> (sh + 8)) & 0xFFu);
+        const uint32_t sel = 0x7540u | ((t & 2) ? 2u : 0u);  // byte j % 4 (0 or 2) of the word, then 0, 0, 0x4B
+        const float nd = -8388608.0f * d, ndm = -8388608.0f * dmin;
+        p.A0 = fmaf(d, __uint_as_float(__byte_perm(scw, 0x4B000000u, sel)), nd);  // d sc q - dmin m
+        p.C0 = fmaf(dmin, __uint_as_float(__byte_perm(mw, 0x4B000000u, sel)), ndm);
+        p.A1 = fmaf(d, __uint_as_float(__byte_perm(scw, 0x4B000000u, sel + 1)), nd);
+        p.C1 = fmaf(dmin, __uint_as_float(__byte_perm(mw, 0x4B000000u, sel + 1)), ndm);
     }
     static constexpr __device__ bool q8_hi(int P) { return (P >> 1) != 0; }
     static __device__ __forceinline__ void q8_piece(const Raw& r, int P, uint32_t& w0, uint32_t& w1) {
@@ -146,6 +154,50 @@ struct FmtQ4_K {
         r.t = c & 7;
         r.h = *reinterpret_cast<const uint4*>(slot + 16 * lane);
         r.q = *reinterpret_cast<const uint4*>(slot + 512 + 16 * lane);
+    }
+};
+
+// Q4_K for the int8-activation walk over 64-weight chunks (gemv.cuh modes 16-19), the same file bytes: chunk c of a
+// row is super-block c / 4, group g = c % 4, i.e. nibble bytes 32g .. 32g + 31 = all of sub-block 2g (low nibbles,
+// pieces 0-3: bytes 8P .. 8P + 7) and all of sub-block 2g + 1 (high nibbles, pieces 4-7). The header is loaded
+// and its scales and mins decoded once per 64 weights instead of once per 32, and each sub-block is one whole
+// 32-activation block (one group of 4 pieces). A warp's 32 lanes cover 8 consecutive super-blocks (1152 bytes);
+// each lane's two 16-byte loads take every other 16 bytes of that span, so they go through L1 (the second finds
+// the sector the first brought in) instead of ld_stream16's no-allocate.
+struct FmtQ4_KW {
+    static constexpr int kType = 12;
+    static constexpr int kChunk = 64;  // weights per chunk (gemv.cuh's ChunkShape)
+    static constexpr int kPieces = 8;
+    struct Raw {
+        uint4 h;       // d, dmin, scales[0..11]
+        uint4 q0, q1;  // nibble bytes 32g .. 32g + 15, 32g + 16 .. 32g + 31
+        int t;         // 2g: FmtQ4_K's chunk index of the group's first half (prep8_h)
+    };
+    static __device__ __forceinline__ void load(Raw& r, const Planes& w, int row, int c, int nch) {
+        const uint8_t* sb = w.p0 + (static_cast<size_t>(row) * (nch >> 2) + (c >> 2)) * 144;
+        const int g = c & 3;
+        r.t = 2 * g;
+        r.h = ld_cached16(sb);  // the 4 lanes of a super-block read the same 16 bytes
+        r.q0 = ld_cached16(sb + 16 + 32 * g);
+        r.q1 = ld_cached16(sb + 32 + 32 * g);
+    }
+
+    static constexpr int kQ8Group = 4;  // pieces 0-3: sub-block 2g; 4-7: 2g + 1
+    static constexpr bool kQ8Signed = false;
+    static constexpr bool kQ8Sum = true;
+    using Prep8 = FmtQ4_K::Prep8;
+    static __device__ __forceinline__ void prep8(Prep8& p, const Raw& r) { FmtQ4_K::prep8_h(p, r.h, r.t); }
+    static constexpr __device__ bool q8_hi(int P) { return P >= 4; }
+    static __device__ __forceinline__ void q8_piece(const Raw& r, int P, uint32_t& w0, uint32_t& w1) {
+        const uint32_t m = P >= 4 ? 0xF0F0F0F0u : 0x0F0F0F0Fu;
+        const uint4& q = (P & 2) ? r.q1 : r.q0;
+        w0 = ((P & 1) ? q.z : q.x) & m;
+        w1 = ((P & 1) ? q.w : q.y) & m;
+    }
+    static __device__ __forceinline__ float q8_a(const Prep8& p, int g) { return g ? p.A1 : p.A0; }
+    static __device__ __forceinline__ float q8_c(const Prep8& p, int g) { return g ? p.C1 : p.C0; }
+    static __device__ __forceinline__ int col(int c, int P) {
+        return 256 * (c >> 2) + 64 * (c & 3) + 8 * (P & 3) + 32 * (P >> 2);
     }
 };
 

@@ -34,11 +34,14 @@ KEY = "cuda-kernels"
 # (rows per warp, mode) variants timed; (0, 0) is the default the library picks
 MODE_NAMES = {0: "default", 1: "regs", 2: "async", 3: "fact", 4: "q8", 5: "q8 pdl", 6: "q8 pdl deep",
               7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap", 10: "stream", 11: "stream 16w",
-              12: "q8 chain", 13: "q8 chain deep", 14: "q8 chain split", 15: "q8 chain split deep"}
+              12: "q8 chain", 13: "q8 chain deep", 14: "q8 chain split", 15: "q8 chain split deep",
+              16: "q8 chain wide", 17: "q8 chain wide deep", 18: "q8 chain wide cap128", 19: "q8 chain wide split cap128"}
 FLOAT_MODES = (1, 2, 3)
 VARIANTS_B1 = [(0, 0), (4, 3), (4, 5), (4, 6), (4, 7), (1, 10), (2, 10), (4, 10), (1, 11), (2, 11), (4, 11), (4, 12),
-               (4, 13), (4, 14), (2, 14), (4, 15), (2, 15)]
+               (4, 13), (4, 14), (2, 14), (4, 15), (2, 15), (4, 16), (2, 16), (4, 17), (2, 17), (4, 18), (2, 18),
+               (4, 19), (2, 19)]
 VARIANTS = [(0, 0), (4, 1), (4, 5), (4, 7), (4, 14)]
+WIDE_MODES = (16, 17)  # the same kernels as 12 and 13 except for Q4_K: timed for Q4_K only
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -121,6 +124,7 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
     from gguf import GGMLQuantizationType
 
     from awq_gguf import cuda_kernels as ck
+    from awq_gguf.cuda_kernels import ops as ck_ops
 
     gen = torch.Generator(device="cuda").manual_seed(0)
     rows_out = []
@@ -156,6 +160,8 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
                 y = torch.empty(batch, rows, device="cuda")
                 nbytes = one.nbytes + x.numel() * 2 + y.numel() * 4
                 variants = VARIANTS_B1 if batch == 1 else VARIANTS
+                if name != "Q4_K":
+                    variants = [v for v in variants if v[1] not in WIDE_MODES]
                 by_v = {}
                 for nr, mode in variants:
                     try:
@@ -181,6 +187,13 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
                 })
                 r = rows_out[-1]
                 if batch == 1:
+                    # the ceiling: a kernel that only reads the same number of weight bytes, launched as the
+                    # chained GEMVs are (read_probe.cu), over as many buffers as there are weight sets
+                    bufs = [torch.empty(one.nbytes // 16 * 16, dtype=torch.uint8, device="cuda") for _ in sets]
+                    sink = torch.zeros(64, dtype=torch.int32, device="cuda")
+                    tr = graph_time([lambda b=b: ck_ops.read_probe(b, sink) for b in bufs])
+                    del bufs
+                    r.update({"read_us": tr * 1e6, "read_frac_copy": nbytes / tr / copy_bw})
                     ti = isolated([lambda w=w: ck.gemv(x, w, out=y) for w in sets])
                     ts = isolated([lambda w=w: ck.gemv(x, w, out=y, nr=1, mode=10) for w in sets])
                     r.update({"us_isolated": ti * 1e6, "cublas_us_isolated": cublas_iso * 1e6,
@@ -189,6 +202,9 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
                     print(f"  {name:5s} {rows:5d}x{cols:<5d} b1 isolated: {ti*1e6:.2f} us ({r['frac_copy_isolated']:.2f} "
                           f"of copy), cuBLAS {cublas_iso*1e6:.2f} us, x{r['speedup_isolated']:.2f}; stream nr 1: "
                           f"{ts*1e6:.2f} us", flush=True)
+                if "read_us" in r:
+                    print(f"  {name:5s} {rows:5d}x{cols:<5d} read ceiling {r['read_us']:.2f} us "
+                          f"({r['read_frac_copy']:.2f} of copy)", flush=True)
                 print(f"  {name:5s} {rows:5d}x{cols:<5d} b{batch:<2d} {r['us']:8.2f} us  {r['frac_copy']:.2f} of copy  "
                       f"cuBLAS {r['cublas_us']:8.2f} us  x{r['speedup']:.2f}  (best {r['best']}: {tb*1e6:.2f} us, "
                       f"{r['best_frac_copy']:.2f}, x{r['best_speedup']:.2f})  "
@@ -296,26 +312,29 @@ def markdown(res: dict) -> str:
              "cuBLAS fp16 (`F.linear`) on the same shape (weight rows x cols = out x in). Time per call from CUDA "
              "graphs rotating over 4x L2 of weights, back to back (a GEMV launched with programmatic dependent launch "
              "starts its weight loads while the previous call finishes, as in a model's chain of products); for the "
-             "q8 modes 4-9 and 12-15 the time includes the activation-rounding kernel, the stream kernel (10, 11) rounds x "
+             "q8 modes 4-9 and 12-19 the time includes the activation-rounding kernel, the stream kernel (10, 11) rounds x "
              "itself. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
              "with mode 0 at the time of the run; best variant = the fastest of the variants timed: rows per warp "
              "(nr) x regs (register prefetch) / fact (regs with the factored batch-1 arithmetic) / q8 (int8 "
-             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps) / chain (the rounding kernel launched with PDL too and the GEMV letting the next call start at once, on q8 pdl, deep, split and split deep); float best = the fastest "
+             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps) / chain (the rounding kernel launched with PDL too and the GEMV letting the next call start at once, on q8 pdl, deep, split and split deep) / wide (chain on 64-weight chunks for Q4_K, its scales decoded once per 64 weights; other types their own chunks) / cap128 (at most 128 registers, 4 blocks per SM); read ceiling = a kernel that only reads the same weight bytes, launched as the chained GEMVs (read_probe.cu), the same bytes counted: what a GEMV could reach at most in this harness; float best = the fastest "
              "of the float-activation variants (regs / fact), the exact path. Speedup = cuBLAS time / ours.", ""]
     for batch in BATCHES:
         rows = [r for r in res["gemv"] if r["batch"] == batch]
         if not rows:
             continue
+        ceil = any("read_us" in r for r in rows)
         lines += [f"Batch {batch}:", "",
-                  "| type | rows x cols | default: us | GB/s | of copy | speedup | best variant: us, of copy, speedup | float best: us, of copy, speedup | cuBLAS fp16 us | cuBLAS of copy |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| type | rows x cols | default: us | GB/s | of copy | speedup | best variant: us, of copy, speedup | float best: us, of copy, speedup | cuBLAS fp16 us | cuBLAS of copy |"
+                  + (" read ceiling: us, of copy |" if ceil else ""),
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if ceil else "")]
         for r in rows:
             fb = (f"{r['float_best']}: {r['float_best_us']:.1f}, {r['float_best_frac_copy']:.2f}, "
                   f"{r['float_best_speedup']:.2f}x" if "float_best" in r else "-")
+            rc = (f" {r['read_us']:.1f}, {r['read_frac_copy']:.2f} |" if "read_us" in r else " - |") if ceil else ""
             lines.append(f"| {r['type']} | {r['rows']}x{r['cols']} | {r['us']:.1f} | {r['gbps']:.0f} | "
                          f"{r['frac_copy']:.2f} | {r['speedup']:.2f}x | {r['best']}: {r['best_us']:.1f}, "
                          f"{r['best_frac_copy']:.2f}, {r['best_speedup']:.2f}x | {fb} | "
-                         f"{r['cublas_us']:.1f} | {r['cublas_frac_copy']:.2f} |")
+                         f"{r['cublas_us']:.1f} | {r['cublas_frac_copy']:.2f} |" + rc)
         lines.append("")
         iso = [r for r in rows if "us_isolated" in r]
         if iso:

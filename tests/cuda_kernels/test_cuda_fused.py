@@ -214,7 +214,7 @@ def test_gemv_q8_on_prerounded_activations(fz, seed, qt):
         x = torch.randn(batch, cols, device="cuda", generator=gen(seed + batch)) * 2
         y = torch.empty_like(x)
         act = fz.add_rmsnorm_q8(x, None, torch.rand(cols, device="cuda", generator=gen(seed)) + 0.5, 1e-5, out=y)
-        for mode in (0, 5, 6, 7, 10, 11, 12, 13, 14, 15):
+        for mode in (0, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 18):
             out = torch.full((batch, rows), float("nan"), device="cuda")
             fz.gemv_q8(act, w, out=out, mode=mode)
             plain = ck.gemv(y, w, mode=mode)

@@ -85,9 +85,10 @@ def test_gemv_matches_float64(ck, seed, qt, dtype):
 
 @pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
 @pytest.mark.parametrize("nr", [1, 2, 4])
-@pytest.mark.parametrize("mode", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+@pytest.mark.parametrize("mode", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
                          ids=["regs", "async", "fact", "q8", "q8pdl", "q8deep", "q8split", "q8cap", "q8splitcap",
-                              "stream", "streamwide", "chain", "chaindeep", "chainsplit", "chainsplitdeep"])
+                              "stream", "streamwide", "chain", "chaindeep", "chainsplit", "chainsplitdeep",
+                              "wide", "widedeep", "widesplit", "widesplitdeep"])
 def test_gemv_variants_agree(ck, seed, qt, nr, mode):
     for rows, cols in shapes(qt):
         w, ref_w = weight(ck, qt, rows, cols, seed)
@@ -116,7 +117,7 @@ def test_q8_activation_rounding_cost_and_nan(ck, seed, qt):
     for dtype in (torch.float16, torch.bfloat16):
         x = fresh_x(3, cols, dtype, seed + 11)
         ref = x.double() @ ref_w.T
-        for mode in (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15):
+        for mode in (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19):
             err = rel_err(ck.gemv(x, w, mode=mode), ref)
             exact = rel_err(ck.gemv(x, w, mode=3), ref)
             assert exact < 2e-5 and err < 1.5e-2, f"{qt.name} mode {mode}: rel err {err:.2e} vs float x (seed {seed})"
@@ -133,7 +134,7 @@ def test_float32_activations_in_q8_modes(ck, seed, qt):
         w, ref_w = weight(ck, qt, rows, cols, seed)
         for batch in (1, 5, 16):
             x = fresh_x(batch, cols, torch.float32, seed + 3) * 1.001  # values no float16 holds
-            for mode in (0, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15):
+            for mode in (0, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19):
                 out = torch.full((batch, rows), float("nan"), device="cuda")
                 ck.gemv(x, w, out=out, mode=mode)
                 torch.cuda.synchronize()
@@ -269,8 +270,8 @@ def test_bad_arguments_raise_clearly(ck, seed):
         ck.gemv(torch.cat([x, x], 1)[:, : w.cols], w)
     with pytest.raises(ValueError, match="1..16"):
         ck.gemv(fresh_x(17, w.cols, torch.float16, seed), w)
-    for bad in (-1, 16):
-        with pytest.raises(ValueError, match=r"mode must be 0\.\.15"):
+    for bad in (-1, 20):
+        with pytest.raises(ValueError, match=r"mode must be 0\.\.19"):
             ck.gemv(x, w, mode=bad)
     with pytest.raises(ValueError, match="is on cpu"):
         ck.gemv(x.cpu(), w)
