@@ -543,11 +543,12 @@ static inline __attribute__((always_inline)) __m256i kblock_chunk(const uint8_t 
         const __m256i v = ld256(((const blk_q2_K *)(const void *)blk)->qs + 32 * (k / 4));
         return _mm256_and_si256(k % 4 ? _mm256_srli_epi16(v, 2 * (k % 4)) : v, m3);
     }
-    if (kind == 3) { /* low 2 bits as Q2_K, bit k of hmask as 4 */
+    if (kind == 3) { /* low 2 bits as Q2_K, bit k of hmask as 4 (one shift moves it to bit 2 of its byte) */
         const blk_q3_K *w = (const void *)blk;
         const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ld256(w->qs + 32 * (k / 4)), _mm_cvtsi32_si128(2 * (k % 4))), m3);
-        const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(ld256(w->hmask), _mm_cvtsi32_si128(k)), one);
-        return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
+        const __m256i h = ld256(w->hmask);
+        const __m256i hs = k >= 2 ? _mm256_srl_epi16(h, _mm_cvtsi32_si128(k - 2)) : _mm256_sll_epi16(h, _mm_cvtsi32_si128(2 - k));
+        return _mm256_or_si256(lo, _mm256_and_si256(hs, _mm256_set1_epi8(4)));
     }
     if (kind == 4) { /* chunk 2j + i: nibble i of qs[32j ..] */
         const __m256i v = ld256(((const blk_q4_K *)(const void *)blk)->qs + 32 * (k / 2));

@@ -63,16 +63,20 @@ def test_matmul(isa: str, t: T, rows: int, n: int, threads: int) -> None:
     assert not bad.any(), f"{isa} {t.name}: {bad.sum()} of {bad.size} off; max err {np.abs(y - ref).max():.3g}"
 
 
-@pytest.mark.parametrize("cols", [1024, 1056], ids=["even_blocks", "odd_blocks"])
-@pytest.mark.parametrize("t", [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1], ids=lambda t: t.name)
+@pytest.mark.parametrize(
+    ("t", "cols"),
+    [(t, c) for t in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1) for c in (1024, 1056)] + [(t, c) for t in (T.Q2_K, T.Q3_K) for c in (768, 1024)],
+    ids=lambda v: v.name if isinstance(v, T) else str(v),
+)
 def test_gemv_rows_at_once_and_one_at_a_time(isa: str, t: T, cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The GEMV's several-rows entry (dotr, where the table has one: AVX2) and one row at a time through dot
     (AWQ_GGUF_NO_DOTR=1), both against the reference: 13 rows over 1 and 2 threads (groups and tails); an even
-    and an odd number of blocks per row (AVX2's dotr takes blocks two at a time, the odd last one apart)."""
+    and an odd number of blocks per row (AVX2's dotr takes 32-element blocks two at a time, the odd last one
+    apart), and odd and even super-block counts for Q2_K / Q3_K."""
     rng = np.random.default_rng([int(t), 13, cols])
     w = random_rows(rng, t, 13, cols)
     x = rng.standard_normal((1, cols)).astype(np.float32)
-    ref, scale = ref_matmul(ref_weights(w, t), x, 32)
+    ref, scale = ref_matmul(ref_weights(w, t), x, act_block(t))
     for no_dotr in ("0", "1"):
         monkeypatch.setenv("AWQ_GGUF_NO_DOTR", no_dotr)
         ck.set_isa(isa)
