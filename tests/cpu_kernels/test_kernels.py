@@ -70,19 +70,20 @@ def test_matmul(isa: str, t: T, rows: int, n: int, threads: int) -> None:
 )
 def test_gemv_rows_at_once_and_one_at_a_time(isa: str, t: T, cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The GEMV's several-rows entry (dotr, where the table has one: AVX2) and one row at a time through dot
-    (AWQ_GGUF_NO_DOTR=1), both against the reference: 13 rows over 1 and 2 threads (groups and tails); an even
-    and an odd number of blocks per row (AVX2's dotr takes 32-element blocks two at a time, the odd last one
-    apart), and odd and even super-block counts for Q2_K / Q3_K."""
-    rng = np.random.default_rng([int(t), 13, cols])
-    w = random_rows(rng, t, 13, cols)
-    x = rng.standard_normal((1, cols)).astype(np.float32)
-    ref, scale = ref_matmul(ref_weights(w, t), x, act_block(t))
-    for no_dotr in ("0", "1"):
-        monkeypatch.setenv("AWQ_GGUF_NO_DOTR", no_dotr)
-        ck.set_isa(isa)
-        for threads in (1, 2):
-            y = ck.matmul(w, t, x, threads=threads, out=np.full((1, 13), np.nan, np.float32))
-            assert np.all(np.abs(y - ref) <= 2e-5 * scale), f"{isa} {t.name} AWQ_GGUF_NO_DOTR={no_dotr}"
+    (AWQ_GGUF_NO_DOTR=1), both against the reference: 13 and 71 rows over 1 and 2 threads (a thread's rows in
+    AWQ_DOTR strided streams, and tails); an even and an odd number of blocks per row (AVX2's dotr takes
+    32-element blocks two at a time, the odd last one apart), and odd and even super-block counts for Q2_K / Q3_K."""
+    for rows in (13, 71):
+        rng = np.random.default_rng([int(t), rows, cols])
+        w = random_rows(rng, t, rows, cols)
+        x = rng.standard_normal((1, cols)).astype(np.float32)
+        ref, scale = ref_matmul(ref_weights(w, t), x, act_block(t))
+        for no_dotr in ("0", "1"):
+            monkeypatch.setenv("AWQ_GGUF_NO_DOTR", no_dotr)
+            ck.set_isa(isa)
+            for threads in (1, 2):
+                y = ck.matmul(w, t, x, threads=threads, out=np.full((1, rows), np.nan, np.float32))
+                assert np.all(np.abs(y - ref) <= 2e-5 * scale), f"{isa} {t.name} {rows} rows AWQ_GGUF_NO_DOTR={no_dotr}"
     monkeypatch.delenv("AWQ_GGUF_NO_DOTR")
     ck.set_isa(isa)
 
