@@ -312,9 +312,9 @@ static void dotr_prep_q5_1(int64_t n, const void *x, void *o) { dotr_prep_32(n, 
  * conversion and the scale FMA happen once per 8 block-rows, with the 8 fp16 scales (and Q4_1 / Q5_1 mins)
  * gathered by scalar loads into one vector. int16 sums: 2 maddubs of 2 products each, below
  * 4 * 31 * 127 = 15748. An odd last block goes through the one-row block code. The software prefetch takes
- * the same blocks of the next row in memory that this call does not read: each row's successor when the rows
- * are a stride apart (awq_gemv_file_rows: 4 sequential streams, each through a quarter of the range), 4 rows
- * ahead when they are adjacent (row_bytes = the row's own size). One thread's adjacent-read fraction, 11 rounds,
+ * the same blocks 2 rows further in each row's stream when the rows of a call are a stride apart
+ * (awq_gemv_file_rows: 4 sequential streams, each through a quarter of the range; 1 row ahead read about 0.03
+ * less, 3 or 4 rows no better), 4 rows ahead when they are adjacent (row_bytes = the row's own size). One thread's adjacent-read fraction, 11 rounds,
  * in one process against adjacent groups of 4 rows and against one row at a time (22:18 UTC 2026-11-27, dev
  * machine), 11008x4096 / 4096x11008: Q4_0 1.20 / 1.10 (0.82 / 1.03, 0.84 / 0.78), Q4_1 0.96 / 1.02 (0.84 / 1.07,
  * 0.80 / 0.82), Q5_0 1.07 / 1.03 (0.90 / 1.02, 0.75 / 0.74), Q5_1 1.09 / 1.04 (0.93 / 0.97, 0.81 / 0.79). */
@@ -342,7 +342,7 @@ static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void 
         const uint8_t *p[4];
         for (int r = 0; r < 4; r++) {
             p[r] = w + r * rb + b * bs;
-            pf_group(p[r] + (rb == nb * (int64_t)bs ? 4 * rb : nb * (int64_t)bs), 2 * bs);
+            pf_group(p[r] + (rb == nb * (int64_t)bs ? 4 : 2) * nb * (int64_t)bs, 2 * bs);
         }
         const xpair_t *xj = xp + b / 2;
         const __m256i xlo = _mm256_loadu_si256((const __m256i *)(const void *)xj->lo);
@@ -609,7 +609,7 @@ static inline __attribute__((always_inline)) void kdot_rows(int64_t n, const voi
  * kdot_rows (the activation's 8 vectors and block sums read once for the 4 rows), then three hadds put the 4 rows'
  * int32 sums (and Q2_K's min sums) into one vector [rows 0..3 | rows 0..3] (two partial sums per row), so the int
  * -> float conversion and the scale FMA run once per 4 rows, with the rows' fp16 d (and dmin) gathered into one
- * vector. The software prefetch as in dotr_32 (the next row in memory that the call does not read). Against one
+ * vector. The software prefetch as in dotr_32. Against one
  * row at a time (kdot_rows), same process, 11 rounds (22:19 UTC, dev machine), 11008x4096 / 4096x11008: Q2_K
  * 0.79 / 0.77 (0.72 / 0.75), Q3_K 0.77 / 0.76 (0.74 / 0.70); with 4 adjacent rows a call it was slower than one
  * row at a time (0.60 / 0.71, 0.59 / 0.72). */
@@ -627,7 +627,7 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
         const uint8_t *p[4];
         for (int r = 0; r < 4; r++) {
             p[r] = w + r * rb + b * bs;
-            pf_group(p[r] + (rb == nb * (int64_t)bs ? 4 * rb : nb * (int64_t)bs), bs);
+            pf_group(p[r] + (rb == nb * (int64_t)bs ? 4 : 2) * nb * (int64_t)bs, bs);
         }
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)(const void *)xb->bsums);
         __m256i ai[4], am[4];

@@ -34,7 +34,7 @@ static inline void awq_gemv_file_rows(const awq_kernels *k, int t, int64_t cols,
         if (xr) {
             /* the rows of one call q apart (r0 + i + j q, j < AWQ_DOTR): each of the AWQ_DOTR streams then
              * walks its part's rows in order, one long sequential read, which this machine's memory
-             * serves better than 4 adjacent rows at a time (dotr prefetches each stream's next row) */
+             * serves better than 4 adjacent rows at a time (dotr prefetches ahead in each stream) */
             const int64_t q = (r1 - r0) / AWQ_DOTR;
             for (int64_t i = 0; i < q; i++) {
                 float o[AWQ_DOTR];
