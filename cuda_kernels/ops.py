@@ -133,15 +133,17 @@ Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
 STREAM_MODES = (10, 11)
 DEFAULT_MODE = 5
 # (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library), and for matrices
-# with more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-19); Q4_0 and Q8_0 with the
-# block's warps splitting each row group's columns (14); Q6_K, with more arithmetic per byte, without the split's
-# barrier (12; on wide matrices with 8 row-chunks per lane, 13); Q4_K on its 64-weight chunks with 8 row-chunks per
-# lane (17: 4-15% faster than 12 on four of the five Llama shapes, 3-7% slower on 14336x4096; H100 and H200 runs of
-# 2026-11-27, 22:0x-22:3x UTC). BENCHMARKS.md cuda-kernels: the fastest or within a few percent on the Llama
-# shapes, and in the GPU runner's decode step (the Q4_K split, 14, made that step 7% slower than 12, H100).
+# with more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-15); Q4_0 and Q8_0 with the
+# block's warps splitting each row group's columns (14); Q4_K and Q6_K, with more arithmetic per byte, without the
+# split's barrier (12; Q6_K on wide matrices with 8 row-chunks per lane, 13). BENCHMARKS.md cuda-kernels (H100 and
+# H200, 2026-11-27): the fastest or within a few percent on the Llama shapes. Where the GEMV benchmark and the GPU
+# runner's decode step disagree, the runner decides: Q4_K on its 64-weight chunks (17) is 4-15% faster than 12 in
+# the benchmark's chains of one GEMV on four of the five Llama shapes, but made the runner's step 8-11% slower (H100,
+# 22:14-22:22 UTC: TinyLlama shapes 768-773 vs 710 us, Llama-2-7B shapes in 4 layers 358 vs 321 us; 17 on the wide
+# matrices only: 771 / 340 us), and the split (14) on Q4_K made it 7% slower (764 vs 712 us).
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
     GGMLQuantizationType.Q4_0: (14, 4), GGMLQuantizationType.Q8_0: (14, 4),
-    GGMLQuantizationType.Q4_K: (17, 4), GGMLQuantizationType.Q6_K: (12, 4),
+    GGMLQuantizationType.Q4_K: (12, 4), GGMLQuantizationType.Q6_K: (12, 4),
 }
 BATCH1_DEFAULT_WIDE: dict[GGMLQuantizationType, tuple[int, int]] = {GGMLQuantizationType.Q6_K: (13, 4)}
 
