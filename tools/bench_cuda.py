@@ -124,6 +124,7 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
     from gguf import GGMLQuantizationType
 
     from awq_gguf import cuda_kernels as ck
+    from awq_gguf.cuda_kernels import fused as ck_fused
     from awq_gguf.cuda_kernels import ops as ck_ops
 
     gen = torch.Generator(device="cuda").manual_seed(0)
@@ -194,6 +195,16 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
                     tr = graph_time([lambda b=b: ck_ops.read_probe(b, sink) for b in bufs])
                     del bufs
                     r.update({"read_us": tr * 1e6, "read_frac_copy": nbytes / tr / copy_bw})
+                    # the GEMV as the GPU runner calls it: x already rounded to int8 by the previous (fused) kernel,
+                    # so no rounding kernel of its own (act = pre-rounded, fused.gemv_q8)
+                    act = ck_fused.add_rmsnorm_q8(x.float().contiguous(), None,
+                                                  torch.ones(cols, device="cuda"), 1e-5)
+                    tp = graph_time([lambda w=w: ck_fused.gemv_q8(act, w, out=y) for w in sets])
+                    r.update({"pre_us": tp * 1e6, "pre_frac_copy": nbytes / tp / copy_bw,
+                              "pre_speedup": cublas[batch] / tp})
+                    if name == "Q4_K":
+                        tw = graph_time([lambda w=w: ck_fused.gemv_q8(act, w, out=y, nr=4, mode=17) for w in sets])
+                        r.update({"pre_wide_us": tw * 1e6, "pre_wide_frac_copy": nbytes / tw / copy_bw})
                     ti = isolated([lambda w=w: ck.gemv(x, w, out=y) for w in sets])
                     ts = isolated([lambda w=w: ck.gemv(x, w, out=y, nr=1, mode=10) for w in sets])
                     r.update({"us_isolated": ti * 1e6, "cublas_us_isolated": cublas_iso * 1e6,
@@ -204,7 +215,8 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
                           f"{ts*1e6:.2f} us", flush=True)
                 if "read_us" in r:
                     print(f"  {name:5s} {rows:5d}x{cols:<5d} read ceiling {r['read_us']:.2f} us "
-                          f"({r['read_frac_copy']:.2f} of copy)", flush=True)
+                          f"({r['read_frac_copy']:.2f} of copy); x pre-rounded: {r['pre_us']:.2f} us "
+                          f"({r['pre_frac_copy']:.2f}, x{r['pre_speedup']:.2f})", flush=True)
                 print(f"  {name:5s} {rows:5d}x{cols:<5d} b{batch:<2d} {r['us']:8.2f} us  {r['frac_copy']:.2f} of copy  "
                       f"cuBLAS {r['cublas_us']:8.2f} us  x{r['speedup']:.2f}  (best {r['best']}: {tb*1e6:.2f} us, "
                       f"{r['best_frac_copy']:.2f}, x{r['best_speedup']:.2f})  "
@@ -316,7 +328,7 @@ def markdown(res: dict) -> str:
              "itself. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
              "with mode 0 at the time of the run; best variant = the fastest of the variants timed: rows per warp "
              "(nr) x regs (register prefetch) / fact (regs with the factored batch-1 arithmetic) / q8 (int8 "
-             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps) / chain (the rounding kernel launched with PDL too and the GEMV letting the next call start at once, on q8 pdl, deep, split and split deep) / wide (chain on 64-weight chunks for Q4_K, its scales decoded once per 64 weights; other types their own chunks) / cap128 (at most 128 registers, 4 blocks per SM); read ceiling = a kernel that only reads the same weight bytes, launched as the chained GEMVs (read_probe.cu), the same bytes counted: what a GEMV could reach at most in this harness; float best = the fastest "
+             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps) / chain (the rounding kernel launched with PDL too and the GEMV letting the next call start at once, on q8 pdl, deep, split and split deep) / wide (chain on 64-weight chunks for Q4_K, its scales decoded once per 64 weights; other types their own chunks) / cap128 (at most 128 registers, 4 blocks per SM); x pre-rounded = the default variant on activations already rounded to int8 by the previous kernel, as the GPU runner's fused kernels hand them over (no rounding kernel per call; for Q4_K also wide, mode 17); read ceiling = a kernel that only reads the same weight bytes, launched as the chained GEMVs (read_probe.cu), the same bytes counted: what a GEMV could reach at most in this harness; float best = the fastest "
              "of the float-activation variants (regs / fact), the exact path. Speedup = cuBLAS time / ours.", ""]
     for batch in BATCHES:
         rows = [r for r in res["gemv"] if r["batch"] == batch]
@@ -325,12 +337,17 @@ def markdown(res: dict) -> str:
         ceil = any("read_us" in r for r in rows)
         lines += [f"Batch {batch}:", "",
                   "| type | rows x cols | default: us | GB/s | of copy | speedup | best variant: us, of copy, speedup | float best: us, of copy, speedup | cuBLAS fp16 us | cuBLAS of copy |"
-                  + (" read ceiling: us, of copy |" if ceil else ""),
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if ceil else "")]
+                  + (" x pre-rounded: us, of copy, speedup | read ceiling: us, of copy |" if ceil else ""),
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ceil else "")]
         for r in rows:
             fb = (f"{r['float_best']}: {r['float_best_us']:.1f}, {r['float_best_frac_copy']:.2f}, "
                   f"{r['float_best_speedup']:.2f}x" if "float_best" in r else "-")
-            rc = (f" {r['read_us']:.1f}, {r['read_frac_copy']:.2f} |" if "read_us" in r else " - |") if ceil else ""
+            rc = ""
+            if ceil:
+                pre = (f" {r['pre_us']:.1f}, {r['pre_frac_copy']:.2f}, {r['pre_speedup']:.2f}x"
+                       + (f" (wide: {r['pre_wide_us']:.1f}, {r['pre_wide_frac_copy']:.2f})" if "pre_wide_us" in r else "")
+                       if "pre_us" in r else " -")
+                rc = pre + (f" | {r['read_us']:.1f}, {r['read_frac_copy']:.2f} |" if "read_us" in r else " | - |")
             lines.append(f"| {r['type']} | {r['rows']}x{r['cols']} | {r['us']:.1f} | {r['gbps']:.0f} | "
                          f"{r['frac_copy']:.2f} | {r['speedup']:.2f}x | {r['best']}: {r['best_us']:.1f}, "
                          f"{r['best_frac_copy']:.2f}, {r['best_speedup']:.2f}x | {fb} | "
