@@ -641,6 +641,7 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
                 const __m256i q = _mm256_maddubs_epi16(kblock_chunk(p[r], kind, k),
                                                        _mm256_loadu_si256((const __m256i *)(const void *)(xb->qs + 32 * k)));
                 a = _mm256_add_epi32(a, _mm256_madd_epi16(q, kscale(ks, k)));
+                __asm__("" : "+x"(a)); /* a chain: reassociated into a tree of the 4 rows' 32 sums, they spill */
             }
             if (kind == 3) /* the offset 4 through the scale-weighted block sums */
                 a = _mm256_sub_epi32(a, _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(sc.sc8)), 2));
