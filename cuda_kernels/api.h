@@ -6,16 +6,19 @@
  * a cudaError_t value, or AWQ_ERR_TYPE for a weight type without kernels. awq_cuda_error_string names it.
  *
  * qtype: GGML type id (2 = Q4_0, 8 = Q8_0, 12 = Q4_K, 14 = Q6_K); p0, p1, p2: the format's planes (see the
- * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations, 2 = float32 (modes 4-9 only: rounded to int8 from float32), 3 = already
- * rounded into ws by a fused kernel below (modes 4-9 only; x unused). nr: rows per warp (1, 2,
- * 4; 0 = default); mode: 1 = register prefetch, 2 = cp.async ring, 3 = 1 + factored batch-1 math, 4 = int8
- * activations (dp4a), 5 = 4 with programmatic dependent launch, 6-9 = 5 with deeper prefetch / split columns / a register cap,
- * 12-15 = 5, 6, 7, 7 deep chained with the next call, 16-19 = batch 1 chained kernels on the format's 64-weight chunks (Q4_K; gemv.cuh), 10, 11 = the stream kernel (batch 1: one kernel that rounds x itself and streams the weights through a shared-memory
- * ring by bulk copies; gemv_stream.cuh; above batch 1 these run mode 7) (0 = default: with a workspace 5 at batch 1
- * (6 for Q4_0) and 7 above, else 3 at batch 1 and 1 above); see gemv.cuh. Planes must be padded to a multiple of 16 bytes
- * (modes 10, 11 copy 16-byte aligned spans). ws: 16-byte aligned device workspace of ws_bytes >= batch * cols * (1 + 4 / 32)
- * bytes, needed by modes 4-9 (may be NULL otherwise). out_type: 0 = fp16,
- * 1 = bf16, 2 = float32. x: [batch, cols], y: float32 [batch, rows], both contiguous, x 16-byte aligned.
+ * format's .cuh; unused planes may be NULL). act: 0 = fp16, 1 = bf16 activations, 2 = float32 (int8 modes only: rounded
+ * to int8 from float32), 3 = already rounded into ws by a fused kernel below (int8 modes only; x unused). nr: rows per
+ * warp (1, 2, 4; 0 = default). mode (gemv.cuh has the details): 1 = register prefetch, 2 = cp.async ring, 3 = 1 +
+ * factored batch-1 math (float activations, ~1e-6); the int8-activation modes (x rounded per 32 values, dp4a):
+ * 4 plain, 5 = 4 with programmatic dependent launch, 6-9 = 5 with deeper prefetch / split columns / a register cap,
+ * 10, 11 = the stream kernel (batch 1: one kernel that rounds x itself and streams the weights through shared-memory
+ * rings by bulk copies, gemv_stream.cuh; above batch 1 mode 7), 12-15 = 5, 6, 7, 7 deep chained with the next call,
+ * 16-19 = batch-1 chained kernels on the format's 64-weight chunks (Q4_K; above batch 1 mode 7). 0 = default: with a
+ * workspace the chained int8 kernels at batch 1 (Q4_0, Q8_0: 14; Q4_K: 12; Q6_K: 12, 13 when cols > rows) and 7
+ * above; without one 3 at batch 1 and 1 above. Planes must be padded to a multiple of 16 bytes (modes 10, 11 copy
+ * 16-byte aligned spans). ws: 16-byte aligned device workspace of ws_bytes >= batch * cols * (1 + 4 / 32) bytes,
+ * needed by the int8 modes (may be NULL otherwise). out_type: 0 = fp16, 1 = bf16, 2 = float32. x: [batch, cols],
+ * y: float32 [batch, rows], both contiguous, x 16-byte aligned.
  */
 #ifndef AWQ_GGUF_CUDA_API_H
 #define AWQ_GGUF_CUDA_API_H
