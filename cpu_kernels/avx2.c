@@ -605,20 +605,23 @@ static inline __attribute__((always_inline)) void kdot_rows(int64_t n, const voi
     for (int t = 0; t < nx; t++) out[t] = khas_min(kind) ? hsum_ps(accf[t]) - hsum_ps(accm[t]) : hsum_ps(accf[t]);
 }
 
-/* GEMV over 4 file rows at once (dotr) for Q2_K / Q3_K (kind 2 / 3): per super-block each row's chunks as in
+/* GEMV over 4 file rows at once (dotr) for Q2_K / Q3_K / Q5_K (kind 2 / 3 / 5): per super-block each row's chunks as in
  * kdot_rows (the activation's 8 vectors and block sums read once for the 4 rows), then three hadds put the 4 rows'
  * int32 sums (and Q2_K's min sums) into one vector [rows 0..3 | rows 0..3] (two partial sums per row), so the int
  * -> float conversion and the scale FMA run once per 4 rows, with the rows' fp16 d (and dmin) gathered into one
  * vector. The software prefetch as in dotr_32. Against one
  * row at a time (kdot_rows), same process, 11 rounds (22:19 UTC, dev machine), 11008x4096 / 4096x11008: Q2_K
  * 0.79 / 0.77 (0.72 / 0.75), Q3_K 0.77 / 0.76 (0.74 / 0.70); with 4 adjacent rows a call it was slower than one
- * row at a time (0.60 / 0.71, 0.59 / 0.72). */
+ * row at a time (0.60 / 0.71, 0.59 / 0.72). Q5_K (22:54 UTC, 3 in-process runs of 7-9 rounds, means): 0.92 / 0.92
+ * against 0.87 / 0.84 one row at a time. Tried for Q2_K / Q3_K, not kept: the 8 chunks' int16 sums reduced by
+ * seven hadds into the 16 sub-block sums, then one madd with the scales (no per-chunk scale shuffle and madd):
+ * L1-resident 7.1 against 6.5 ns per super-block row (Q2_K), 9.2 against 9.2 (Q3_K). */
 static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *vw, int64_t rb, const void *vx,
                                                          float *out, const int kind) {
     _Static_assert(AWQ_DOTR == 4, "dotr_k takes 4 rows");
     const uint8_t *w = vw; const act_q8_K *x = vx;
     const size_t bs = kblock_bytes(kind);
-    const size_t d_at = kind == 2 ? offsetof(blk_q2_K, d) : offsetof(blk_q3_K, d);
+    const size_t d_at = kind == 2 ? offsetof(blk_q2_K, d) : kind == 3 ? offsetof(blk_q3_K, d) : offsetof(blk_q5_K, d);
     const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
     const int64_t nb = n / QKK;
     __m256 acc = _mm256_setzero_ps();
@@ -643,7 +646,7 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
                 a = _mm256_add_epi32(a, _mm256_madd_epi16(q, kscale(ks, k)));
                 __asm__("" : "+x"(a)); /* a chain: reassociated into a tree of the 4 rows' 32 sums, they spill */
             }
-            if (kind == 3) /* the offset 4 through the scale-weighted block sums */
+            if (!khas_min(kind)) /* Q3_K's offset 4 through the scale-weighted block sums */
                 a = _mm256_sub_epi32(a, _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(sc.sc8)), 2));
             else
                 am[r] = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(sc.mn8));
@@ -651,7 +654,7 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
         }
         const __m256 dx = _mm256_set1_ps(xb->d);
         const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(ai[0], ai[1]), _mm256_hadd_epi32(ai[2], ai[3]));
-        if (kind == 2) {
+        if (khas_min(kind)) {
             /* (d, dmin) of the 4 rows -> [d0 m0 d1 m1 | d2 m2 d3 m3] */
             __m128i dd = _mm_cvtsi32_si128((int)awq_rd32(p[0] + d_at));
             dd = _mm_insert_epi32(dd, (int)awq_rd32(p[1] + d_at), 1);
@@ -675,6 +678,7 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
 
 static void dotr_q2_K(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_k(n, w, rb, x, o, 2); }
 static void dotr_q3_K(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_k(n, w, rb, x, o, 3); }
+static void dotr_q5_K(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_k(n, w, rb, x, o, 5); }
 
 ROW_ENTRIES(q2_K, kdot_rows, 2)
 ROW_ENTRIES(q3_K, kdot_rows, 3)
@@ -1003,7 +1007,7 @@ const awq_kernels *awq_kernels_avx2(void) {
         k.dot4[AWQ_Q5_K] = dot4_q5_K; k.dot4[AWQ_Q6_K] = dot4_q6_K;
         k.dotr[AWQ_Q4_0] = dotr_q4_0; k.dotr[AWQ_Q4_1] = dotr_q4_1; k.dotr[AWQ_Q5_0] = dotr_q5_0;
         k.dotr[AWQ_Q5_1] = dotr_q5_1;
-        k.dotr[AWQ_Q2_K] = dotr_q2_K; k.dotr[AWQ_Q3_K] = dotr_q3_K;
+        k.dotr[AWQ_Q2_K] = dotr_q2_K; k.dotr[AWQ_Q3_K] = dotr_q3_K; k.dotr[AWQ_Q5_K] = dotr_q5_K;
         k.dotr_prep[AWQ_Q4_0] = dotr_prep_q4_0; k.dotr_prep[AWQ_Q4_1] = dotr_prep_q4_1;
         k.dotr_prep[AWQ_Q5_0] = dotr_prep_q5_0; k.dotr_prep[AWQ_Q5_1] = dotr_prep_q5_1;
         AWQ_SET_GEMM8(k);

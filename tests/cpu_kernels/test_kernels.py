@@ -65,14 +65,14 @@ def test_matmul(isa: str, t: T, rows: int, n: int, threads: int) -> None:
 
 @pytest.mark.parametrize(
     ("t", "cols"),
-    [(t, c) for t in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1) for c in (1024, 1056)] + [(t, c) for t in (T.Q2_K, T.Q3_K) for c in (768, 1024)],
+    [(t, c) for t in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1) for c in (1024, 1056)] + [(t, c) for t in (T.Q2_K, T.Q3_K, T.Q5_K) for c in (768, 1024)],
     ids=lambda v: v.name if isinstance(v, T) else str(v),
 )
 def test_gemv_rows_at_once_and_one_at_a_time(isa: str, t: T, cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The GEMV's several-rows entry (dotr, where the table has one: AVX2) and one row at a time through dot
     (AWQ_GGUF_NO_DOTR=1), both against the reference: 13 and 71 rows over 1 and 2 threads (a thread's rows in
     AWQ_DOTR strided streams, and tails); an even and an odd number of blocks per row (AVX2's dotr takes
-    32-element blocks two at a time, the odd last one apart), and odd and even super-block counts for Q2_K / Q3_K."""
+    32-element blocks two at a time, the odd last one apart), and odd and even super-block counts for Q2_K / Q3_K / Q5_K."""
     for rows in (13, 71):
         rng = np.random.default_rng([int(t), rows, cols])
         w = random_rows(rng, t, rows, cols)
