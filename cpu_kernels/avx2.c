@@ -325,7 +325,7 @@ static inline __attribute__((always_inline)) void dotr_32(int64_t n, const void 
     const int has_m = kind == 1 || kind == 3, has_h = kind >= 2;
     const size_t bs = kind == 0 ? sizeof(blk_q4_0) : kind == 1 ? sizeof(blk_q4_1) : kind == 2 ? sizeof(blk_q5_0)
                                                                                                : sizeof(blk_q5_1);
-    const size_t qh_at = has_m ? 4 : 2, qs_at = qh_at + (has_h ? 4 : 0);
+    const size_t qh_at = awq_blk32_qh_at(has_m), qs_at = awq_blk32_qs_at(has_m, has_h);
     const int64_t nb = n / QK32;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i bm = _mm256_set1_epi64x((long long)0x8040201008040201ULL), x10 = _mm256_set1_epi8(0x10);

@@ -46,6 +46,9 @@ typedef struct { uint16_t d[8], m[8]; uint32_t qh[8]; uint8_t qs[128]; } blk_q5_
 static inline size_t awq_x8_qh_at(int has_m) { return has_m ? 32 : 16; } /* after the 8 d (and the 8 m) */
 static inline size_t awq_x8_qs_at(int has_m, int has_h) { return awq_x8_qh_at(has_m) + (has_h ? 32 : 0); }
 static inline size_t awq_x8_bytes(int has_m, int has_h) { return awq_x8_qs_at(has_m, has_h) + 128; }
+/* and in a file block of those types: d (and m), then (5-bit types) 4 bytes of qh, then 16 of qs */
+static inline size_t awq_blk32_qh_at(int has_m) { return has_m ? 4 : 2; }
+static inline size_t awq_blk32_qs_at(int has_m, int has_h) { return awq_blk32_qh_at(has_m) + (has_h ? 4 : 0); }
 /* Q2_K and Q3_K rows interleaved by 8 (awq_pack), per super-block of 256 columns, 8 file blocks' bytes each.
  * Every quant vector of 32 bytes holds 4 consecutive elements (16 s + 4 j + k, k = 0..3) of one 16-element
  * sub-block s of each of the 8 rows at byte 4 r + k, so one broadcast 4-byte activation word meets all 8 rows.

@@ -225,7 +225,7 @@ int awq_pack(int t, const void *w, int64_t rows, int64_t row_bytes, int64_t cols
     const int has_m = t == AWQ_Q4_1 || t == AWQ_Q5_1, has_h = t == AWQ_Q5_0 || t == AWQ_Q5_1;
     int64_t elems, src_bytes;
     type_block(t, &elems, &src_bytes);
-    const int src_qh = has_m ? 4 : 2, src_qs = src_qh + (has_h ? 4 : 0);
+    const size_t src_qh = awq_blk32_qh_at(has_m), src_qs = awq_blk32_qs_at(has_m, has_h);
     const size_t dst_bytes = awq_x8_bytes(has_m, has_h), dst_qh = awq_x8_qh_at(has_m);
     const size_t dst_qs = awq_x8_qs_at(has_m, has_h);
     uint8_t *o = out;
