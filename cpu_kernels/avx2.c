@@ -615,7 +615,9 @@ static inline __attribute__((always_inline)) void kdot_rows(int64_t n, const voi
  * row at a time (0.60 / 0.71, 0.59 / 0.72). Q5_K (22:54 UTC, 3 in-process runs of 7-9 rounds, means): 0.92 / 0.92
  * against 0.87 / 0.84 one row at a time. Tried for Q2_K / Q3_K, not kept: the 8 chunks' int16 sums reduced by
  * seven hadds into the 16 sub-block sums, then one madd with the scales (no per-chunk scale shuffle and madd):
- * L1-resident 7.1 against 6.5 ns per super-block row (Q2_K), 9.2 against 9.2 (Q3_K). */
+ * L1-resident 7.1 against 6.5 ns per super-block row (Q2_K), 9.2 against 9.2 (Q3_K). Q2_K and Q3_K have since moved
+ * to dotr_k23 below (fewer vector instructions per super-block row); this one serves Q5_K (its kinds 2 and 3 stay
+ * as the reference dotr_k23 was measured against). */
 static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *vw, int64_t rb, const void *vx,
                                                          float *out, const int kind) {
     _Static_assert(AWQ_DOTR == 4, "dotr_k takes 4 rows");
@@ -676,9 +678,167 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
 
-static void dotr_q2_K(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_k(n, w, rb, x, o, 2); }
-static void dotr_q3_K(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_k(n, w, rb, x, o, 3); }
 static void dotr_q5_K(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_k(n, w, rb, x, o, 5); }
+
+/* ---- GEMV over 4 file rows of Q2_K / Q3_K (dotr_k23) --------------------------------------------------------
+ * Per super-block and row: 8 chunks of 32 elements, each chunk's 2-bit fields taken from its qs vector by a mask
+ * (and at most one shift shared by two chunks), so the unsigned weight carries a per-chunk power of two e (1, 4 or
+ * 16); the per-16 scales enter through one madd per chunk with int16 scale words, one byte shuffle each from the
+ * 16 scale bytes broadcast to both 128-bit lanes (a byte as a word's low byte: unsigned, as its high byte: x 256,
+ * signed), with the factor that makes e x (scale factor) the same C for every chunk; C is folded into the float
+ * factor (an exact power of two). Per 4 rows as in dotr_k: three hadds put the 4 rows' int32 sums into
+ * [rows 0..3 | rows 0..3], one int -> float conversion and FMA.
+ * Q2_K (C = 16): fields 0 / 1 as v & 3, (v >> 2) & 3 (e = 1, scale words 16 s), fields 2 / 3 as v & 0x30,
+ * (v >> 2) & 0x30 (e = 16, words s); 16 s = s << 4 (no carry). maddubs pair sums below 2 * 48 * 128. Mins:
+ * the bytes & 0xF0 (16 m) shuffled to words, one madd with the block sums (dmin / 16 in float).
+ * Q3_K (C = 1024): q = low 2 bits | hmask bit << 2 (0..7, the file's q + 4) at bits p .. p + 2, p = 0 (e = 1,
+ * words 4 s x 256) or p = 2 (e = 4, words s x 256); the 8 chunks need 2 shifts of each qs vector and 4 of hmask
+ * (16-bit shifts: the bits that cross bytes fall outside the masks). Scales: the 16 6-bit u = s + 32 from the 12
+ * bytes (variable shifts of broadcast words), s = u - 32, 4 s = (u << 2) ^ 0x80 as int8. The offset 4 through
+ * -4 x the block sums (once per super-block for the 4 rows) madd'ed with the 4 s words: the row's int32 sum starts
+ * from it. int32 lane sums below 1024 * 32 * 7 * 128 * 32 + 2 * 8192 * 32768.
+ * The 32-byte constants are read from k23_tab as memory operands (an asm barrier on its address keeps GCC from
+ * rebuilding them from immediates in the loop, which it did under register pressure).
+ * Against dotr_k (the previous kernel of all three types, kept for Q5_K), dev machine (AMD EPYC, Zen 3, one thread):
+ * L1-resident (4096 columns, 8 rows, 00:50 UTC), ns per super-block row: Q2_K 6.27 -> 5.63, Q3_K 8.91 -> 7.66
+ * (vector instructions per 4 rows in the loop 258 -> 229, 393 -> 350); the one-thread fraction of the adjacent read,
+ * 11008x4096 / 4096x11008, same process, old and new alternated per round (11 rounds, medians), means of 8 runs
+ * 00:26-00:49 UTC 2026-11-28: Q2_K 0.748 -> 0.796 / 0.739 -> 0.769, Q3_K 0.681 -> 0.770 / 0.710 -> 0.792 (the 6
+ * runs without other work's interference: Q2_K 0.768 -> 0.821 / 0.756 -> 0.791, Q3_K 0.700 -> 0.796 / 0.729 ->
+ * 0.820). Still short of 0.9: the loop is bound by the vector pipes (about 52 / 80 vector ops per super-block row,
+ * 5 / 7 per chunk: mask (Q3_K: 2 masks and an or), maddubs, scale shuffle, madd, add). Tried, not kept (L1-resident):
+ * the scale bytes worked out in general-purpose registers and stored for the next super-block (slower: the scalar
+ * work outgrew the dispatch width; GCC also vectorized it into store-forwarding stalls), two rows interleaved per
+ * chunk sharing the activation loads (spills), unpack-based instead of hadd reductions, shifts moved to the
+ * multiply pipes (pmulhuw / pmullw), no asm chain on the row sums (all slower or equal). */
+#define P8(a, b) a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b
+#define B32(v) P8(v, v), P8(v, v)
+#define WL(k) {P8(2 * (k), 0x80), P8(2 * (k) + 1, 0x80)}
+#define WH(k) {P8(0x80, 2 * (k)), P8(0x80, 2 * (k) + 1)}
+enum { K23_M3, K23_M30, K23_M0F, K23_MF0, K23_M0C, K23_M04, K23_M10, K23_M32, K23_M80, K23_MCTRL, K23_HCTRL,
+       K23_WL, K23_WH = K23_WL + 8, K23_N = K23_WH + 8 };
+static const uint8_t k23_tab[K23_N][32] __attribute__((aligned(32))) = {
+    {B32(0x03)}, {B32(0x30)}, {B32(0x0F)}, {B32(0xF0)}, {B32(0x0C)}, {B32(0x04)}, {B32(0x10)}, {B32(0x20)}, {B32(0x80)},
+    /* word i of lane l <- byte 8 l + i: low byte (MCTRL), high byte (HCTRL) */
+    {0, 0x80, 1, 0x80, 2, 0x80, 3, 0x80, 4, 0x80, 5, 0x80, 6, 0x80, 7, 0x80,
+     8, 0x80, 9, 0x80, 10, 0x80, 11, 0x80, 12, 0x80, 13, 0x80, 14, 0x80, 15, 0x80},
+    {0x80, 0, 0x80, 1, 0x80, 2, 0x80, 3, 0x80, 4, 0x80, 5, 0x80, 6, 0x80, 7,
+     0x80, 8, 0x80, 9, 0x80, 10, 0x80, 11, 0x80, 12, 0x80, 13, 0x80, 14, 0x80, 15},
+    /* chunk k's scale words: byte 2k in the low lane, 2k + 1 in the high lane, as low (WL) or high (WH) byte */
+    WL(0), WL(1), WL(2), WL(3), WL(4), WL(5), WL(6), WL(7),
+    WH(0), WH(1), WH(2), WH(3), WH(4), WH(5), WH(6), WH(7)};
+#undef P8
+#undef B32
+#undef WL
+#undef WH
+
+static inline __attribute__((always_inline)) void dotr_k23(int64_t n, const void *vw, int64_t rb, const void *vx,
+                                                           float *out, const int kind) {
+    _Static_assert(AWQ_DOTR == 4, "dotr_k23 takes 4 rows");
+    const uint8_t *w = vw; const act_q8_K *x = vx;
+    const size_t bs = kblock_bytes(kind);
+    const size_t d_at = kind == 2 ? offsetof(blk_q2_K, d) : offsetof(blk_q3_K, d);
+    const __m256i *kc = (const __m256i *)(const void *)k23_tab;
+    __asm__("" : "+r"(kc));
+#define KC(i) _mm256_load_si256(kc + (i))
+    const int64_t nb = n / QKK;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const act_q8_K *xb = x + b;
+        const uint8_t *p[4];
+        for (int r = 0; r < 4; r++) {
+            p[r] = w + r * rb + b * bs;
+            pf_group(p[r] + (rb == nb * (int64_t)bs ? 4 : 2) * nb * (int64_t)bs, bs);
+        }
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(const void *)xb->bsums);
+        __m256i ai[4], am[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m256i a;
+            if (kind == 2) {
+                const blk_q2_K *q = (const void *)p[r];
+                const __m256i V = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)q->scales));
+                const __m256i S = _mm256_and_si256(V, KC(K23_M0F)), S16 = _mm256_slli_epi16(S, 4); /* s < 16: no carry */
+                am[r] = _mm256_madd_epi16(bsums, _mm256_shuffle_epi8(_mm256_and_si256(V, KC(K23_MF0)), KC(K23_MCTRL)));
+                a = _mm256_setzero_si256();
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const __m256i v = ld256(q->qs + 32 * h), v2 = _mm256_srli_epi16(v, 2);
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) {
+                        const int k = 4 * h + j;
+                        const __m256i u = _mm256_and_si256(j % 2 ? v2 : v, KC(j < 2 ? K23_M3 : K23_M30));
+                        const __m256i sc = _mm256_shuffle_epi8(j < 2 ? S16 : S, KC(K23_WL + k));
+                        const __m256i pr = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(const void *)(xb->qs + 32 * k)));
+                        a = _mm256_add_epi32(a, _mm256_madd_epi16(pr, sc));
+                        __asm__("" : "+x"(a)); /* a chain (see dotr_k) */
+                    }
+                }
+            } else {
+                const blk_q3_K *q = (const void *)p[r];
+                uint64_t a8;
+                uint32_t t4;
+                memcpy(&a8, q->scales, 8);
+                memcpy(&t4, q->scales + 8, 4);
+                const __m256i lo = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x((long long)a8), _mm256_setr_epi64x(0, 4, 0, 4)),
+                                                    KC(K23_M0F));
+                const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)t4), _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)),
+                                                    KC(K23_M3));
+                const __m256i U = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                const __m256i S = _mm256_sub_epi8(U, KC(K23_M32)), S4 = _mm256_xor_si256(_mm256_slli_epi16(U, 2), KC(K23_M80));
+                /* -4 x bsums: computed here, GCC hoists it out of the row loop */
+                const __m256i nb4 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(bsums, 2));
+                a = _mm256_madd_epi16(nb4, _mm256_shuffle_epi8(S4, KC(K23_HCTRL)));
+                const __m256i hm = ld256(q->hmask);
+                const __m256i hl2 = _mm256_slli_epi16(hm, 2), hl1 = _mm256_slli_epi16(hm, 1);
+                const __m256i hr2 = _mm256_srli_epi16(hm, 2), hr3 = _mm256_srli_epi16(hm, 3);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const __m256i v = ld256(q->qs + 32 * h), v2 = _mm256_srli_epi16(v, 2), v4 = _mm256_srli_epi16(v, 4);
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) {
+                        /* chunk k = 4h + j: low bits at bit 2j of v, hmask bit k; p = 0 for j < 2, else 2 */
+                        const int k = 4 * h + j;
+                        const __m256i src = j == 0 ? v : j == 3 ? v4 : v2;
+                        const __m256i hs = j % 2 == 0 ? (h ? hr2 : hl2) : (h ? hr3 : hl1);
+                        const __m256i u = _mm256_or_si256(_mm256_and_si256(src, KC(j < 2 ? K23_M3 : K23_M0C)),
+                                                          _mm256_and_si256(hs, KC(j < 2 ? K23_M04 : K23_M10)));
+                        const __m256i sc = _mm256_shuffle_epi8(j < 2 ? S4 : S, KC(K23_WH + k));
+                        const __m256i pr = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(const void *)(xb->qs + 32 * k)));
+                        a = _mm256_add_epi32(a, _mm256_madd_epi16(pr, sc));
+                        __asm__("" : "+x"(a));
+                    }
+                }
+            }
+            ai[r] = a;
+        }
+#undef KC
+        const __m256 dx = _mm256_set1_ps(xb->d * (kind == 2 ? 1.0f / 16 : 1.0f / 1024));
+        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(ai[0], ai[1]), _mm256_hadd_epi32(ai[2], ai[3]));
+        if (kind == 2) {
+            const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
+            __m128i dd = _mm_cvtsi32_si128((int)awq_rd32(p[0] + d_at)); /* (d, dmin) -> [d0 m0 d1 m1 | d2 m2 d3 m3] */
+            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[1] + d_at), 1);
+            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[2] + d_at), 2);
+            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[3] + d_at), 3);
+            const __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(dd), dx);
+            const __m256i tm = _mm256_hadd_epi32(_mm256_hadd_epi32(am[0], am[1]), _mm256_hadd_epi32(am[2], am[3]));
+            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(f, even), _mm256_cvtepi32_ps(t), acc);
+            acc = _mm256_fnmadd_ps(_mm256_permutevar8x32_ps(f, odd), _mm256_cvtepi32_ps(tm), acc);
+        } else {
+            __m128i dh = _mm_cvtsi32_si128(awq_rd16(p[0] + d_at));
+            dh = _mm_insert_epi16(dh, awq_rd16(p[1] + d_at), 1);
+            dh = _mm_insert_epi16(dh, awq_rd16(p[2] + d_at), 2);
+            dh = _mm_insert_epi16(dh, awq_rd16(p[3] + d_at), 3);
+            const __m256 dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(dh, dh));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(t), acc);
+        }
+    }
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
+}
+
+static void dotr_q2_K(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_k23(n, w, rb, x, o, 2); }
+static void dotr_q3_K(int64_t n, const void *w, int64_t rb, const void *x, float *o) { dotr_k23(n, w, rb, x, o, 3); }
 
 ROW_ENTRIES(q2_K, kdot_rows, 2)
 ROW_ENTRIES(q3_K, kdot_rows, 3)
