@@ -135,17 +135,20 @@ DEFAULT_MODE = 5
 # (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library), and for matrices
 # with more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-15); Q4_0 and Q8_0 with the
 # block's warps splitting each row group's columns (14); Q4_K and Q6_K, with more arithmetic per byte, without the
-# split's barrier (12; Q6_K on wide matrices with 8 row-chunks per lane, 13). BENCHMARKS.md cuda-kernels (H100 and
-# H200, 2026-11-27): the fastest or within a few percent on the Llama shapes. Where the GEMV benchmark and the GPU
-# runner's decode step disagree, the runner decides: Q4_K on its 64-weight chunks (17) is 4-15% faster than 12 in
-# the benchmark's chains of one GEMV on four of the five Llama shapes, but made the runner's step 8-11% slower (H100,
-# 22:14-22:22 UTC: TinyLlama shapes 768-773 vs 710 us, Llama-2-7B shapes in 4 layers 358 vs 321 us; 17 on the wide
-# matrices only: 771 / 340 us), and the split (14) on Q4_K made it 7% slower (764 vs 712 us).
+# split's barrier (12), except on wide matrices (few row groups): Q4_K split (14), Q6_K with 8 row-chunks per lane
+# (13). BENCHMARKS.md cuda-kernels (H100 and H200, 2026-11-27/28): the fastest or within a few percent on the Llama
+# shapes. Where the GEMV benchmark and the GPU runner's decode step disagree, the runner decides, measured with the
+# variants' graphs replayed in turn (the card throttles within seconds of sustained decode, so variants timed one
+# after another favour the first; tools/bench_gpu_runner.py's time_graphs). H100, 2026-11-28 00:51-00:53 UTC, decode
+# step medians: TinyLlama shapes 12: 795, 12 with 14 on wide matrices: 778, 16 (Q4_K on 64-weight chunks): 798 us;
+# Llama-2-7B shapes in 4 layers 352 / 351 / 361 us.
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
     GGMLQuantizationType.Q4_0: (14, 4), GGMLQuantizationType.Q8_0: (14, 4),
     GGMLQuantizationType.Q4_K: (12, 4), GGMLQuantizationType.Q6_K: (12, 4),
 }
-BATCH1_DEFAULT_WIDE: dict[GGMLQuantizationType, tuple[int, int]] = {GGMLQuantizationType.Q6_K: (13, 4)}
+BATCH1_DEFAULT_WIDE: dict[GGMLQuantizationType, tuple[int, int]] = {
+    GGMLQuantizationType.Q4_K: (14, 4), GGMLQuantizationType.Q6_K: (13, 4),
+}
 
 
 def resolve_mode(w: QuantMatrix, batch: int, nr: int, mode: int) -> tuple[int, int]:
