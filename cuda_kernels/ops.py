@@ -135,8 +135,9 @@ DEFAULT_MODE = 5
 # (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library), and for matrices
 # with more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-15); Q4_0 and Q8_0 with the
 # block's warps splitting each row group's columns (14); Q4_K and Q6_K, with more arithmetic per byte, without the
-# split's barrier (12), except on wide matrices (few row groups): Q4_K split (14), Q6_K with 8 row-chunks per lane
-# (13). BENCHMARKS.md cuda-kernels (H100 and H200, 2026-11-27/28): the fastest or within a few percent on the Llama
+# split's barrier (12), except on wide matrices (few row groups): Q4_K split (14), Q6_K split at <= 128 registers
+# (19; x pre-rounded 4096x11008 15.9 -> 14.6 us, 4096x14336 18.4 -> 18.5; decode step 704 -> 688 us on the TinyLlama
+# shapes, 327 -> 327 on the Llama-2-7B ones, H100 2026-11-28 01:0x UTC). BENCHMARKS.md cuda-kernels (H100 and H200, 2026-11-27/28): the fastest or within a few percent on the Llama
 # shapes. Where the GEMV benchmark and the GPU runner's decode step disagree, the runner decides, measured with the
 # variants' graphs replayed in turn (the card throttles within seconds of sustained decode, so variants timed one
 # after another favour the first; tools/bench_gpu_runner.py's time_graphs). H100, 2026-11-28 00:51-00:53 UTC, decode
@@ -147,7 +148,7 @@ BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
     GGMLQuantizationType.Q4_K: (12, 4), GGMLQuantizationType.Q6_K: (12, 4),
 }
 BATCH1_DEFAULT_WIDE: dict[GGMLQuantizationType, tuple[int, int]] = {
-    GGMLQuantizationType.Q4_K: (14, 4), GGMLQuantizationType.Q6_K: (13, 4),
+    GGMLQuantizationType.Q4_K: (14, 4), GGMLQuantizationType.Q6_K: (19, 4),
 }
 
 

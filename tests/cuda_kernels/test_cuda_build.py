@@ -83,11 +83,11 @@ def test_batch1_default_modes_follow_the_type_and_shape():
     assert ops.resolve_mode(m(T.Q4_K, 14336, 4096), 1, 0, 0) == (4, 12)
     assert ops.resolve_mode(m(T.Q4_K, 4096, 14336), 1, 0, 0) == (4, 14)
     assert ops.resolve_mode(m(T.Q6_K, 14336, 4096), 1, 0, 0) == (4, 12)
-    assert ops.resolve_mode(m(T.Q6_K, 4096, 14336), 1, 0, 0) == (4, 13)
+    assert ops.resolve_mode(m(T.Q6_K, 4096, 14336), 1, 0, 0) == (4, 19)
     assert ops.resolve_mode(m(T.Q4_0, 4096, 4096), 8, 0, 0) == (0, 0)  # the library's batch > 1 default
     assert ops.resolve_mode(m(T.Q4_0, 4096, 4096), 1, 2, 5) == (2, 5)
     src = (SRC / "gemv.cuh").read_text()
     assert "(F::kType == 2 || F::kType == 8 || (F::kType == 12 && wide)) ? 14" in src
-    assert ": (F::kType == 14 && wide) ? 13 : 12;" in src and "const bool wide = cols > rows;" in src
+    assert ": (F::kType == 14 && wide) ? 19 : 12;" in src and "const bool wide = cols > rows;" in src
     for qt, (mode, _) in ops.BATCH1_DEFAULT.items():
         assert mode in ops.Q8_MODES, f"{qt.name}: default mode {mode} is not an int8 mode"
