@@ -605,6 +605,32 @@ static inline __attribute__((always_inline)) void kdot_rows(int64_t n, const voi
     for (int t = 0; t < nx; t++) out[t] = khas_min(kind) ? hsum_ps(accf[t]) - hsum_ps(accm[t]) : hsum_ps(accf[t]);
 }
 
+/* One super-block of 4 file rows into acc = [rows 0..3 | rows 0..3] (two partial sums per row): three hadds put the rows'
+ * int32 sums ai (and, with mins, the min sums am) side by side, then one int -> float conversion and FMA with the
+ * rows' fp16 d (and dmin) at byte d_at of each block p[r], times dx (dotr_k, dotr_k23) */
+static inline __attribute__((always_inline)) __m256 dotr4_scale(__m256 acc, const uint8_t *const p[4], size_t d_at,
+                                                                __m256 dx, const __m256i ai[4], const __m256i am[4],
+                                                                int has_min) {
+    const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(ai[0], ai[1]), _mm256_hadd_epi32(ai[2], ai[3]));
+    if (has_min) {
+        const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
+        __m128i dd = _mm_cvtsi32_si128((int)awq_rd32(p[0] + d_at)); /* (d, dmin) -> [d0 m0 d1 m1 | d2 m2 d3 m3] */
+        dd = _mm_insert_epi32(dd, (int)awq_rd32(p[1] + d_at), 1);
+        dd = _mm_insert_epi32(dd, (int)awq_rd32(p[2] + d_at), 2);
+        dd = _mm_insert_epi32(dd, (int)awq_rd32(p[3] + d_at), 3);
+        const __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(dd), dx);
+        const __m256i tm = _mm256_hadd_epi32(_mm256_hadd_epi32(am[0], am[1]), _mm256_hadd_epi32(am[2], am[3]));
+        acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(f, even), _mm256_cvtepi32_ps(t), acc);
+        return _mm256_fnmadd_ps(_mm256_permutevar8x32_ps(f, odd), _mm256_cvtepi32_ps(tm), acc);
+    }
+    __m128i dh = _mm_cvtsi32_si128(awq_rd16(p[0] + d_at));
+    dh = _mm_insert_epi16(dh, awq_rd16(p[1] + d_at), 1);
+    dh = _mm_insert_epi16(dh, awq_rd16(p[2] + d_at), 2);
+    dh = _mm_insert_epi16(dh, awq_rd16(p[3] + d_at), 3);
+    const __m256 dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(dh, dh));
+    return _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(t), acc);
+}
+
 /* GEMV over 4 file rows at once (dotr) for Q2_K / Q3_K / Q5_K (kind 2 / 3 / 5): per super-block each row's chunks as in
  * kdot_rows (the activation's 8 vectors and block sums read once for the 4 rows), then three hadds put the 4 rows'
  * int32 sums (and Q2_K's min sums) into one vector [rows 0..3 | rows 0..3] (two partial sums per row), so the int
@@ -624,7 +650,6 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
     const uint8_t *w = vw; const act_q8_K *x = vx;
     const size_t bs = kblock_bytes(kind);
     const size_t d_at = kind == 2 ? offsetof(blk_q2_K, d) : kind == 3 ? offsetof(blk_q3_K, d) : offsetof(blk_q5_K, d);
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
     const int64_t nb = n / QKK;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -654,26 +679,7 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
                 am[r] = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(sc.mn8));
             ai[r] = a;
         }
-        const __m256 dx = _mm256_set1_ps(xb->d);
-        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(ai[0], ai[1]), _mm256_hadd_epi32(ai[2], ai[3]));
-        if (khas_min(kind)) {
-            /* (d, dmin) of the 4 rows -> [d0 m0 d1 m1 | d2 m2 d3 m3] */
-            __m128i dd = _mm_cvtsi32_si128((int)awq_rd32(p[0] + d_at));
-            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[1] + d_at), 1);
-            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[2] + d_at), 2);
-            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[3] + d_at), 3);
-            const __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(dd), dx);
-            const __m256i tm = _mm256_hadd_epi32(_mm256_hadd_epi32(am[0], am[1]), _mm256_hadd_epi32(am[2], am[3]));
-            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(f, even), _mm256_cvtepi32_ps(t), acc);
-            acc = _mm256_fnmadd_ps(_mm256_permutevar8x32_ps(f, odd), _mm256_cvtepi32_ps(tm), acc);
-        } else {
-            __m128i dh = _mm_cvtsi32_si128(awq_rd16(p[0] + d_at));
-            dh = _mm_insert_epi16(dh, awq_rd16(p[1] + d_at), 1);
-            dh = _mm_insert_epi16(dh, awq_rd16(p[2] + d_at), 2);
-            dh = _mm_insert_epi16(dh, awq_rd16(p[3] + d_at), 3);
-            const __m256 dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(dh, dh));
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(t), acc);
-        }
+        acc = dotr4_scale(acc, p, d_at, _mm256_set1_ps(xb->d), ai, am, khas_min(kind));
     }
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
@@ -813,26 +819,7 @@ static inline __attribute__((always_inline)) void dotr_k23(int64_t n, const void
             ai[r] = a;
         }
 #undef KC
-        const __m256 dx = _mm256_set1_ps(xb->d * (kind == 2 ? 1.0f / 16 : 1.0f / 1024));
-        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(ai[0], ai[1]), _mm256_hadd_epi32(ai[2], ai[3]));
-        if (kind == 2) {
-            const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
-            __m128i dd = _mm_cvtsi32_si128((int)awq_rd32(p[0] + d_at)); /* (d, dmin) -> [d0 m0 d1 m1 | d2 m2 d3 m3] */
-            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[1] + d_at), 1);
-            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[2] + d_at), 2);
-            dd = _mm_insert_epi32(dd, (int)awq_rd32(p[3] + d_at), 3);
-            const __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(dd), dx);
-            const __m256i tm = _mm256_hadd_epi32(_mm256_hadd_epi32(am[0], am[1]), _mm256_hadd_epi32(am[2], am[3]));
-            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(f, even), _mm256_cvtepi32_ps(t), acc);
-            acc = _mm256_fnmadd_ps(_mm256_permutevar8x32_ps(f, odd), _mm256_cvtepi32_ps(tm), acc);
-        } else {
-            __m128i dh = _mm_cvtsi32_si128(awq_rd16(p[0] + d_at));
-            dh = _mm_insert_epi16(dh, awq_rd16(p[1] + d_at), 1);
-            dh = _mm_insert_epi16(dh, awq_rd16(p[2] + d_at), 2);
-            dh = _mm_insert_epi16(dh, awq_rd16(p[3] + d_at), 3);
-            const __m256 dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(dh, dh));
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(t), acc);
-        }
+        acc = dotr4_scale(acc, p, d_at, _mm256_set1_ps(xb->d * (kind == 2 ? 1.0f / 16 : 1.0f / 1024)), ai, am, kind == 2);
     }
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
