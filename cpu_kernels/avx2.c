@@ -605,6 +605,16 @@ static inline __attribute__((always_inline)) void kdot_rows(int64_t n, const voi
     for (int t = 0; t < nx; t++) out[t] = khas_min(kind) ? hsum_ps(accf[t]) - hsum_ps(accm[t]) : hsum_ps(accf[t]);
 }
 
+/* Block b of the 4 file rows a dotr call takes (rb bytes apart: a quarter of the thread's range, or adjacent), each
+ * stream prefetched 2 rows ahead (4 when the rows are adjacent) (dotr_k, dotr_k23) */
+static inline __attribute__((always_inline)) void dotr4_blocks(const uint8_t *p[4], const uint8_t *w, int64_t rb,
+                                                               int64_t b, size_t bs, int64_t nb) {
+    for (int r = 0; r < 4; r++) {
+        p[r] = w + r * rb + b * bs;
+        pf_group(p[r] + (rb == nb * (int64_t)bs ? 4 : 2) * nb * (int64_t)bs, bs);
+    }
+}
+
 /* One super-block of 4 file rows into acc = [rows 0..3 | rows 0..3] (two partial sums per row): three hadds put the rows'
  * int32 sums ai (and, with mins, the min sums am) side by side, then one int -> float conversion and FMA with the
  * rows' fp16 d (and dmin) at byte d_at of each block p[r], times dx (dotr_k, dotr_k23) */
@@ -655,10 +665,7 @@ static inline __attribute__((always_inline)) void dotr_k(int64_t n, const void *
     for (int64_t b = 0; b < nb; b++) {
         const act_q8_K *xb = x + b;
         const uint8_t *p[4];
-        for (int r = 0; r < 4; r++) {
-            p[r] = w + r * rb + b * bs;
-            pf_group(p[r] + (rb == nb * (int64_t)bs ? 4 : 2) * nb * (int64_t)bs, bs);
-        }
+        dotr4_blocks(p, w, rb, b, bs, nb);
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)(const void *)xb->bsums);
         __m256i ai[4], am[4];
 #pragma GCC unroll 4
@@ -752,10 +759,7 @@ static inline __attribute__((always_inline)) void dotr_k23(int64_t n, const void
     for (int64_t b = 0; b < nb; b++) {
         const act_q8_K *xb = x + b;
         const uint8_t *p[4];
-        for (int r = 0; r < 4; r++) {
-            p[r] = w + r * rb + b * bs;
-            pf_group(p[r] + (rb == nb * (int64_t)bs ? 4 : 2) * nb * (int64_t)bs, bs);
-        }
+        dotr4_blocks(p, w, rb, b, bs, nb);
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)(const void *)xb->bsums);
         __m256i ai[4], am[4];
 #pragma GCC unroll 4
