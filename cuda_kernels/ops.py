@@ -140,7 +140,7 @@ DEFAULT_MODE = 5
 # shapes, 327 -> 327 on the Llama-2-7B ones, H100 2026-11-28 01:0x UTC). BENCHMARKS.md cuda-kernels (H100 and H200, 2026-11-27/28): the fastest or within a few percent on the Llama
 # shapes. Where the GEMV benchmark and the GPU runner's decode step disagree, the runner decides, measured with the
 # variants' graphs replayed in turn (the card throttles within seconds of sustained decode, so variants timed one
-# after another favour the first; tools/bench_gpu_runner.py's time_graphs). H100, 2026-11-28 00:51-00:53 UTC, decode
+# after another favour the first; tools/bench_gpu_defaults.py runner). H100, 2026-11-28 00:51-00:53 UTC, decode
 # step medians: TinyLlama shapes 12: 795, 12 with 14 on wide matrices: 778, 16 (Q4_K on 64-weight chunks): 798 us;
 # Llama-2-7B shapes in 4 layers 352 / 351 / 361 us.
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {

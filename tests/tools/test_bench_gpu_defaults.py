@@ -1,0 +1,45 @@
+"""tools/bench_gpu_defaults.py: variant rules and the resolver they make (no GPU needed)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+from gguf import GGMLQuantizationType as T
+
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "bench_gpu_defaults.py"
+
+
+@pytest.fixture(scope="module")
+def bgd() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_gpu_defaults_under_test", SCRIPT)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_variant_rules_parse(bgd: ModuleType) -> None:
+    assert bgd.parse_variant("Q4_K:wide:14+Q6_K:any:19") == [("Q4_K", "wide", 14), ("Q6_K", "any", 19)]
+    for bad in ("Q4_K:wide", "Q9_K:wide:14", "Q4_K:long:14", "Q4_K:wide:x"):
+        with pytest.raises(ValueError, match="TYPE:SHAPE:MODE|SHAPE must be"):
+            bgd.parse_variant(bad)
+
+
+def test_resolver_applies_rules_at_batch_1_only(bgd: ModuleType) -> None:
+    def base(w, batch, nr, mode):
+        return (nr, mode) if mode else (4, 12)
+
+    def m(qt, rows, cols):
+        return SimpleNamespace(qtype=qt, rows=rows, cols=cols)
+
+    rm = bgd.resolver(bgd.parse_variant("Q4_K:wide:14+Q4_K:square:17"), base)
+    assert rm(m(T.Q4_K, 4096, 11008), 1, 0, 0) == (4, 14)
+    assert rm(m(T.Q4_K, 4096, 4096), 1, 0, 0) == (4, 17)
+    assert rm(m(T.Q4_K, 11008, 4096), 1, 0, 0) == (4, 12)  # tall: no rule, the base
+    assert rm(m(T.Q6_K, 4096, 11008), 1, 0, 0) == (4, 12)  # other type
+    assert rm(m(T.Q4_K, 4096, 11008), 8, 0, 0) == (4, 12)  # batch > 1
+    assert rm(m(T.Q4_K, 4096, 11008), 1, 2, 5) == (2, 5)  # explicit choice

@@ -1,0 +1,173 @@
+"""The two measurements behind each batch-1 GEMV default of the GPU kernels (cuda_kernels/ops.py BATCH1_DEFAULT and
+BATCH1_DEFAULT_WIDE), on the GPU machine:
+
+  python tools/bench_gpu_defaults.py gemv --types Q4_K,Q6_K --shapes 4096x11008,4096x14336 --modes 12,13,14,19
+      # the GEMV as the GPU runner calls it (x already rounded to int8): us per call and fraction of the copy
+      # bandwidth per (type, shape, mode), 4 rows per warp, CUDA graphs rotating over 4x L2 of weights
+  python tools/bench_gpu_defaults.py runner --shape tinyllama-1.1b --variant Q4_K:wide:14 --variant Q6_K:wide:19 --smi
+      # the GPU runner's decode-step graph (Q4_K_M, random weights) with the library defaults and with each
+      # variant, the graphs replayed in turn (one replay each per round); --smi samples nvidia-smi every 50 ms
+
+A variant TYPE:SHAPE:MODE makes TYPE's batch-1 GEMVs on matrices of SHAPE (tall: rows > cols, wide: cols > rows,
+square, any) run MODE with 4 rows per warp; rules joined by '+' make one variant (Q4_K:wide:14+Q6_K:wide:19).
+Replaying in turn matters: an H100 here reached 87-90 C and software thermal slowdown within ~2 s of sustained
+decode (SM clock 1980 -> 1200-1450 MHz), so variants timed one after another favour whichever ran first
+(BENCHMARKS.md gpu-runner, 2026-11-28). The choices of 2026-11-28 (Q4_K 14 and Q6_K 19 on wide matrices; 17 on square
+matrices rejected) were measured this way, with the scripts this tool gathers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SHAPE_KINDS = ("tall", "wide", "square", "any")
+
+
+def parse_variant(text: str) -> list[tuple[str, str, int]]:
+    """'Q4_K:wide:14+Q6_K:wide:19' -> [('Q4_K', 'wide', 14), ('Q6_K', 'wide', 19)]."""
+    from gguf import GGMLQuantizationType as T
+
+    rules = []
+    for part in text.split("+"):
+        try:
+            name, kind, mode = part.split(":")
+            rules.append((T[name].name, kind, int(mode)))
+        except (ValueError, KeyError):
+            raise ValueError(f"variant rule must be TYPE:SHAPE:MODE (e.g. Q4_K:wide:14), got {part!r}") from None
+        if kind not in SHAPE_KINDS:
+            raise ValueError(f"variant rule {part!r}: SHAPE must be one of {', '.join(SHAPE_KINDS)}")
+    return rules
+
+
+def shape_kind(rows: int, cols: int) -> str:
+    return "wide" if cols > rows else "tall" if rows > cols else "square"
+
+
+def resolver(rules: list[tuple[str, str, int]], base):
+    """ops.resolve_mode with the rules applied first (batch 1, mode and nr left to the library)."""
+
+    def resolve(w, batch: int, nr: int, mode: int) -> tuple[int, int]:
+        if mode == 0 and nr == 0 and batch == 1:
+            for name, kind, m in rules:
+                if w.qtype.name == name and kind in ("any", shape_kind(w.rows, w.cols)):
+                    return 4, m
+        return base(w, batch, nr, mode)
+
+    return resolve
+
+
+def gemv(types: list[str], shapes: list[tuple[int, int]], modes: list[int]) -> list[dict]:
+    import torch
+    from bench_cuda import copy_bandwidth, graph_time, random_gguf
+    from gguf import GGMLQuantizationType as T
+
+    from awq_gguf import cuda_kernels as ck
+    from awq_gguf.cuda_kernels import fused as fz
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    copy_bw = copy_bandwidth()
+    out = []
+    for name in types:
+        qt = T[name]
+        for rows, cols in shapes:
+            one = ck.QuantMatrix.from_gguf(random_gguf(qt, rows, cols, gen), qt, rows, cols)
+            sets = [one] + [ck.QuantMatrix.from_gguf(random_gguf(qt, rows, cols, gen), qt, rows, cols)
+                            for _ in range(max(2, math.ceil(4 * l2 / one.nbytes)) - 1)]
+            act = fz.add_rmsnorm_q8(torch.randn(1, cols, device="cuda", generator=gen), None,
+                                    torch.ones(cols, device="cuda"), 1e-5)
+            y = torch.empty(1, rows, device="cuda")
+            nbytes = one.nbytes + cols * 2 + rows * 4  # as tools/bench_cuda.py counts a batch-1 call
+            row = {"type": name, "rows": rows, "cols": cols, "copy_bw": copy_bw, "us": {}, "of_copy": {}}
+            for mode in [0, *modes]:  # 0: the library's default
+                t = graph_time([lambda w=w, m=mode, a=act, o=y: fz.gemv_q8(a, w, out=o, nr=4 if m else 0, mode=m)
+                                for w in sets])
+                row["us"][mode], row["of_copy"][mode] = t * 1e6, nbytes / t / copy_bw
+            print(f"{name} {rows}x{cols}: " + "  ".join(
+                f"{'default' if m == 0 else m}: {row['us'][m]:.2f} us ({row['of_copy'][m]:.2f})" for m in row["us"]),
+                flush=True)
+            out.append(row)
+            del sets, one
+            torch.cuda.empty_cache()
+    return out
+
+
+def runner(shape: str, variants: list[str], rounds: int, reps: int, work: Path) -> list[dict]:
+    import torch
+    from bench_gpu_runner import capture_step, convert, time_graphs
+    from random_llama import SHAPES, write_random_llama
+
+    from awq_gguf.cuda_kernels import fused, ops
+
+    path = work / f"{shape}-Q4_K_M.gguf"
+    if not path.exists():
+        write_random_llama(work / shape, SHAPES[shape])
+        convert(work / shape, path, "Q4_K_M")
+    base = ops.resolve_mode
+    held = {}
+    try:
+        for name in ["defaults", *variants]:  # the mode is chosen when the graph is captured
+            ops.resolve_mode = fused.resolve_mode = base if name == "defaults" else resolver(parse_variant(name), base)
+            held[name] = capture_step(path)
+    finally:
+        ops.resolve_mode = fused.resolve_mode = base
+    out = []
+    for r in range(rounds):
+        times = time_graphs({k: h[2] for k, h in held.items()}, reps=reps)
+        out.append({"shape": shape, "round": r, "step_us": {k: v * 1e6 for k, v in times.items()}})
+        print(f"{shape} round {r}: " + "  ".join(f"{k}: {v * 1e6:.1f} us" for k, v in times.items()), flush=True)
+    del held
+    torch.cuda.empty_cache()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("gemv", help="x pre-rounded GEMV per (type, shape, mode)")
+    g.add_argument("--types", default="Q4_K,Q6_K")
+    g.add_argument("--shapes", default="4096x4096,11008x4096,4096x11008,14336x4096,4096x14336")
+    g.add_argument("--modes", default="12,13,14,16,17,19")
+    r = sub.add_parser("runner", help="decode-step graphs of the defaults and variants, replayed in turn")
+    r.add_argument("--shape", default="tinyllama-1.1b")
+    r.add_argument("--variant", action="append", default=[], help="TYPE:SHAPE:MODE[+...] (repeatable)")
+    r.add_argument("--rounds", type=int, default=2)
+    r.add_argument("--reps", type=int, default=300)
+    r.add_argument("--work", type=Path, default=Path("/tmp/gpu_runner_bench"))
+    for p in (g, r):
+        p.add_argument("--out", type=Path, default=Path("."))
+        p.add_argument("--smi", action="store_true", help="nvidia-smi clocks / temperature / throttling, 50 ms")
+    args = ap.parse_args()
+    try:  # bad arguments fail here, in one line, before any GPU work
+        for v in getattr(args, "variant", []):
+            parse_variant(v)
+        if args.cmd == "gemv":
+            shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+            modes = [int(m) for m in args.modes.split(",")]
+    except ValueError as e:
+        ap.error(str(e))
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "smi.csv", "w") if args.smi else open("/dev/null", "w") as log:
+        smi = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_event_reasons.active",
+             "--format=csv", "-lms", "50"], stdout=log) if args.smi else None
+        try:
+            if args.cmd == "gemv":
+                res = gemv(args.types.split(","), shapes, modes)
+            else:
+                res = runner(args.shape, args.variant, args.rounds, args.reps, args.work)
+        finally:
+            if smi is not None:
+                smi.terminate()
+    (args.out / f"gpu_defaults_{args.cmd}.json").write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
