@@ -132,17 +132,17 @@ FLOAT_MODES = (1, 2, 3)
 Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
 STREAM_MODES = (10, 11)
 DEFAULT_MODE = 5
-# (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library), and for matrices
-# with more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-15); Q4_0 and Q8_0 with the
-# block's warps splitting each row group's columns (14); Q4_K and Q6_K, with more arithmetic per byte, without the
-# split's barrier (12), except on wide matrices (few row groups): Q4_K split (14), Q6_K split at <= 128 registers
-# (19; x pre-rounded 4096x11008 15.9 -> 14.6 us, 4096x14336 18.4 -> 18.5; decode step 704 -> 688 us on the TinyLlama
-# shapes, 327 -> 327 on the Llama-2-7B ones, H100 2026-11-28 01:0x UTC). BENCHMARKS.md cuda-kernels (H100 and H200, 2026-11-27/28): the fastest or within a few percent on the Llama
-# shapes. Where the GEMV benchmark and the GPU runner's decode step disagree, the runner decides, measured with the
-# variants' graphs replayed in turn (the card throttles within seconds of sustained decode, so variants timed one
-# after another favour the first; tools/bench_gpu_defaults.py runner). H100, 2026-11-28 00:51-00:53 UTC, decode
-# step medians: TinyLlama shapes 12: 795, 12 with 14 on wide matrices: 778, 16 (Q4_K on 64-weight chunks): 798 us;
-# Llama-2-7B shapes in 4 layers 352 / 351 / 361 us.
+# (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library), and for matrices with
+# more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-15); Q4_0 and Q8_0 with the block's
+# warps splitting each row group's columns (14); Q4_K and Q6_K, with more arithmetic per byte, without the split's
+# barrier (12), except on wide matrices (few row groups): Q4_K split (14), Q6_K split at <= 128 registers (19; x
+# pre-rounded 4096x11008 15.9 -> 14.6 us, 4096x14336 18.4 -> 18.5; decode step 704 -> 688 us on the TinyLlama shapes,
+# 327 -> 327 on the Llama-2-7B ones, H100 2026-11-28 01:0x UTC). BENCHMARKS.md cuda-kernels (H100 and H200,
+# 2026-11-27/28): the fastest or within a few percent on the Llama shapes. Where the GEMV benchmark and the GPU runner's
+# decode step disagree, the runner decides, measured with the variants' graphs replayed in turn (the card throttles
+# within seconds of sustained decode, so variants timed one after another favour the first; tools/bench_gpu_defaults.py
+# runner). H100, 2026-11-28 00:51-00:53 UTC, decode step medians: TinyLlama shapes 12: 795, 12 with 14 on wide matrices:
+# 778, 16 (Q4_K on 64-weight chunks): 798 us; Llama-2-7B shapes in 4 layers 352 / 351 / 361 us.
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
     GGMLQuantizationType.Q4_0: (14, 4), GGMLQuantizationType.Q8_0: (14, 4),
     GGMLQuantizationType.Q4_K: (12, 4), GGMLQuantizationType.Q6_K: (12, 4),
