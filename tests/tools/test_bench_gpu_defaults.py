@@ -1,25 +1,15 @@
 """tools/bench_gpu_defaults.py: variant rules and the resolver they make (no GPU needed)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 from gguf import GGMLQuantizationType as T
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "bench_gpu_defaults.py"
-
 
 @pytest.fixture(scope="module")
-def bgd() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gpu_defaults_under_test", SCRIPT)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def bgd(load_tool) -> ModuleType:
+    return load_tool("bench_gpu_defaults")
 
 
 def test_variant_rules_parse(bgd: ModuleType) -> None:

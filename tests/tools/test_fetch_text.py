@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import importlib.util
 import json
-import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -13,17 +11,10 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "fetch_text.py"
-
 
 @pytest.fixture(scope="module")
-def ft() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fetch_text_under_test", SCRIPT)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
+def ft(load_tool) -> ModuleType:
+    return load_tool("fetch_text")
 
 
 # ---------------------------------------------------------------------------------------------- cleaning
