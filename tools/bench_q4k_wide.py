@@ -1,7 +1,8 @@
 """Q4_K on 64-weight chunks (cuda_kernels modes 16-19) against the default (12) outside the GPU runner, on the GPU
 machine: the GEMV on the runner's matrix shapes with x already rounded (as the runner calls it), and an ncu target.
 
-  python tools/bench_q4k_wide.py                 # per shape: us per call for modes 12, 16, 17, 14 (nr 4)
+  python tools/bench_q4k_wide.py                 # per shape: us per call for modes 12, 16, 17, 14 (nr 4) and the
+                                                 # default (tools/bench_gpu_defaults.py gemv on these shapes)
   ncu --kernel-name regex:gemv_q8 --launch-skip 7 --launch-count 1 --section InstructionStats \\
       --section Occupancy --section WarpStateStats python tools/bench_q4k_wide.py --ncu-target
                                                  # one isolated call each of Q4_0 mode 14 (launches 0-3),
@@ -14,7 +15,6 @@ BENCHMARKS.md (cuda-kernels reading) and cuda_kernels/NOTES.md (v8) quote both, 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -25,27 +25,9 @@ RUNNER_SHAPES = [(2560, 2048), (2048, 2048), (11264, 2048), (2048, 5632), (12288
 
 
 def runner_shapes() -> None:
-    import torch
-    from bench_cuda import graph_time, random_gguf
-    from gguf import GGMLQuantizationType as T
+    from bench_gpu_defaults import gemv
 
-    from awq_gguf import cuda_kernels as ck
-    from awq_gguf.cuda_kernels import fused as fz
-
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    for rows, cols in RUNNER_SHAPES:
-        one = ck.QuantMatrix.from_gguf(random_gguf(T.Q4_K, rows, cols, gen), T.Q4_K, rows, cols)
-        sets = [one] + [ck.QuantMatrix.from_gguf(random_gguf(T.Q4_K, rows, cols, gen), T.Q4_K, rows, cols)
-                        for _ in range(max(2, math.ceil(4 * l2 / one.nbytes)) - 1)]
-        act = fz.add_rmsnorm_q8(torch.randn(1, cols, device="cuda", generator=gen), None,
-                                torch.ones(cols, device="cuda"), 1e-5)
-        y = torch.empty(1, rows, device="cuda")
-        res = {m: graph_time([lambda w=w, m=m: fz.gemv_q8(act, w, out=y, nr=4, mode=m) for w in sets]) * 1e6
-               for m in (12, 16, 17, 14)}
-        print(f"Q4_K {rows}x{cols}: " + "  ".join(f"mode {m}: {t:.2f} us" for m, t in res.items()), flush=True)
-        del sets, one
-        torch.cuda.empty_cache()
+    gemv(["Q4_K"], RUNNER_SHAPES, [12, 16, 17, 14])
 
 
 def ncu_target() -> None:
