@@ -33,3 +33,18 @@ def test_resolver_applies_rules_at_batch_1_only(bgd: ModuleType) -> None:
     assert rm(m(T.Q6_K, 4096, 11008), 1, 0, 0) == (4, 12)  # other type
     assert rm(m(T.Q4_K, 4096, 11008), 8, 0, 0) == (4, 12)  # batch > 1
     assert rm(m(T.Q4_K, 4096, 11008), 1, 2, 5) == (2, 5)  # explicit choice
+
+
+def test_bad_arguments_exit_2_in_one_line_before_gpu_work(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "tools" / "bench_gpu_defaults.py"
+    for args in (["runner", "--variant", "Q4_K:long:14"], ["gemv", "--shapes", "4096by4096"]):
+        r = subprocess.run([sys.executable, str(script), *args, "--out", str(tmp_path / "o")], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith("bench_gpu_defaults.py: error: ")
+        assert not (tmp_path / "o").exists()  # nothing written
