@@ -31,13 +31,10 @@
 //  12-15 "chain": 5, 6, 7 and 7 with 8 row-chunks per lane, with the rounding kernel launched with PDL too and
 //              the GEMV letting its successor start at once, so in a chain of products a GEMV's first loads overlap
 //              the previous one's tail.
-//  16-19 "wide": batch 1 only (above, mode 7): chained kernels on the format's Wide variant where it has one (Q4_K:
-//              64-weight chunks, the scales decoded once per 64 weights, q4_k.cuh's FmtQ4_KW; the other formats
-//              their usual chunks): 16 = 12, 17 = 13 (deep), 18 = 12 and 19 = 14 (split) compiled for 4 resident
-//              blocks per SM (at most 128 registers: the wide chunk's registers otherwise leave 3).
+//  16-19: batch 1 only (above, mode 7): 16 = 12, 17 = 13, 18 = 12 and 19 = 14 compiled for 4 resident blocks per
+//              SM (at most 128 registers). (Until the Q4_K re-layout of q4_k.cuh they ran Q4_K on 64-weight chunks of
+//              the file's order: cuda_kernels/NOTES.md v8.)
 #pragma once
-
-#include <type_traits>
 
 #include "common.cuh"
 #include "gemv_stream.cuh"
@@ -45,27 +42,6 @@
 namespace awq {
 
 constexpr int kGemvWarps = 4;
-
-// Weights per chunk and 8-weight pieces per chunk of a format's int8-activation walk: 32 and 4 unless the format
-// says otherwise (kChunk, kPieces).
-template <class F, class = void>
-struct ChunkShape {
-    static constexpr int kWeights = 32, kPieces = 4;
-};
-template <class F>
-struct ChunkShape<F, std::void_t<decltype(F::kPieces)>> {
-    static constexpr int kWeights = F::kChunk, kPieces = F::kPieces;
-};
-
-// The format modes 16-19 run: F::Wide where F names one, else F.
-template <class F, class = void>
-struct WideOf {
-    using type = F;
-};
-template <class F>
-struct WideOf<F, std::void_t<typename F::Wide>> {
-    using type = typename F::Wide;
-};
 
 // One chunk c (32 weights) of NR rows into acc, for `batch` activation rows.
 // FACT (batch 1, formats with kFactored): the scale is factored out of each 8-weight piece,
@@ -373,14 +349,13 @@ __global__ void __launch_bounds__(256) quant_x_kernel(const void* __restrict__ x
     }
 }
 
-// One chunk c (ChunkShape<F>: 32 or 64 weights) of NR rows into acc with int8 activations: per piece two dp4a per
-// row and batch row; per group of
-// kQ8Group pieces one float combination dx * (A * dot - C * sum(xq)) (the sum is shared by the NR rows).
+// One chunk c (32 weights) of NR rows into acc with int8 activations: per piece two dp4a per row and batch row; per
+// group of kQ8Group pieces one float combination dx * (A * dot - C * sum(xq)) (the sum is shared by the NR rows).
 template <class F, int BMAX, int NR>
 __device__ __forceinline__ void compute_chunk_q8(const typename F::Raw (&raw)[NR], int c, const int8_t* __restrict__ xq,
                                                  const float* __restrict__ xd, int cols, int batch,
                                                  float (&acc)[NR][BMAX]) {
-    constexpr int NP = ChunkShape<F>::kPieces, G = F::kQ8Group, NG = NP / G;
+    constexpr int NP = 4, G = F::kQ8Group, NG = NP / G;
     typename F::Prep8 pre[NR];
     uint32_t wv[NR][NP][2];
 #pragma unroll
@@ -446,7 +421,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps, MINB)
     __shared__ float red[KS == 1 ? 1 : 2][KS][NR][BMAX];
     const int lane = threadIdx.x & 31;
     const int wid = threadIdx.x >> 5;
-    const int nch = cols / ChunkShape<F>::kWeights;
+    const int nch = cols >> 5;
     const int steps = (nch + 32 * U - 1) / (32 * U);
     const int lsteps = (steps + KS - 1) / KS;  // this warp's steps per row group
     const int groups = (rows + NR - 1) / NR;
@@ -560,8 +535,8 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
 }
 
 // mode -> (DEPTH, KS, MINB, CHAIN): 4, 5: (4, 1, 1); 6: (8, 1, 1); 7: (4, 4, 1); 8: (4, 1, 8); 9: (4, 4, 8);
-// 12: (4, 1, 1, chain); 13: (8, 1, 1, chain); 14: (4, 4, 1, chain); 15: (8, 4, 1, chain); wide (batch 1, F the
-// format's Wide variant): 16: (4, 1, 1, chain); 17: (8, 1, 1, chain); 18: (4, 1, 4, chain); 19: (4, 4, 4, chain)
+// 12: (4, 1, 1, chain); 13: (8, 1, 1, chain); 14: (4, 4, 1, chain); 15: (8, 4, 1, chain); batch 1 only:
+// 16: (4, 1, 1, chain); 17: (8, 1, 1, chain); 18: (4, 1, 4, chain); 19: (4, 4, 4, chain)
 template <class F, int BMAX, int NR>
 cudaError_t launch_gemv_q8_mode(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int mode,
                                 void* ws, cudaStream_t s) {
@@ -581,9 +556,9 @@ cudaError_t launch_gemv_q8_mode(Planes w, const void* x, int act, float* y, int 
     }
 }
 
-// The wide modes 16-19 (batch 1; F: the format's Wide variant), instantiated for batch 1 only.
+// Modes 16-19 (batch 1), instantiated for batch 1 only.
 template <class F, int NR>
-cudaError_t launch_gemv_wide_nr(Planes w, const void* x, int act, float* y, int rows, int cols, int mode, void* ws,
+cudaError_t launch_gemv_b1_nr(Planes w, const void* x, int act, float* y, int rows, int cols, int mode, void* ws,
                                 cudaStream_t s) {
     switch (mode) {
         case 16: return launch_gemv_q8_t<F, 1, NR, 4, 1, 1, true>(w, x, act, y, rows, cols, 1, true, ws, s);
@@ -594,12 +569,12 @@ cudaError_t launch_gemv_wide_nr(Planes w, const void* x, int act, float* y, int 
 }
 
 template <class F>
-cudaError_t launch_gemv_wide(Planes w, const void* x, int act, float* y, int rows, int cols, int nr, int mode,
+cudaError_t launch_gemv_b1(Planes w, const void* x, int act, float* y, int rows, int cols, int nr, int mode,
                              void* ws, cudaStream_t s) {
     switch (nr) {
-        case 1: return launch_gemv_wide_nr<F, 1>(w, x, act, y, rows, cols, mode, ws, s);
-        case 2: return launch_gemv_wide_nr<F, 2>(w, x, act, y, rows, cols, mode, ws, s);
-        case 4: return launch_gemv_wide_nr<F, 4>(w, x, act, y, rows, cols, mode, ws, s);
+        case 1: return launch_gemv_b1_nr<F, 1>(w, x, act, y, rows, cols, mode, ws, s);
+        case 2: return launch_gemv_b1_nr<F, 2>(w, x, act, y, rows, cols, mode, ws, s);
+        case 4: return launch_gemv_b1_nr<F, 4>(w, x, act, y, rows, cols, mode, ws, s);
         default: return cudaErrorInvalidValue;
     }
 }
@@ -660,8 +635,8 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
     if (mode >= 4) {
         if (!have_ws) return cudaErrorInvalidValue;
         if (nr <= 0) nr = 4;
-        if (mode >= 16 && batch > 1) mode = 7;  // the wide modes are batch 1 only
-        if (mode >= 16) return launch_gemv_wide<typename WideOf<F>::type>(w, x, act, y, rows, cols, nr, mode, ws, s);
+        if (mode >= 16 && batch > 1) mode = 7;  // modes 16-19 are batch 1 only
+        if (mode >= 16) return launch_gemv_b1<F>(w, x, act, y, rows, cols, nr, mode, ws, s);
         return launch_gemv_q8<F>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
     }
     if (act == ACT_F32 || act == ACT_PRE) return cudaErrorInvalidValue;  // the int8-activation modes only

@@ -5,8 +5,9 @@
   y = matmul(x, w)  # x [..., cols] -> [..., rows] in x's dtype: gemv for <= 16 rows of x, else the prompt path
 
 Weights are the GGUF file's bytes; `from_gguf` makes the one-time re-layout each format's kernel reads (each
-format's .cuh says which): Q4_K is used as is, Q4_0 / Q8_0 / Q6_K get their quants and scales split into planes
-so that every load is aligned. Same bytes in total.
+format's .cuh says which): Q4_0 / Q8_0 / Q6_K get their quants and scales split into planes so that every load is
+aligned (same bytes); Q4_K's nibbles are reordered per 32-weight sub-block and its 6-bit scales and mins unpacked to
+bytes (148 bytes per 256 weights instead of 144), so its GEMV decodes no packed fields.
 
 The prompt path (matrix-matrix) is, for now, the honest simple one: the kernels dequantize the whole matrix to
 x's dtype (fp16 or bf16) and torch.matmul (cuBLAS) multiplies. Everything runs on the current CUDA stream.
@@ -68,7 +69,7 @@ class QuantMatrix:
             raise ValueError(f"QuantMatrix lives on a CUDA device, not {dev}")
         blocks = raw.reshape(rows, nb, type_size).to(dev)
         if qtype == GGMLQuantizationType.Q4_K:
-            planes = (_plane(blocks),)
+            planes = _q4_k_planes(blocks)
         elif qtype in (GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q8_0):
             planes = (_plane(blocks[:, :, 2:]), _half_plane(blocks[:, :, :2]))  # quants, d
         else:  # Q6_K: ql + qh, scales, d
@@ -80,6 +81,29 @@ def _plane(t: torch.Tensor) -> torch.Tensor:
     """A fresh contiguous copy (16-byte aligned: .contiguous() may return a view at an odd offset)."""
     out = torch.empty(t.numel(), dtype=torch.uint8, device=t.device)
     out.view(t.shape).copy_(t)
+    return out
+
+
+def _q4_k_planes(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q4_k.cuh's planes from the file's super-blocks [rows, nsb, 144]: nibbles [rows, nsb * 8, 16] in Q4_0's order
+    per sub-block, d | dmin [rows, nsb] (4 bytes), and (sc, m) bytes [rows, nsb * 8, 2] (ggml's get_scale_min_k4)."""
+    rows, nsb, _ = blocks.shape
+    s = blocks[:, :, 4:16].to(torch.int32)  # [rows, nsb, 12]
+    lo6 = s[:, :, :8] & 63                  # sub-blocks 0..3: scales (bytes 0..3), mins (bytes 4..7)
+    hi2 = s[:, :, :8] >> 6
+    sc = torch.cat([lo6[:, :, :4], (s[:, :, 8:] & 15) | (hi2[:, :, :4] << 4)], dim=2)  # [rows, nsb, 8]
+    mn = torch.cat([lo6[:, :, 4:], (s[:, :, 8:] >> 4) | (hi2[:, :, 4:] << 4)], dim=2)
+    sm = torch.stack([sc, mn], dim=3).to(torch.uint8)  # [rows, nsb, 8, 2]
+    q = blocks[:, :, 16:].reshape(rows, nsb, 4, 32)  # byte 32g + l: element 64g + l low, 64g + 32 + l high
+    sub = torch.stack([q & 15, q >> 4], dim=3).reshape(rows, nsb, 8, 32)  # [.., j, element of sub-block j]
+    nib = sub[..., :16] | (sub[..., 16:] << 4)  # [rows, nsb, 8, 16]: byte i = element i | element i + 16 << 4
+    return _plane(nib), _padded_plane(blocks[:, :, :4]), _half_plane(sm)
+
+
+def _padded_plane(t: torch.Tensor) -> torch.Tensor:
+    """A fresh copy padded with zeros to a multiple of 16 bytes (the stream kernel copies 16-byte aligned spans)."""
+    out = torch.zeros((t.numel() + 15) // 16 * 16, dtype=torch.uint8, device=t.device)
+    out[: t.numel()].view(t.shape).copy_(t)
     return out
 
 
@@ -123,9 +147,8 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 # 9 = 7 + 8; 10, 11 = the stream kernel (batch 1 only, else 7: x rounded inside the one kernel, weights streamed
 # through per-warp shared-memory rings by bulk copies; 10: 8 warps a block, 11: 16) (gemv.cuh, gemv_stream.cuh);
 # 12-15 = 5, 6, 7 and 7 with 8 row-chunks per lane, chained: the rounding kernel launched with PDL as well and the
-# GEMV letting its successor start at once, so a chain of products overlaps; 16-19 (batch 1; 7 above) = the chained
-# kernel on the format's wide chunks where it has them (Q4_K: 64 weights a chunk, its scales decoded once per 64;
-# other types their usual chunks): 16 = 12, 17 = 13, 18 = 12 and 19 = 14 at <= 128 registers (4 blocks per SM).
+# GEMV letting its successor start at once, so a chain of products overlaps; 16-19 (batch 1; 7 above) = 12, 13,
+# and 12 and 14 at <= 128 registers (4 blocks per SM); until the Q4_K re-layout they ran Q4_K on 64-weight chunks.
 # mode=0 lets the library pick per type, shape and batch among the q8 modes (BATCH1_DEFAULT at batch 1, 7 above;
 # gemv.cuh's launch_gemv); DEFAULT_MODE says which family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
@@ -190,7 +213,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8), 10 / 11 (the
     stream kernel at batch 1: one kernel, x rounded in it, weights through per-warp shared-memory rings; nr 1, 2
     or 4 rows per warp; mode 7 above batch 1), 12-15 (5, 6, 7, 7 deep: chained with the next call), 16-19 (batch 1,
-    7 above: 12, 13, 12 capped at 128 registers, 14 capped, on 64-weight chunks for Q4_K); 0 = the default of each (BATCH1_DEFAULT at batch 1, 7
+    7 above: 12, 13, 12 capped at 128 registers, 14 capped); 0 = the default of each (BATCH1_DEFAULT at batch 1, 7
     above)."""
     ffi, lib = load()
     squeeze = x.dim() == 1

@@ -9,7 +9,8 @@ copies. Each GEMV and its cuBLAS peer (torch.nn.functional.linear on fp16 weight
 in a CUDA graph of many calls that rotate over enough weight sets to span 4x the L2, replayed and event-timed;
 per-call time is the median of 5 timed replays. Weights are random GGUF blocks (random quant bytes, random
 valid fp16 scales), activations random fp16. Shapes are weight [rows = out, cols = in]. Bytes counted for a
-GEMV: the weight planes + x + y, so the fraction of copy bandwidth compares bytes moved per second.
+GEMV: the weight matrix's GGUF bytes + x + y (Q4_K's kernel layout holds 148 bytes per 144 of the file: its extra
+reads are not counted), so the fraction of copy bandwidth compares the format's bytes per second.
 """
 
 from __future__ import annotations
@@ -35,13 +36,12 @@ KEY = "cuda-kernels"
 MODE_NAMES = {0: "default", 1: "regs", 2: "async", 3: "fact", 4: "q8", 5: "q8 pdl", 6: "q8 pdl deep",
               7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap", 10: "stream", 11: "stream 16w",
               12: "q8 chain", 13: "q8 chain deep", 14: "q8 chain split", 15: "q8 chain split deep",
-              16: "q8 chain wide", 17: "q8 chain wide deep", 18: "q8 chain wide cap128", 19: "q8 chain wide split cap128"}
+              16: "q8 chain b1", 17: "q8 chain deep b1", 18: "q8 chain cap128", 19: "q8 chain split cap128"}
 FLOAT_MODES = (1, 2, 3)
 VARIANTS_B1 = [(0, 0), (4, 3), (4, 5), (4, 6), (4, 7), (1, 10), (2, 10), (4, 10), (1, 11), (2, 11), (4, 11), (4, 12),
-               (4, 13), (4, 14), (2, 14), (4, 15), (2, 15), (4, 16), (2, 16), (4, 17), (2, 17), (4, 18), (2, 18),
-               (4, 19), (2, 19)]
+               (4, 13), (4, 14), (2, 14), (4, 15), (2, 15), (4, 18), (2, 18), (4, 19), (2, 19)]
 VARIANTS = [(0, 0), (4, 1), (4, 5), (4, 7), (4, 14)]
-WIDE_MODES = (16, 17)  # the same kernels as 12 and 13 except for Q4_K: timed for Q4_K only
+# (16 and 17 are the kernels of 12 and 13 at batch 1: not timed twice)
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -103,6 +103,15 @@ def graph_time(calls: list, min_calls: int = 48, replays: int = 10, repeats: int
     return statistics.median(times)
 
 
+def gguf_bytes(qtype, rows: int, cols: int) -> int:
+    """Bytes of a [rows, cols] matrix of qtype in a GGUF file (what the benchmarks count, whatever the kernels'
+    layout holds)."""
+    from gguf import GGML_QUANT_SIZES
+
+    block, size = GGML_QUANT_SIZES[qtype]
+    return rows * (cols // block) * size
+
+
 def random_gguf(qtype, rows: int, cols: int, gen):
     """Random valid GGUF bytes of a [rows, cols] matrix: random quants, random fp16 scales in [1e-3, 2e-3]."""
     import torch
@@ -159,10 +168,8 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
             for batch in batches:
                 x = torch.randn(batch, cols, device="cuda", generator=gen).half()
                 y = torch.empty(batch, rows, device="cuda")
-                nbytes = one.nbytes + x.numel() * 2 + y.numel() * 4
+                nbytes = gguf_bytes(qt, rows, cols) + x.numel() * 2 + y.numel() * 4
                 variants = VARIANTS_B1 if batch == 1 else VARIANTS
-                if name != "Q4_K":
-                    variants = [v for v in variants if v[1] not in WIDE_MODES]
                 by_v = {}
                 for nr, mode in variants:
                     try:
@@ -190,7 +197,8 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
                 if batch == 1:
                     # the ceiling: a kernel that only reads the same number of weight bytes, launched as the
                     # chained GEMVs are (read_probe.cu), over as many buffers as there are weight sets
-                    bufs = [torch.empty(one.nbytes // 16 * 16, dtype=torch.uint8, device="cuda") for _ in sets]
+                    bufs = [torch.empty(gguf_bytes(qt, rows, cols) // 16 * 16, dtype=torch.uint8, device="cuda")
+                            for _ in sets]
                     sink = torch.zeros(64, dtype=torch.int32, device="cuda")
                     tr = graph_time([lambda b=b: ck_ops.read_probe(b, sink) for b in bufs])
                     del bufs
@@ -202,9 +210,6 @@ def bench_gemv(copy_bw: float, l2: int, quick: bool, batches: list[int] = BATCHE
                     tp = graph_time([lambda w=w: ck_fused.gemv_q8(act, w, out=y) for w in sets])
                     r.update({"pre_us": tp * 1e6, "pre_frac_copy": nbytes / tp / copy_bw,
                               "pre_speedup": cublas[batch] / tp})
-                    if name == "Q4_K":
-                        tw = graph_time([lambda w=w: ck_fused.gemv_q8(act, w, out=y, nr=4, mode=17) for w in sets])
-                        r.update({"pre_wide_us": tw * 1e6, "pre_wide_frac_copy": nbytes / tw / copy_bw})
                     ti = isolated([lambda w=w: ck.gemv(x, w, out=y) for w in sets])
                     ts = isolated([lambda w=w: ck.gemv(x, w, out=y, nr=1, mode=10) for w in sets])
                     r.update({"us_isolated": ti * 1e6, "cublas_us_isolated": cublas_iso * 1e6,
@@ -325,10 +330,10 @@ def markdown(res: dict) -> str:
              "graphs rotating over 4x L2 of weights, back to back (a GEMV launched with programmatic dependent launch "
              "starts its weight loads while the previous call finishes, as in a model's chain of products); for the "
              "q8 modes 4-9 and 12-19 the time includes the activation-rounding kernel, the stream kernel (10, 11) rounds x "
-             "itself. 'of copy' = (weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
+             "itself. 'of copy' = (GGUF weight + x + y bytes) / time / copy bandwidth; 'default' = what `gemv` runs "
              "with mode 0 at the time of the run; best variant = the fastest of the variants timed: rows per warp "
              "(nr) x regs (register prefetch) / fact (regs with the factored batch-1 arithmetic) / q8 (int8 "
-             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps) / chain (the rounding kernel launched with PDL too and the GEMV letting the next call start at once, on q8 pdl, deep, split and split deep) / wide (chain on 64-weight chunks for Q4_K, its scales decoded once per 64 weights; other types their own chunks) / cap128 (at most 128 registers, 4 blocks per SM); x pre-rounded = the default variant on activations already rounded to int8 by the previous kernel, as the GPU runner's fused kernels hand them over (no rounding kernel per call; for Q4_K also wide, mode 17); read ceiling = a kernel that only reads the same weight bytes, launched as the chained GEMVs (read_probe.cu), the same bytes counted: what a GEMV could reach at most in this harness; float best = the fastest "
+             "activations per 32, dp4a) / q8 pdl (q8 with programmatic dependent launch) / q8 pdl deep (q8 pdl with 8 row-chunks per warp in flight) / split (a block's 4 warps split each row group's columns) / cap (at most 64 registers) / stream (one kernel, weights through per-warp shared-memory rings by bulk copies, 8 warps a block; 16w: 16 warps) / chain (the rounding kernel launched with PDL too and the GEMV letting the next call start at once, on q8 pdl, deep, split and split deep) / cap128 (at most 128 registers, 4 blocks per SM); x pre-rounded = the default variant on activations already rounded to int8 by the previous kernel, as the GPU runner's fused kernels hand them over (no rounding kernel per call); read ceiling = a kernel that only reads the same weight bytes, launched as the chained GEMVs (read_probe.cu), the same bytes counted: what a GEMV could reach at most in this harness; float best = the fastest "
              "of the float-activation variants (regs / fact), the exact path. Speedup = cuBLAS time / ours.", ""]
     for batch in BATCHES:
         rows = [r for r in res["gemv"] if r["batch"] == batch]

@@ -88,7 +88,7 @@ def test_gemv_matches_float64(ck, seed, qt, dtype):
 @pytest.mark.parametrize("mode", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
                          ids=["regs", "async", "fact", "q8", "q8pdl", "q8deep", "q8split", "q8cap", "q8splitcap",
                               "stream", "streamwide", "chain", "chaindeep", "chainsplit", "chainsplitdeep",
-                              "wide", "widedeep", "widesplit", "widesplitdeep"])
+                              "chainb1", "chaindeepb1", "chaincap128", "chainsplitcap128"])
 def test_gemv_variants_agree(ck, seed, qt, nr, mode):
     for rows, cols in shapes(qt):
         w, ref_w = weight(ck, qt, rows, cols, seed)
