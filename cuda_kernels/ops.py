@@ -6,8 +6,8 @@
 
 Weights are the GGUF file's bytes; `from_gguf` makes the one-time re-layout each format's kernel reads (each
 format's .cuh says which): Q4_0 / Q8_0 / Q6_K get their quants and scales split into planes so that every load is
-aligned (same bytes); Q4_K's nibbles are reordered per 32-weight sub-block and its 6-bit scales and mins unpacked to
-bytes (148 bytes per 256 weights instead of 144), so its GEMV decodes no packed fields.
+aligned; Q4_K keeps its 144-byte super-blocks with the nibbles reordered per 32-weight sub-block and the 6-bit scales
+and mins repacked so that one sub-block's pair is cheap to extract. Same bytes in total.
 
 The prompt path (matrix-matrix) is, for now, the honest simple one: the kernels dequantize the whole matrix to
 x's dtype (fp16 or bf16) and torch.matmul (cuBLAS) multiplies. Everything runs on the current CUDA stream.
@@ -84,27 +84,24 @@ def _plane(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _q4_k_planes(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q4_k.cuh's planes from the file's super-blocks [rows, nsb, 144]: nibbles [rows, nsb * 8, 16] in Q4_0's order
-    per sub-block, d | dmin [rows, nsb] (4 bytes), and (sc, m) bytes [rows, nsb * 8, 2] (ggml's get_scale_min_k4)."""
+def _q4_k_planes(blocks: torch.Tensor) -> tuple[torch.Tensor]:
+    """q4_k.cuh's plane from the file's super-blocks [rows, nsb, 144], the same size: per super-block d | dmin, the
+    low 4 bits of each sub-block's scale and min (one byte per sub-block), their top 2 bits (a nibble per sub-block),
+    then each sub-block's nibbles in Q4_0's order (ggml's get_scale_min_k4 for the 6-bit values)."""
     rows, nsb, _ = blocks.shape
     s = blocks[:, :, 4:16].to(torch.int32)  # [rows, nsb, 12]
     lo6 = s[:, :, :8] & 63                  # sub-blocks 0..3: scales (bytes 0..3), mins (bytes 4..7)
     hi2 = s[:, :, :8] >> 6
     sc = torch.cat([lo6[:, :, :4], (s[:, :, 8:] & 15) | (hi2[:, :, :4] << 4)], dim=2)  # [rows, nsb, 8]
     mn = torch.cat([lo6[:, :, 4:], (s[:, :, 8:] >> 4) | (hi2[:, :, 4:] << 4)], dim=2)
-    sm = torch.stack([sc, mn], dim=3).to(torch.uint8)  # [rows, nsb, 8, 2]
+    low = (sc & 15) | ((mn & 15) << 4)  # [rows, nsb, 8]: bytes 4..11
+    top = (sc >> 4) | ((mn >> 4) << 2)  # [rows, nsb, 8]: nibble j of bytes 12..15
+    top = top[:, :, 0::2] | (top[:, :, 1::2] << 4)  # [rows, nsb, 4]
     q = blocks[:, :, 16:].reshape(rows, nsb, 4, 32)  # byte 32g + l: element 64g + l low, 64g + 32 + l high
     sub = torch.stack([q & 15, q >> 4], dim=3).reshape(rows, nsb, 8, 32)  # [.., j, element of sub-block j]
     nib = sub[..., :16] | (sub[..., 16:] << 4)  # [rows, nsb, 8, 16]: byte i = element i | element i + 16 << 4
-    return _plane(nib), _padded_plane(blocks[:, :, :4]), _half_plane(sm)
-
-
-def _padded_plane(t: torch.Tensor) -> torch.Tensor:
-    """A fresh copy padded with zeros to a multiple of 16 bytes (the stream kernel copies 16-byte aligned spans)."""
-    out = torch.zeros((t.numel() + 15) // 16 * 16, dtype=torch.uint8, device=t.device)
-    out[: t.numel()].view(t.shape).copy_(t)
-    return out
+    out = torch.cat([blocks[:, :, :4], low.to(torch.uint8), top.to(torch.uint8), nib.reshape(rows, nsb, 128)], dim=2)
+    return (_plane(out),)
 
 
 def _half_plane(t: torch.Tensor) -> torch.Tensor:

@@ -3,15 +3,17 @@
 // In the file, nibble byte 32g + l (g = 0..3, l = 0..31) holds element 64g + l (low nibble, sub-block 2g) and
 // element 64g + 32 + l (high nibble, sub-block 2g + 1).
 //
-// Load-time re-layout (ops.py), so that a chunk is one sub-block with one (scale, min) pair, as a Q4_0 block:
-//   p0  [rows][nch][16]  sub-block j's nibbles in Q4_0's order: byte i = element i (low) | element i + 16 (high)
-//   p1  [rows][nsb]      d, dmin (two fp16, one 4-byte word), as in the file
-//   p2  [rows][nch]      sub-block j's 6-bit scale and min unpacked to two bytes (sc, m)
-// 148 bytes per 256 weights instead of 144 (the scales unpacked). Chunk c of a row is sub-block c % 8 of
-// super-block c / 8 (nch = 8 nsb), so p0 and p2 are indexed like Q4_0's planes and p1 by (row nch + c) / 8. A
-// chunk's weights are d sc q - dmin m: one (A, C) per chunk and one 32-activation block, where the file's order
-// needed two of each per 32 nibble bytes and the 6-bit fields decoded per row at run time (both branches
-// predicated: ~25 instructions a row-chunk; now 4 byte permutes and 4 FMAs).
+// Load-time re-layout (ops.py), same 144 bytes per super-block, so that a chunk is one sub-block with one (scale, min)
+// pair, as a Q4_0 block: p0 = [rows][nsb][144], each super-block
+//   bytes 0..3     d, dmin (two fp16), as in the file
+//   bytes 4..11    byte 4 + j: the low 4 bits of sub-block j's scale (low nibble) and min (high nibble)
+//   bytes 12..15   bits 4j .. 4j + 3 of that word: the top 2 bits of scale j, then of min j
+//   bytes 16..143  sub-block j's nibbles at 16 + 16 j in Q4_0's order: byte i = element i (low) | element i + 16 (high)
+// Chunk c of a row is sub-block j = c % 8 of super-block c / 8; its lane loads the 16-byte header (the 8 lanes of a
+// super-block read the same 16 bytes) and its 16 nibble bytes, as the file's layout was read. A chunk's weights are
+// d sc q - dmin m: one (A, C) pair and one 32-activation block (the file's order needed two of each per 16 nibble
+// bytes and decoded the packed 6-bit fields of two sub-blocks per row, both branches predicated: ~25 instructions a
+// row-chunk).
 #pragma once
 
 #include "common.cuh"
@@ -25,27 +27,30 @@ struct FmtQ4_K {
     // each GEMV more than it gains (TinyLlama decode step 659-663 us against 649-652 capped, H100, 2026-11-28).
     static constexpr int kMaxBlocksPerSM = 4;
     struct Raw {
-        uint4 q;      // 16 nibble bytes of the sub-block
-        uint32_t dm;  // d | dmin << 16 (fp16 bits)
-        uint32_t sm;  // sc | m << 8
+        uint4 h;  // d | dmin << 16, low bits of scales and mins, their top bits
+        uint4 q;  // 16 nibble bytes of the sub-block
+        int j;    // sub-block 0..7
     };
     struct Prep {
         float A, C;
     };
 
     static __device__ __forceinline__ void load(Raw& r, const Planes& w, int row, int c, int nch) {
-        const size_t blk = static_cast<size_t>(row) * nch + c;
-        r.q = ld_stream16(w.p0 + blk * 16);
-        r.dm = __ldg(reinterpret_cast<const uint32_t*>(w.p1) + (blk >> 3));  // nch % 8 == 0: super-block blk / 8
-        r.sm = ld_u16(w.p2 + blk * 2);
+        const uint8_t* sb = w.p0 + (static_cast<size_t>(row) * (nch >> 3) + (c >> 3)) * 144;
+        r.j = c & 7;
+        r.h = ld_stream16(sb);
+        r.q = ld_stream16(sb + 16 + 16 * r.j);
     }
 
-    // d * sc and dmin * m, exactly (at most 17 significant bits): each 6-bit value becomes the float 2^23 + v by
-    // one byte permute (0x4B0000vv), then one FMA with -2^23 d; no int-to-float conversion.
+    // d * sc_j and dmin * m_j, exactly (at most 17 significant bits): the 6-bit value v becomes the float 2^23 + v
+    // (0x4B0000vv), then one FMA with -2^23 d; no int-to-float conversion.
     static __device__ __forceinline__ void scales(const Raw& r, float& dsc, float& dmm) {
-        const float d = half_bits(r.dm), dmin = half_bits(r.dm >> 16);
-        dsc = fmaf(d, __uint_as_float(__byte_perm(r.sm, 0x4B000000u, 0x7650u)), -8388608.0f * d);
-        dmm = fmaf(dmin, __uint_as_float(__byte_perm(r.sm, 0x4B000000u, 0x7651u)), -8388608.0f * dmin);
+        const float d = half_bits(r.h.x), dmin = half_bits(r.h.x >> 16);
+        const uint32_t lo = __byte_perm(r.h.y, r.h.z, r.j);  // byte 0: scale | min << 4, low bits
+        const uint32_t hi = r.h.w >> (4 * r.j);                // bits 0..3: top bits of scale, of min
+        const uint32_t sc = (lo & 0x0Fu) | ((hi & 0x3u) << 4), mn = ((lo >> 4) & 0x0Fu) | ((hi & 0xCu) << 2);
+        dsc = fmaf(d, __uint_as_float(0x4B000000u | sc), -8388608.0f * d);
+        dmm = fmaf(dmin, __uint_as_float(0x4B000000u | mn), -8388608.0f * dmin);
     }
 
     static __device__ __forceinline__ void prep(Prep& p, const Raw& r) {
@@ -101,31 +106,28 @@ struct FmtQ4_K {
 
     static __device__ __forceinline__ int col(int c, int P) { return 32 * c + 8 * P; }
 
-    // stream GEMV (gemv_stream.cuh): plane p holds plane_bytes(p) per plane_unit(p) chunks of a row; tiles start at
-    // a multiple of 32 chunks, hence at a super-block
-    static constexpr int kPlanes = 3;
-    static __host__ __device__ constexpr int plane_unit(int p) { return p == 1 ? 8 : 1; }
-    static __host__ __device__ constexpr int plane_bytes(int p) { return p == 0 ? 16 : p == 1 ? 4 : 2; }
-    static __device__ __forceinline__ void load_tile(Raw& r, const uint8_t* p0, const uint8_t* p1, const uint8_t* p2,
-                                                     int j) {
-        r.q = *reinterpret_cast<const uint4*>(p0 + 16 * j);
-        r.dm = *reinterpret_cast<const uint32_t*>(p1 + 4 * (j >> 3));
-        r.sm = *reinterpret_cast<const uint16_t*>(p2 + 2 * j);
+    // stream GEMV (gemv_stream.cuh): one plane of 144-byte super-blocks (8 chunks each); tiles start at a super-block
+    static constexpr int kPlanes = 1;
+    static __host__ __device__ constexpr int plane_unit(int) { return 8; }
+    static __host__ __device__ constexpr int plane_bytes(int) { return 144; }
+    static __device__ __forceinline__ void load_tile(Raw& r, const uint8_t* p0, const uint8_t*, const uint8_t*, int j) {
+        const uint8_t* sb = p0 + 144 * (j >> 3);
+        r.j = j & 7;
+        r.h = *reinterpret_cast<const uint4*>(sb);
+        r.q = *reinterpret_cast<const uint4*>(sb + 16 + 16 * r.j);
     }
 
-    // cp.async ring slot of one row-step of a warp: 32 lanes x (16 nibble bytes, d | dmin, the word holding sc, m)
-    static constexpr int kSlot = 32 * 16 + 32 * 4 + 32 * 4;
+    // cp.async ring slot: 32 lanes x (the 16-byte header, 16 nibble bytes)
+    static constexpr int kSlot = 32 * 32;
     static __device__ __forceinline__ void issue(uint8_t* slot, int lane, const Planes& w, int row, int c, int nch) {
-        const size_t blk = static_cast<size_t>(row) * nch + c;
-        cp_async16(slot + 16 * lane, w.p0 + blk * 16);
-        cp_async4(slot + 512 + 4 * lane, w.p1 + (blk >> 3) * 4);
-        cp_async4(slot + 640 + 4 * lane, half_word_addr(w.p2, blk));
+        const uint8_t* sb = w.p0 + (static_cast<size_t>(row) * (nch >> 3) + (c >> 3)) * 144;
+        cp_async16(slot + 16 * lane, sb);
+        cp_async16(slot + 512 + 16 * lane, sb + 16 + 16 * (c & 7));
     }
     static __device__ __forceinline__ void fetch(Raw& r, const uint8_t* slot, int lane, int row, int c, int nch) {
-        const size_t blk = static_cast<size_t>(row) * nch + c;
-        r.q = *reinterpret_cast<const uint4*>(slot + 16 * lane);
-        r.dm = *reinterpret_cast<const uint32_t*>(slot + 512 + 4 * lane);
-        r.sm = half_from_word(*reinterpret_cast<const uint32_t*>(slot + 640 + 4 * lane), blk);
+        r.j = c & 7;
+        r.h = *reinterpret_cast<const uint4*>(slot + 16 * lane);
+        r.q = *reinterpret_cast<const uint4*>(slot + 512 + 16 * lane);
     }
 };
 

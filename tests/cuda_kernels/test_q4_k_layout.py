@@ -24,17 +24,21 @@ def random_q4_k(rows: int, nsb: int, seed: int) -> np.ndarray:
 
 
 def kernel_view(planes: tuple[torch.Tensor, ...], rows: int, nsb: int) -> np.ndarray:
-    """What FmtQ4_K computes per chunk c (sub-block c % 8 of super-block c / 8): d sc q - dmin m, with byte i of the
-    chunk's 16 nibble bytes holding element i (low) and element i + 16 (high)."""
-    p0, p1, p2 = (p.numpy() for p in planes)
-    nch = nsb * 8
-    nib = p0.reshape(rows, nch, 16)
-    dm = p1[: rows * nsb * 4].view(np.float16).reshape(rows, nsb, 2).astype(np.float64)
-    sm = p2[: rows * nch * 2].reshape(rows, nch, 2).astype(np.float64)
-    q = np.concatenate([nib & 15, nib >> 4], axis=2).astype(np.float64)  # [rows, nch, 32]
-    d = np.repeat(dm[:, :, 0], 8, axis=1)[:, :, None]
-    dmin = np.repeat(dm[:, :, 1], 8, axis=1)[:, :, None]
-    return (d * sm[:, :, 0:1] * q - dmin * sm[:, :, 1:2]).reshape(rows, nsb * 256)
+    """What FmtQ4_K computes per chunk c (sub-block j = c % 8 of super-block c / 8): d sc_j q - dmin m_j, with the
+    low 4 bits of sc_j / m_j in byte 4 + j (low / high nibble), their top 2 bits in bits 4j .. 4j + 3 of bytes 12..15,
+    and byte i of the chunk's 16 nibble bytes (at 16 + 16 j) holding element i (low) and element i + 16 (high)."""
+    (p0,) = (p.numpy() for p in planes)
+    sb = p0.reshape(rows, nsb, 144)
+    dm = sb[:, :, :4].copy().view(np.float16).reshape(rows, nsb, 2).astype(np.float64)
+    low = sb[:, :, 4:12].astype(np.int64)                                  # [rows, nsb, 8]
+    top_word = sb[:, :, 12:16].copy().view("<u4").astype(np.int64)        # [rows, nsb, 1]
+    top = (top_word >> (4 * np.arange(8))) & 15                            # [rows, nsb, 8]
+    sc = (low & 15) | ((top & 3) << 4)
+    mn = (low >> 4) | ((top >> 2) << 4)
+    nib = sb[:, :, 16:].reshape(rows, nsb, 8, 16)
+    q = np.concatenate([nib & 15, nib >> 4], axis=3).astype(np.float64)  # [rows, nsb, 8, 32]
+    val = dm[:, :, 0, None, None] * sc[..., None] * q - dm[:, :, 1, None, None] * mn[..., None]
+    return val.reshape(rows, nsb * 256)
 
 
 @pytest.mark.parametrize("rows,nsb,seed", [(1, 1, 0), (3, 2, 1), (7, 5, 2), (16, 16, 3)])
@@ -50,22 +54,28 @@ def test_planes_give_ggml_values_exactly(rows, nsb, seed):
     assert (got == want).mean() > 0.9  # mostly bit-identical: the rounding is rare
 
 
-def test_plane_sizes_and_padding():
+def test_one_plane_of_the_file_size():
     rows, nsb = 5, 3
-    p0, p1, p2 = ops._q4_k_planes(torch.from_numpy(random_q4_k(rows, nsb, 4)))
-    assert p0.numel() == rows * nsb * 128
-    # d | dmin and (sc, m): padded to 16 bytes (the stream kernel copies aligned spans), the padding zero
-    assert p1.numel() == (rows * nsb * 4 + 15) // 16 * 16 and not p1[rows * nsb * 4:].any()
-    assert p2.numel() % 16 == 0 and p2.numel() >= rows * nsb * 16 + 2 and not p2[rows * nsb * 16:].any()
-    assert all(p.dtype == torch.uint8 and p.is_contiguous() for p in (p0, p1, p2))
-    # 148 bytes per 256 weights before padding: the 12 packed scale bytes become 16
-    assert p0.numel() + rows * nsb * 4 + rows * nsb * 16 == rows * nsb * 148
+    raw = random_q4_k(rows, nsb, 4)
+    (p0,) = ops._q4_k_planes(torch.from_numpy(raw))
+    assert p0.numel() == rows * nsb * 144 and p0.dtype == torch.uint8 and p0.is_contiguous()
+    sb = p0.numpy().reshape(rows, nsb, 144)
+    assert np.array_equal(sb[:, :, :4], raw[:, :, :4])  # d, dmin unchanged
+    # the nibble bytes are a permutation of the file's nibbles (same multiset of 4-bit values per super-block)
+    for r in range(rows):
+        for b in range(nsb):
+            got = np.sort(np.concatenate([sb[r, b, 16:] & 15, sb[r, b, 16:] >> 4]))
+            want = np.sort(np.concatenate([raw[r, b, 16:] & 15, raw[r, b, 16:] >> 4]))
+            assert np.array_equal(got, want)
 
 
-def test_scales_and_mins_unpacked_to_6_bits():
-    """Every (sc, m) byte is a 6-bit value; all 64 values of each occur for random packed bytes."""
-    raw = random_q4_k(64, 16, 5)
-    _, _, p2 = ops._q4_k_planes(torch.from_numpy(raw))
-    sm = p2[: 64 * 16 * 16].numpy().reshape(-1, 2)
-    assert sm.max() < 64
-    assert set(np.unique(sm[:, 0])) == set(range(64)) and set(np.unique(sm[:, 1])) == set(range(64))
+def test_scales_and_mins_cover_all_6_bit_values():
+    """Random packed bytes give every 6-bit scale and min value, and the repacking keeps each one."""
+    rows, nsb = 64, 16
+    raw = random_q4_k(rows, nsb, 5)
+    (p0,) = ops._q4_k_planes(torch.from_numpy(raw))
+    sb = p0.numpy().reshape(rows, nsb, 144).astype(np.int64)
+    top = (sb[:, :, 12:16].copy().astype(np.uint8).view("<u4").astype(np.int64) >> (4 * np.arange(8))) & 15
+    sc = (sb[:, :, 4:12] & 15) | ((top & 3) << 4)
+    mn = (sb[:, :, 4:12] >> 4) | ((top >> 2) << 4)
+    assert set(np.unique(sc)) == set(range(64)) and set(np.unique(mn)) == set(range(64))
