@@ -525,8 +525,7 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
     }
     const int groups = (rows + NR - 1) / NR;
     const int needed = KS == 1 ? (groups + kGemvWarps - 1) / kGemvWarps : groups;
-    const int blocks = F::kMaxBlocksPerSM > 0 && F::kMaxBlocksPerSM < per_sm ? F::kMaxBlocksPerSM : per_sm;
-    const int resident = blocks * sm_count();
+    const int resident = per_sm * sm_count();
     const unsigned grid = static_cast<unsigned>(needed < resident ? needed : resident);
     const int8_t* cxq = xq;
     const float* cxd = xd;

@@ -13,7 +13,6 @@ namespace awq {
 
 struct FmtQ4_0 {
     static constexpr int kType = 2;  // GGML_TYPE_Q4_0
-    static constexpr int kMaxBlocksPerSM = 0;  // int8-activation GEMV: as many blocks per SM as fit
     struct Raw {
         uint4 q;
         uint32_t d;

@@ -22,10 +22,6 @@ namespace awq {
 
 struct FmtQ4_K {
     static constexpr int kType = 12;  // GGML_TYPE_Q4_K
-    // int8-activation GEMV: at most 4 blocks per SM, though 5 fit at 95 registers (mode 12). Alone, the fifth block
-    // is faster (x pre-rounded 14336x4096: 12.1 vs 12.6 us); in the GPU runner it slows the fused kernels around
-    // each GEMV more than it gains (TinyLlama decode step 659-663 us against 649-652 capped, H100, 2026-11-28).
-    static constexpr int kMaxBlocksPerSM = 4;
     struct Raw {
         uint4 h;  // d | dmin << 16, low bits of scales and mins, their top bits
         uint4 q;  // 16 nibble bytes of the sub-block

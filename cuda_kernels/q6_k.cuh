@@ -19,7 +19,6 @@ namespace awq {
 
 struct FmtQ6_K {
     static constexpr int kType = 14;  // GGML_TYPE_Q6_K
-    static constexpr int kMaxBlocksPerSM = 0;  // int8-activation GEMV: as many blocks per SM as fit
     struct Raw {
         uint2 qa, qb, qh;  // ql[64n + l0 ..], ql[64n + 32 + l0 ..], qh[32n + l0 ..], 8 bytes each
         uint4 sc;

@@ -12,7 +12,6 @@ namespace awq {
 
 struct FmtQ8_0 {
     static constexpr int kType = 8;  // GGML_TYPE_Q8_0
-    static constexpr int kMaxBlocksPerSM = 0;  // int8-activation GEMV: as many blocks per SM as fit
     struct Raw {
         uint4 q0, q1;
         uint32_t d;
