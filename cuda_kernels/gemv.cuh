@@ -36,12 +36,34 @@
 //              the file's order: cuda_kernels/NOTES.md v8.)
 #pragma once
 
+#include <type_traits>
+
 #include "common.cuh"
 #include "gemv_stream.cuh"
 
 namespace awq {
 
 constexpr int kGemvWarps = 4;
+
+// Compile-time dispatch of the launchers: fn(std::integral_constant<int, N>) for the rows per warp nr (1, 2, 4) and
+// for the smallest batch bound BMAX (1, 2, 4, 8, 16) holding `batch` rows.
+template <class Fn>
+cudaError_t with_nr(int nr, Fn&& fn) {
+    switch (nr) {
+        case 1: return fn(std::integral_constant<int, 1>{});
+        case 2: return fn(std::integral_constant<int, 2>{});
+        case 4: return fn(std::integral_constant<int, 4>{});
+        default: return cudaErrorInvalidValue;
+    }
+}
+template <class Fn>
+cudaError_t with_bmax(int batch, Fn&& fn) {
+    if (batch <= 1) return fn(std::integral_constant<int, 1>{});
+    if (batch <= 2) return fn(std::integral_constant<int, 2>{});
+    if (batch <= 4) return fn(std::integral_constant<int, 4>{});
+    if (batch <= 8) return fn(std::integral_constant<int, 8>{});
+    return fn(std::integral_constant<int, 16>{});
+}
 
 // One chunk c (32 weights) of NR rows into acc, for `batch` activation rows.
 // FACT (batch 1, formats with kFactored): the scale is factored out of each 8-weight piece,
@@ -293,25 +315,14 @@ cudaError_t launch_gemv_t(Planes w, const void* x, float* y, int rows, int cols,
     return cudaGetLastError();
 }
 
-template <class F, int ACT, int BMAX>
-cudaError_t launch_gemv_nr(Planes w, const void* x, float* y, int rows, int cols, int batch, int nr, int mode,
-                           cudaStream_t s) {
-    switch (nr) {
-        case 1: return launch_gemv_t<F, ACT, BMAX, 1>(w, x, y, rows, cols, batch, mode, s);
-        case 2: return launch_gemv_t<F, ACT, BMAX, 2>(w, x, y, rows, cols, batch, mode, s);
-        case 4: return launch_gemv_t<F, ACT, BMAX, 4>(w, x, y, rows, cols, batch, mode, s);
-        default: return cudaErrorInvalidValue;
-    }
-}
-
 template <class F, int ACT>
 cudaError_t launch_gemv_b(Planes w, const void* x, float* y, int rows, int cols, int batch, int nr, int mode,
                           cudaStream_t s) {
-    if (batch <= 1) return launch_gemv_nr<F, ACT, 1>(w, x, y, rows, cols, batch, nr, mode, s);
-    if (batch <= 2) return launch_gemv_nr<F, ACT, 2>(w, x, y, rows, cols, batch, nr, mode, s);
-    if (batch <= 4) return launch_gemv_nr<F, ACT, 4>(w, x, y, rows, cols, batch, nr, mode, s);
-    if (batch <= 8) return launch_gemv_nr<F, ACT, 8>(w, x, y, rows, cols, batch, nr, mode, s);
-    return launch_gemv_nr<F, ACT, 16>(w, x, y, rows, cols, batch, nr, mode, s);
+    return with_bmax(batch, [&](auto bmax) {
+        return with_nr(nr, [&](auto n) {
+            return launch_gemv_t<F, ACT, decltype(bmax)::value, decltype(n)::value>(w, x, y, rows, cols, batch, mode, s);
+        });
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -571,33 +582,20 @@ cudaError_t launch_gemv_b1_nr(Planes w, const void* x, int act, float* y, int ro
 template <class F>
 cudaError_t launch_gemv_b1(Planes w, const void* x, int act, float* y, int rows, int cols, int nr, int mode,
                              void* ws, cudaStream_t s) {
-    switch (nr) {
-        case 1: return launch_gemv_b1_nr<F, 1>(w, x, act, y, rows, cols, mode, ws, s);
-        case 2: return launch_gemv_b1_nr<F, 2>(w, x, act, y, rows, cols, mode, ws, s);
-        case 4: return launch_gemv_b1_nr<F, 4>(w, x, act, y, rows, cols, mode, ws, s);
-        default: return cudaErrorInvalidValue;
-    }
-}
-
-template <class F, int BMAX>
-cudaError_t launch_gemv_q8_nr(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
-                              int mode, void* ws, cudaStream_t s) {
-    switch (nr) {
-        case 1: return launch_gemv_q8_mode<F, BMAX, 1>(w, x, act, y, rows, cols, batch, mode, ws, s);
-        case 2: return launch_gemv_q8_mode<F, BMAX, 2>(w, x, act, y, rows, cols, batch, mode, ws, s);
-        case 4: return launch_gemv_q8_mode<F, BMAX, 4>(w, x, act, y, rows, cols, batch, mode, ws, s);
-        default: return cudaErrorInvalidValue;
-    }
+    return with_nr(nr, [&](auto n) {
+        return launch_gemv_b1_nr<F, decltype(n)::value>(w, x, act, y, rows, cols, mode, ws, s);
+    });
 }
 
 template <class F>
 cudaError_t launch_gemv_q8(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int nr,
                            int mode, void* ws, cudaStream_t s) {
-    if (batch <= 1) return launch_gemv_q8_nr<F, 1>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
-    if (batch <= 2) return launch_gemv_q8_nr<F, 2>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
-    if (batch <= 4) return launch_gemv_q8_nr<F, 4>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
-    if (batch <= 8) return launch_gemv_q8_nr<F, 8>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
-    return launch_gemv_q8_nr<F, 16>(w, x, act, y, rows, cols, batch, nr, mode, ws, s);
+    return with_bmax(batch, [&](auto bmax) {
+        return with_nr(nr, [&](auto n) {
+            return launch_gemv_q8_mode<F, decltype(bmax)::value, decltype(n)::value>(w, x, act, y, rows, cols, batch,
+                                                                                     mode, ws, s);
+        });
+    });
 }
 
 // The entry each format's .cu instantiates. nr <= 0 picks the default rows-per-warp, mode <= 0 the default
