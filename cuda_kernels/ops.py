@@ -87,20 +87,18 @@ def _plane(t: torch.Tensor) -> torch.Tensor:
 def _q4_k_planes(blocks: torch.Tensor) -> tuple[torch.Tensor]:
     """q4_k.cuh's plane from the file's super-blocks [rows, nsb, 144], the same size: per super-block d | dmin, the
     low 4 bits of each sub-block's scale and min (one byte per sub-block), their top 2 bits (a nibble per sub-block),
-    then each sub-block's nibbles in Q4_0's order (ggml's get_scale_min_k4 for the 6-bit values)."""
+    then each sub-block's nibbles in Q4_0's order."""
+    from awq_gguf.convert.quants.k_common import unpack_scales_k4
+
     rows, nsb, _ = blocks.shape
-    s = blocks[:, :, 4:16].to(torch.int32)  # [rows, nsb, 12]
-    lo6 = s[:, :, :8] & 63                  # sub-blocks 0..3: scales (bytes 0..3), mins (bytes 4..7)
-    hi2 = s[:, :, :8] >> 6
-    sc = torch.cat([lo6[:, :, :4], (s[:, :, 8:] & 15) | (hi2[:, :, :4] << 4)], dim=2)  # [rows, nsb, 8]
-    mn = torch.cat([lo6[:, :, 4:], (s[:, :, 8:] >> 4) | (hi2[:, :, 4:] << 4)], dim=2)
+    sc, mn = (t.reshape(rows, nsb, 8) for t in unpack_scales_k4(blocks[:, :, 4:16].reshape(-1, 12)))  # uint8 0..63
     low = (sc & 15) | ((mn & 15) << 4)  # [rows, nsb, 8]: bytes 4..11
     top = (sc >> 4) | ((mn >> 4) << 2)  # [rows, nsb, 8]: nibble j of bytes 12..15
     top = top[:, :, 0::2] | (top[:, :, 1::2] << 4)  # [rows, nsb, 4]
     q = blocks[:, :, 16:].reshape(rows, nsb, 4, 32)  # byte 32g + l: element 64g + l low, 64g + 32 + l high
     sub = torch.stack([q & 15, q >> 4], dim=3).reshape(rows, nsb, 8, 32)  # [.., j, element of sub-block j]
     nib = sub[..., :16] | (sub[..., 16:] << 4)  # [rows, nsb, 8, 16]: byte i = element i | element i + 16 << 4
-    out = torch.cat([blocks[:, :, :4], low.to(torch.uint8), top.to(torch.uint8), nib.reshape(rows, nsb, 128)], dim=2)
+    out = torch.cat([blocks[:, :, :4], low, top, nib.reshape(rows, nsb, 128)], dim=2)
     return (_plane(out),)
 
 

@@ -9,8 +9,8 @@ copies. Each GEMV and its cuBLAS peer (torch.nn.functional.linear on fp16 weight
 in a CUDA graph of many calls that rotate over enough weight sets to span 4x the L2, replayed and event-timed;
 per-call time is the median of 5 timed replays. Weights are random GGUF blocks (random quant bytes, random
 valid fp16 scales), activations random fp16. Shapes are weight [rows = out, cols = in]. Bytes counted for a
-GEMV: the weight matrix's GGUF bytes + x + y (Q4_K's kernel layout holds 148 bytes per 144 of the file: its extra
-reads are not counted), so the fraction of copy bandwidth compares the format's bytes per second.
+GEMV: the weight matrix's GGUF bytes + x + y (what the kernels' layouts hold too; a layout that held more would have its
+extra reads not counted), so the fraction of copy bandwidth compares the format's bytes per second.
 """
 
 from __future__ import annotations

@@ -23,6 +23,14 @@ def random_q4_k(rows: int, nsb: int, seed: int) -> np.ndarray:
     return b
 
 
+def read_scales(sb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sub-block's 6-bit (scale, min) from re-laid super-blocks [rows, nsb, 144], as FmtQ4_K::scales reads them:
+    low 4 bits in byte 4 + j (low / high nibble), top 2 bits in bits 4j .. 4j + 3 of bytes 12..15."""
+    low = sb[:, :, 4:12].astype(np.int64)                                              # [rows, nsb, 8]
+    top = (sb[:, :, 12:16].copy().view("<u4").astype(np.int64) >> (4 * np.arange(8))) & 15  # [rows, nsb, 8]
+    return (low & 15) | ((top & 3) << 4), (low >> 4) | ((top >> 2) << 4)
+
+
 def kernel_view(planes: tuple[torch.Tensor, ...], rows: int, nsb: int) -> np.ndarray:
     """What FmtQ4_K computes per chunk c (sub-block j = c % 8 of super-block c / 8): d sc_j q - dmin m_j, with the
     low 4 bits of sc_j / m_j in byte 4 + j (low / high nibble), their top 2 bits in bits 4j .. 4j + 3 of bytes 12..15,
@@ -30,11 +38,7 @@ def kernel_view(planes: tuple[torch.Tensor, ...], rows: int, nsb: int) -> np.nda
     (p0,) = (p.numpy() for p in planes)
     sb = p0.reshape(rows, nsb, 144)
     dm = sb[:, :, :4].copy().view(np.float16).reshape(rows, nsb, 2).astype(np.float64)
-    low = sb[:, :, 4:12].astype(np.int64)                                  # [rows, nsb, 8]
-    top_word = sb[:, :, 12:16].copy().view("<u4").astype(np.int64)        # [rows, nsb, 1]
-    top = (top_word >> (4 * np.arange(8))) & 15                            # [rows, nsb, 8]
-    sc = (low & 15) | ((top & 3) << 4)
-    mn = (low >> 4) | ((top >> 2) << 4)
+    sc, mn = read_scales(sb)
     nib = sb[:, :, 16:].reshape(rows, nsb, 8, 16)
     q = np.concatenate([nib & 15, nib >> 4], axis=3).astype(np.float64)  # [rows, nsb, 8, 32]
     val = dm[:, :, 0, None, None] * sc[..., None] * q - dm[:, :, 1, None, None] * mn[..., None]
@@ -74,8 +78,5 @@ def test_scales_and_mins_cover_all_6_bit_values():
     rows, nsb = 64, 16
     raw = random_q4_k(rows, nsb, 5)
     (p0,) = ops._q4_k_planes(torch.from_numpy(raw))
-    sb = p0.numpy().reshape(rows, nsb, 144).astype(np.int64)
-    top = (sb[:, :, 12:16].copy().astype(np.uint8).view("<u4").astype(np.int64) >> (4 * np.arange(8))) & 15
-    sc = (sb[:, :, 4:12] & 15) | ((top & 3) << 4)
-    mn = (sb[:, :, 4:12] >> 4) | ((top >> 2) << 4)
+    sc, mn = read_scales(p0.numpy().reshape(rows, nsb, 144))
     assert set(np.unique(sc)) == set(range(64)) and set(np.unique(mn)) == set(range(64))
