@@ -5,9 +5,10 @@
   y = matmul(x, w)  # x [..., cols] -> [..., rows] in x's dtype: gemv for <= 16 rows of x, else the prompt path
 
 Weights are the GGUF file's bytes; `from_gguf` makes the one-time re-layout each format's kernel reads (each
-format's .cuh says which): Q4_0 / Q8_0 / Q6_K get their quants and scales split into planes so that every load is
-aligned; Q4_K keeps its 144-byte super-blocks with the nibbles reordered per 32-weight sub-block and the 6-bit scales
-and mins repacked so that one sub-block's pair is cheap to extract. Same bytes in total.
+format's .cuh says which): Q4_0 / Q8_0 get their quants and scales split into planes so that every load is aligned;
+Q6_K's quants are regrouped per 32 consecutive weights (low nibbles, top bits) beside its scales and d; Q4_K keeps
+its 144-byte super-blocks with the nibbles reordered per 32-weight sub-block and the 6-bit scales and mins repacked
+so that one sub-block's pair is cheap to extract. Same bytes in total.
 
 The prompt path (matrix-matrix) is, for now, the honest simple one: the kernels dequantize the whole matrix to
 x's dtype (fp16 or bf16) and torch.matmul (cuBLAS) multiplies. Everything runs on the current CUDA stream.
@@ -72,9 +73,28 @@ class QuantMatrix:
             planes = _q4_k_planes(blocks)
         elif qtype in (GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q8_0):
             planes = (_plane(blocks[:, :, 2:]), _half_plane(blocks[:, :, :2]))  # quants, d
-        else:  # Q6_K: ql + qh, scales, d
-            planes = (_plane(blocks[:, :, :192]), _plane(blocks[:, :, 192:208]), _half_plane(blocks[:, :, 208:]))
+        else:
+            planes = _q6_k_planes(blocks)
         return cls(qtype, rows, cols, planes)
+
+
+def _q6_k_planes(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q6_k.cuh's planes from the file's super-blocks [rows, nsb, 210]: per pair of 32-weight chunks their low nibbles
+    (16 bytes each, Q4_0's order) then their top 2 bits (8 bytes each), the scales [rows, nsb, 16] as they are, d."""
+    rows, nsb, _ = blocks.shape
+    ql = blocks[:, :, :128].reshape(rows, nsb, 2, 2, 32)  # [.., half n, ql[64n + 32 m + l]: m, l]
+    qh = blocks[:, :, 128:192].reshape(rows, nsb, 2, 1, 32)  # [.., n, 1, l]
+    # element 128n + 32 k + l for k = 0..3: ql[64n + 32 (k % 2) + l] nibble k // 2, qh[32n + l] bits 2k .. 2k + 1
+    lo = torch.cat([ql & 15, ql >> 4], dim=3)  # [rows, nsb, n, k, l]
+    hi = torch.cat([(qh >> (2 * k)) & 3 for k in range(4)], dim=3)
+    q = (lo | (hi << 4)).reshape(rows, nsb * 8, 32)  # [rows, nch, 32]: chunk c = elements 32c .. 32c + 31
+    low, top = q & 15, q >> 4
+    nib = low[..., :16] | (low[..., 16:] << 4)  # [rows, nch, 16]: byte i = element i | element i + 16 << 4
+    t = top.reshape(rows, nsb * 8, 4, 2, 4)  # [.., field f (element 8f + 4k + i), word k, byte i]
+    hw = t[:, :, 0] | (t[:, :, 1] << 2) | (t[:, :, 2] << 4) | (t[:, :, 3] << 6)  # [rows, nch, k, i]
+    pairs = torch.cat([nib.reshape(rows, nsb * 4, 2, 16).reshape(rows, nsb * 4, 32),
+                       hw.reshape(rows, nsb * 4, 2, 8).reshape(rows, nsb * 4, 16)], dim=2)  # [rows, nch / 2, 48]
+    return _plane(pairs.to(torch.uint8)), _plane(blocks[:, :, 192:208]), _half_plane(blocks[:, :, 208:])
 
 
 def _plane(t: torch.Tensor) -> torch.Tensor:
