@@ -608,14 +608,16 @@ cudaError_t launch_gemv(Planes w, const void* x, int act, float* y, int rows, in
     const bool have_ws = ws != nullptr && reinterpret_cast<uintptr_t>(ws) % 16 == 0 &&
                          ws_bytes >= static_cast<long long>(q8_workspace_bytes(batch, cols));
     if (mode <= 0 && have_ws) {
-        // as ops.py's BATCH1_DEFAULT (BENCHMARKS.md, 2026-11-27/28): at batch 1 the chained kernels, Q4_0 and Q8_0
-        // with the block's warps splitting each row group's columns, Q4_K and Q6_K not, except on wide matrices
-        // (Q4_K split, Q6_K split at <= 128 registers); above batch 1 split (mode 7). The stream kernel (modes 10 /
-        // 11) wins only back to back on the smaller matrices and loses ~3 us a call in the GPU runner.
-        const bool wide = cols > rows;
+        // as ops.py's BATCH1_RULES and BATCH1_DEFAULT (BENCHMARKS.md, 2026-11-27/28): at batch 1 the chained
+        // kernels, Q4_0 and Q8_0 with the block's warps splitting each row group's columns, Q4_K and Q6_K not, except
+        // on wide matrices (Q4_K split, Q6_K split at <= 128 registers) and square ones (Q6_K split, Q4_K split up to
+        // 2048 rows); above batch 1 split (mode 7). The stream kernel (modes 10 / 11) wins only back to back on the
+        // smaller matrices and loses ~3 us a call in the GPU runner.
+        const bool wide = cols > rows, square = cols == rows;
         mode = batch > 1 ? 7
-             : (F::kType == 2 || F::kType == 8 || (F::kType == 12 && wide)) ? 14
-             : (F::kType == 14 && wide) ? 19 : 12;
+             : (F::kType == 14 && wide) ? 19
+             : (F::kType == 2 || F::kType == 8 || (F::kType == 14 && square) ||
+                (F::kType == 12 && (wide || (square && rows <= 2048)))) ? 14 : 12;
         if (nr <= 0) nr = 4;
     }
     if (mode == 10 || mode == 11) {

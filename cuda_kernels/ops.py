@@ -164,38 +164,65 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 # 12-15 = 5, 6, 7 and 7 with 8 row-chunks per lane, chained: the rounding kernel launched with PDL as well and the
 # GEMV letting its successor start at once, so a chain of products overlaps; 16-19 (batch 1; 7 above) = 12, 13,
 # and 12 and 14 at <= 128 registers (4 blocks per SM); until the Q4_K re-layout they ran Q4_K on 64-weight chunks.
-# mode=0 lets the library pick per type, shape and batch among the q8 modes (BATCH1_DEFAULT at batch 1, 7 above;
-# gemv.cuh's launch_gemv); DEFAULT_MODE says which family that is, for callers that must know how x is treated.
+# mode=0 lets the library pick per type, shape and batch among the q8 modes (BATCH1_DEFAULT and BATCH1_RULES at batch 1, 7
+# above; gemv.cuh's launch_gemv); DEFAULT_MODE says which family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
 Q8_MODES = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
 STREAM_MODES = (10, 11)
 DEFAULT_MODE = 5
-# (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library), and for matrices with
-# more columns than rows (BATCH1_DEFAULT_WIDE): the chained register kernels (12-15); Q4_0 and Q8_0 with the block's
-# warps splitting each row group's columns (14); Q4_K and Q6_K, with more arithmetic per byte, without the split's
-# barrier (12), except on wide matrices (few row groups): Q4_K split (14), Q6_K split at <= 128 registers (19; x
-# pre-rounded 4096x11008 15.9 -> 14.6 us, 4096x14336 18.4 -> 18.5; decode step 704 -> 688 us on the TinyLlama shapes,
-# 327 -> 327 on the Llama-2-7B ones, H100 2026-11-28 01:0x UTC). BENCHMARKS.md cuda-kernels (H100 and H200,
-# 2026-11-27/28): the fastest or within a few percent on the Llama shapes. Where the GEMV benchmark and the GPU runner's
-# decode step disagree, the runner decides, measured with the variants' graphs replayed in turn (the card throttles
-# within seconds of sustained decode, so variants timed one after another favour the first; tools/bench_gpu_defaults.py
-# runner). H100, 2026-11-28 00:51-00:53 UTC, decode step medians: TinyLlama shapes 12: 795, 12 with 14 on wide matrices:
-# 778, 16 (Q4_K on 64-weight chunks): 798 us; Llama-2-7B shapes in 4 layers 352 / 351 / 361 us.
+# (mode, nr) that mode 0 runs at batch 1, per type (tunable here without rebuilding the library): the chained register
+# kernels (12-15); Q4_0 and Q8_0 with the block's warps splitting each row group's columns (14); Q4_K and Q6_K, with more
+# arithmetic per byte, without the split's barrier (12), except where BATCH1_RULES say otherwise. Where the GEMV
+# benchmark and the GPU runner's decode step disagree, the runner decides, measured with the variants' graphs replayed
+# in turn (the card throttles within seconds of sustained decode, so variants timed one after another favour the
+# first): tools/bench_gpu_defaults.py runner, whose variant rules have BATCH1_RULES' form. BENCHMARKS.md cuda-kernels
+# and gpu-runner hold the measurements.
 BATCH1_DEFAULT: dict[GGMLQuantizationType, tuple[int, int]] = {
     GGMLQuantizationType.Q4_0: (14, 4), GGMLQuantizationType.Q8_0: (14, 4),
     GGMLQuantizationType.Q4_K: (12, 4), GGMLQuantizationType.Q6_K: (12, 4),
 }
-BATCH1_DEFAULT_WIDE: dict[GGMLQuantizationType, tuple[int, int]] = {
-    GGMLQuantizationType.Q4_K: (14, 4), GGMLQuantizationType.Q6_K: (19, 4),
-}
+
+
+@dataclass(frozen=True)
+class ShapeRule:
+    """At batch 1, matrices of `qtype` of this shape kind (wide: cols > rows, square, tall: rows > cols) with at most
+    `max_rows` rows (0: any) run `mode` with `nr` rows per warp instead of BATCH1_DEFAULT."""
+
+    qtype: GGMLQuantizationType
+    kind: str
+    mode: int
+    nr: int = 4
+    max_rows: int = 0
+
+    def matches(self, qtype: GGMLQuantizationType, rows: int, cols: int) -> bool:
+        kind = "wide" if cols > rows else "tall" if rows > cols else "square"
+        return qtype == self.qtype and self.kind == kind and (not self.max_rows or rows <= self.max_rows)
+
+
+# First match wins; each was A/B'd in the GPU runner (H100, 2026-11-28, decode-step graphs replayed in turn):
+# - wide matrices (few row groups): Q4_K split (14; TinyLlama-shape step 795 -> 778 us, Llama-2-7B shapes in 4 layers
+#   352 -> 351, 00:5x UTC), Q6_K split at <= 128 registers (19; 704 -> 688 / 327 -> 327, 01:0x UTC);
+# - square: Q6_K split (14; x pre-rounded 4096x4096 5.96 -> 5.30 us; 7B step 340-344 -> 337-341 us, TinyLlama has none),
+#   Q4_K split up to 2048 rows (14; 2048x2048 2.50 -> 1.78 us; TinyLlama step 733 -> 724-729 us). On 4096x4096 Q4_K's
+#   split is faster alone (4.96 -> 4.64 us) but not in the 7B step (340.1 -> 340.5 us), so it stays 12 there.
+#   Tall matrices up to 12288 rows ran faster alone with 13 or with 2 rows per warp and made both steps slower (TinyLlama
+#   736 -> 748 / 739 us, 05:2x UTC): 12 stays.
+BATCH1_RULES: tuple[ShapeRule, ...] = (
+    ShapeRule(GGMLQuantizationType.Q4_K, "wide", 14),
+    ShapeRule(GGMLQuantizationType.Q6_K, "wide", 19),
+    ShapeRule(GGMLQuantizationType.Q6_K, "square", 14),
+    ShapeRule(GGMLQuantizationType.Q4_K, "square", 14, max_rows=2048),
+)
 
 
 def resolve_mode(w: QuantMatrix, batch: int, nr: int, mode: int) -> tuple[int, int]:
-    """(nr, mode) to pass to the library: mode 0 at batch 1 becomes the type's BATCH1_DEFAULT (or, with more
-    columns than rows, BATCH1_DEFAULT_WIDE where the type has an entry)."""
+    """(nr, mode) to pass to the library: mode 0 at batch 1 becomes the first matching BATCH1_RULES entry's, else the
+    type's BATCH1_DEFAULT (0, 0 for types without one: the library picks)."""
     if mode == 0 and batch == 1 and nr == 0:
-        table = BATCH1_DEFAULT_WIDE if w.cols > w.rows and w.qtype in BATCH1_DEFAULT_WIDE else BATCH1_DEFAULT
-        mode, nr = table.get(w.qtype, (0, 0))
+        for rule in BATCH1_RULES:
+            if rule.matches(w.qtype, w.rows, w.cols):
+                return rule.nr, rule.mode
+        mode, nr = BATCH1_DEFAULT.get(w.qtype, (0, 0))
     return nr, mode
 
 
@@ -228,8 +255,8 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8), 10 / 11 (the
     stream kernel at batch 1: one kernel, x rounded in it, weights through per-warp shared-memory rings; nr 1, 2
     or 4 rows per warp; mode 7 above batch 1), 12-15 (5, 6, 7, 7 deep: chained with the next call), 16-19 (batch 1,
-    7 above: 12, 13, 12 capped at 128 registers, 14 capped); 0 = the default of each (BATCH1_DEFAULT at batch 1, 7
-    above)."""
+    7 above: 12, 13, 12 capped at 128 registers, 14 capped); 0 = the default of each (BATCH1_RULES / BATCH1_DEFAULT at
+    batch 1, 7 above)."""
     ffi, lib = load()
     squeeze = x.dim() == 1
     if squeeze:

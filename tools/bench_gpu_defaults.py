@@ -1,19 +1,22 @@
 """The two measurements behind each batch-1 GEMV default of the GPU kernels (cuda_kernels/ops.py BATCH1_DEFAULT and
-BATCH1_DEFAULT_WIDE), on the GPU machine:
+BATCH1_RULES), on the GPU machine:
 
   python tools/bench_gpu_defaults.py gemv --types Q4_K,Q6_K --shapes 4096x11008,4096x14336 --modes 12,13,14,19
       # the GEMV as the GPU runner calls it (x already rounded to int8): us per call and fraction of the copy
-      # bandwidth per (type, shape, mode), 4 rows per warp, CUDA graphs rotating over 4x L2 of weights
+      # bandwidth per (type, shape, mode), 4 rows per warp unless a mode says MODE/NR, CUDA graphs rotating over
+      # 4x L2 of weights
   python tools/bench_gpu_defaults.py runner --shape tinyllama-1.1b --variant Q4_K:wide:14 --variant Q6_K:wide:19 --smi
       # the GPU runner's decode-step graph (Q4_K_M, random weights) with the library defaults and with each
       # variant, the graphs replayed in turn (one replay each per round); --smi samples nvidia-smi every 50 ms
 
 A variant TYPE:SHAPE:MODE makes TYPE's batch-1 GEMVs on matrices of SHAPE (tall: rows > cols, wide: cols > rows,
-square, any) run MODE with 4 rows per warp; rules joined by '+' make one variant (Q4_K:wide:14+Q6_K:wide:19).
+square, any; SHAPE<=N: with at most N rows) run MODE with 4 rows per warp (MODE/NR: NR rows); rules joined by '+'
+make one variant (Q4_K:wide:14+Q6_K:square<=2048:14).
 Replaying in turn matters: an H100 here reached 87-90 C and software thermal slowdown within ~2 s of sustained
 decode (SM clock 1980 -> 1200-1450 MHz), so variants timed one after another favour whichever ran first
-(BENCHMARKS.md gpu-runner, 2026-11-28). The choices of 2026-11-28 (Q4_K 14 and Q6_K 19 on wide matrices; 17 on square
-matrices rejected) were measured this way, with the scripts this tool gathers.
+(BENCHMARKS.md gpu-runner, 2026-11-28). The choices of 2026-11-28 (ops.BATCH1_RULES: Q4_K 14 and Q6_K 19 on wide
+matrices, Q6_K 14 on square ones, Q4_K 14 on square ones up to 2048 rows) were measured this way; a variant rule has
+the form of a BATCH1_RULES entry.
 """
 
 from __future__ import annotations
@@ -30,17 +33,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHAPE_KINDS = ("tall", "wide", "square", "any")
 
 
-def parse_variant(text: str) -> list[tuple[str, str, int]]:
-    """'Q4_K:wide:14+Q6_K:wide:19' -> [('Q4_K', 'wide', 14), ('Q6_K', 'wide', 19)]."""
+def parse_mode(text: str) -> tuple[int, int]:
+    """'14' -> (14, 4); '14/2' -> (14, 2): a q8 mode and its rows per warp (4 unless given)."""
+    mode, sep, nr = text.partition("/")
+    m, n = int(mode), int(nr) if sep else 4
+    if n not in (1, 2, 4):
+        raise ValueError(f"rows per warp must be 1, 2 or 4, got {text!r}")
+    return m, n
+
+
+def parse_variant(text: str) -> list[tuple[str, str, int, int, int]]:
+    """'Q4_K:wide:14+Q6_K:tall<=12288:13/2' -> [('Q4_K', 'wide', 0, 14, 4), ('Q6_K', 'tall', 12288, 13, 2)]: type,
+    shape kind, a bound on the rows (0: none), mode, rows per warp."""
     from gguf import GGMLQuantizationType as T
 
     rules = []
     for part in text.split("+"):
         try:
-            name, kind, mode = part.split(":")
-            rules.append((T[name].name, kind, int(mode)))
+            name, shape, mode = part.split(":")
+            kind, sep, bound = shape.partition("<=")
+            rules.append((T[name].name, kind, int(bound) if sep else 0, *parse_mode(mode)))
         except (ValueError, KeyError):
-            raise ValueError(f"variant rule must be TYPE:SHAPE:MODE (e.g. Q4_K:wide:14), got {part!r}") from None
+            raise ValueError(f"variant rule must be TYPE:SHAPE[<=ROWS]:MODE[/NR] (e.g. Q4_K:wide:14), got {part!r}"
+                             ) from None
         if kind not in SHAPE_KINDS:
             raise ValueError(f"variant rule {part!r}: SHAPE must be one of {', '.join(SHAPE_KINDS)}")
     return rules
@@ -50,20 +65,21 @@ def shape_kind(rows: int, cols: int) -> str:
     return "wide" if cols > rows else "tall" if rows > cols else "square"
 
 
-def resolver(rules: list[tuple[str, str, int]], base):
+def resolver(rules: list[tuple[str, str, int, int, int]], base):
     """ops.resolve_mode with the rules applied first (batch 1, mode and nr left to the library)."""
 
     def resolve(w, batch: int, nr: int, mode: int) -> tuple[int, int]:
         if mode == 0 and nr == 0 and batch == 1:
-            for name, kind, m in rules:
-                if w.qtype.name == name and kind in ("any", shape_kind(w.rows, w.cols)):
-                    return 4, m
+            for name, kind, bound, m, n in rules:
+                if (w.qtype.name == name and kind in ("any", shape_kind(w.rows, w.cols))
+                        and (not bound or w.rows <= bound)):
+                    return n, m
         return base(w, batch, nr, mode)
 
     return resolve
 
 
-def gemv(types: list[str], shapes: list[tuple[int, int]], modes: list[int]) -> list[dict]:
+def gemv(types: list[str], shapes: list[tuple[int, int]], modes: list[str]) -> list[dict]:
     import torch
     from bench_cuda import copy_bandwidth, graph_time, gguf_bytes, random_gguf
     from gguf import GGMLQuantizationType as T
@@ -86,12 +102,13 @@ def gemv(types: list[str], shapes: list[tuple[int, int]], modes: list[int]) -> l
             y = torch.empty(1, rows, device="cuda")
             nbytes = gguf_bytes(qt, rows, cols) + cols * 2 + rows * 4  # as tools/bench_cuda.py counts a batch-1 call
             row = {"type": name, "rows": rows, "cols": cols, "copy_bw": copy_bw, "us": {}, "of_copy": {}}
-            for mode in [0, *modes]:  # 0: the library's default
-                t = graph_time([lambda w=w, m=mode, a=act, o=y: fz.gemv_q8(a, w, out=o, nr=4 if m else 0, mode=m)
+            for key in ["0", *modes]:  # 0: the library's default
+                m, n = parse_mode(key)
+                t = graph_time([lambda w=w, m=m, n=n if m else 0, a=act, o=y: fz.gemv_q8(a, w, out=o, nr=n, mode=m)
                                 for w in sets])
-                row["us"][mode], row["of_copy"][mode] = t * 1e6, nbytes / t / copy_bw
+                row["us"][key], row["of_copy"][key] = t * 1e6, nbytes / t / copy_bw
             print(f"{name} {rows}x{cols}: " + "  ".join(
-                f"{'default' if m == 0 else m}: {row['us'][m]:.2f} us ({row['of_copy'][m]:.2f})" for m in row["us"]),
+                f"{'default' if m == '0' else m}: {row['us'][m]:.2f} us ({row['of_copy'][m]:.2f})" for m in row["us"]),
                 flush=True)
             out.append(row)
             del sets, one
@@ -134,7 +151,7 @@ def main() -> None:
     g = sub.add_parser("gemv", help="x pre-rounded GEMV per (type, shape, mode)")
     g.add_argument("--types", default="Q4_K,Q6_K")
     g.add_argument("--shapes", default="4096x4096,11008x4096,4096x11008,14336x4096,4096x14336")
-    g.add_argument("--modes", default="12,13,14,15,19")
+    g.add_argument("--modes", default="12,13,14,15,19", help="q8 modes, each MODE or MODE/NR (rows per warp, 4 unless given)")
     r = sub.add_parser("runner", help="decode-step graphs of the defaults and variants, replayed in turn")
     r.add_argument("--shape", default="tinyllama-1.1b")
     r.add_argument("--variant", action="append", default=[], help="TYPE:SHAPE:MODE[+...] (repeatable)")
@@ -150,7 +167,9 @@ def main() -> None:
             parse_variant(v)
         if args.cmd == "gemv":
             shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-            modes = [int(m) for m in args.modes.split(",")]
+            modes = args.modes.split(",")
+            for m in modes:
+                parse_mode(m)
     except ValueError as e:
         ap.error(str(e))
     args.out.mkdir(parents=True, exist_ok=True)

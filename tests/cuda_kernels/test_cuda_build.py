@@ -69,8 +69,8 @@ def test_unsupported_type_and_bad_shapes_are_refused():
 
 
 def test_batch1_default_modes_follow_the_type_and_shape():
-    """mode 0 at batch 1 resolves through ops.BATCH1_DEFAULT (BATCH1_DEFAULT_WIDE for wide Q4_K, Q6_K); explicit choices
-    and larger batches pass through unchanged. The C fallback (gemv.cuh launch_gemv) makes the same choice."""
+    """mode 0 at batch 1 resolves through ops.BATCH1_RULES, then BATCH1_DEFAULT; explicit choices and larger batches
+    pass through unchanged. The C fallback (gemv.cuh launch_gemv) makes the same choice."""
     from types import SimpleNamespace
 
     from awq_gguf.cuda_kernels import ops
@@ -82,12 +82,18 @@ def test_batch1_default_modes_follow_the_type_and_shape():
     assert ops.resolve_mode(m(T.Q8_0, 4096, 14336), 1, 0, 0) == (4, 14)
     assert ops.resolve_mode(m(T.Q4_K, 14336, 4096), 1, 0, 0) == (4, 12)
     assert ops.resolve_mode(m(T.Q4_K, 4096, 14336), 1, 0, 0) == (4, 14)
+    assert ops.resolve_mode(m(T.Q4_K, 2048, 2048), 1, 0, 0) == (4, 14)
+    assert ops.resolve_mode(m(T.Q4_K, 4096, 4096), 1, 0, 0) == (4, 12)  # square beyond 2048 rows
     assert ops.resolve_mode(m(T.Q6_K, 14336, 4096), 1, 0, 0) == (4, 12)
     assert ops.resolve_mode(m(T.Q6_K, 4096, 14336), 1, 0, 0) == (4, 19)
+    assert ops.resolve_mode(m(T.Q6_K, 4096, 4096), 1, 0, 0) == (4, 14)
     assert ops.resolve_mode(m(T.Q4_0, 4096, 4096), 8, 0, 0) == (0, 0)  # the library's batch > 1 default
     assert ops.resolve_mode(m(T.Q4_0, 4096, 4096), 1, 2, 5) == (2, 5)
     src = (SRC / "gemv.cuh").read_text()
-    assert "(F::kType == 2 || F::kType == 8 || (F::kType == 12 && wide)) ? 14" in src
-    assert ": (F::kType == 14 && wide) ? 19 : 12;" in src and "const bool wide = cols > rows;" in src
+    assert ": (F::kType == 14 && wide) ? 19" in src and "const bool wide = cols > rows, square = cols == rows;" in src
+    assert ("(F::kType == 2 || F::kType == 8 || (F::kType == 14 && square) ||\n"
+            "                (F::kType == 12 && (wide || (square && rows <= 2048)))) ? 14 : 12;") in src
+    for rule in ops.BATCH1_RULES:
+        assert rule.mode in ops.Q8_MODES and rule.kind in ("wide", "square", "tall"), rule
     for qt, (mode, _) in ops.BATCH1_DEFAULT.items():
         assert mode in ops.Q8_MODES, f"{qt.name}: default mode {mode} is not an int8 mode"
