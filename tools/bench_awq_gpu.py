@@ -20,6 +20,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 
 
@@ -235,6 +236,10 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true",
                     help="a tiny block on the CPU (per-stage form only): tests this script")
     args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if os.environ.get("AWQ_GGUF_COMPILE", "1") == "0":
+        print("warning: AWQ_GGUF_COMPILE=0 turns torch.compile off: the graph form runs eagerly, which is not the "
+              "product's timing (unset it for this benchmark)", file=sys.stderr, flush=True)
     import torch
     from awq_gguf.awq_scale.awq import AwqSettings
     from awq_gguf.convert.quants import compiled, k_common
