@@ -310,6 +310,8 @@ def dequantize(w: QuantMatrix, dtype: torch.dtype = torch.float16, out: torch.Te
         _check_tensor(out, "out", w)
         if out.dtype != dtype or tuple(out.shape) != (w.rows, w.cols):
             raise ValueError(f"out must be {dtype} [{w.rows}, {w.cols}], got {out.dtype} {tuple(out.shape)}")
+        if out.data_ptr() % 16:  # the kernel stores 16-byte words
+            raise ValueError("out must be 16-byte aligned (a fresh or .contiguous() tensor is)")
     p0, p1, p2 = _pointers(ffi, w)
     with torch.cuda.device(w.device):
         code = lib.awq_cuda_dequant(int(w.qtype), p0, p1, p2, ffi.cast("void*", out.data_ptr()), _OUT[dtype],

@@ -279,3 +279,6 @@ def test_bad_arguments_raise_clearly(ck, seed):
         ck.gemv(x, w, out=torch.empty(2, w.rows, dtype=torch.float16, device="cuda"))
     with pytest.raises(ValueError, match="aligned"):
         ck.gemv(torch.empty(2 * w.cols + 1, dtype=torch.float16, device="cuda")[1:].view(2, w.cols), w)
+    with pytest.raises(ValueError, match="out must be 16-byte aligned"):
+        odd = torch.empty(w.rows * w.cols + 1, dtype=torch.float16, device="cuda")[1:].view(w.rows, w.cols)
+        ck.dequantize(w, torch.float16, out=odd)
