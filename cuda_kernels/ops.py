@@ -194,6 +194,13 @@ class ShapeRule:
     nr: int = 4
     max_rows: int = 0
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("wide", "square", "tall"):
+            raise ValueError(f"ShapeRule kind must be wide, square or tall, got {self.kind!r}")
+        if self.mode not in Q8_MODES or self.nr not in (1, 2, 4) or self.max_rows < 0:
+            raise ValueError(f"ShapeRule needs an int8 mode (4..19), nr 1, 2 or 4 and max_rows >= 0, got mode "
+                             f"{self.mode}, nr {self.nr}, max_rows {self.max_rows}")
+
     def matches(self, qtype: GGMLQuantizationType, rows: int, cols: int) -> bool:
         kind = "wide" if cols > rows else "tall" if rows > cols else "square"
         return qtype == self.qtype and self.kind == kind and (not self.max_rows or rows <= self.max_rows)

@@ -95,5 +95,8 @@ def test_batch1_default_modes_follow_the_type_and_shape():
             "                (F::kType == 12 && (wide || (square && rows <= 2048)))) ? 14 : 12;") in src
     for rule in ops.BATCH1_RULES:
         assert rule.mode in ops.Q8_MODES and rule.kind in ("wide", "square", "tall"), rule
+    for bad in ({"kind": "long"}, {"mode": 3}, {"nr": 3}, {"max_rows": -1}):
+        with pytest.raises(ValueError, match="ShapeRule"):
+            ops.ShapeRule(**{"qtype": T.Q4_K, "kind": "wide", "mode": 14, **bad})
     for qt, (mode, _) in ops.BATCH1_DEFAULT.items():
         assert mode in ops.Q8_MODES, f"{qt.name}: default mode {mode} is not an int8 mode"
