@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SHAPE_KINDS = ("tall", "wide", "square", "any")
+SHAPE_KINDS = ("tall", "wide", "square", "any")  # ops.ShapeRule's kinds, and any (all three)
 
 
 def parse_mode(text: str) -> tuple[int, int]:
@@ -42,38 +42,39 @@ def parse_mode(text: str) -> tuple[int, int]:
     return m, n
 
 
-def parse_variant(text: str) -> list[tuple[str, str, int, int, int]]:
-    """'Q4_K:wide:14+Q6_K:tall<=12288:13/2' -> [('Q4_K', 'wide', 0, 14, 4), ('Q6_K', 'tall', 12288, 13, 2)]: type,
-    shape kind, a bound on the rows (0: none), mode, rows per warp."""
+def parse_variant(text: str) -> list:
+    """'Q4_K:wide:14+Q6_K:tall<=12288:13/2' -> the ops.ShapeRule entries it names (SHAPE 'any': one per shape kind):
+    [ShapeRule(Q4_K, 'wide', 14, 4, 0), ShapeRule(Q6_K, 'tall', 13, 2, 12288)]."""
     from gguf import GGMLQuantizationType as T
+
+    from awq_gguf.cuda_kernels.ops import ShapeRule
 
     rules = []
     for part in text.split("+"):
         try:
             name, shape, mode = part.split(":")
             kind, sep, bound = shape.partition("<=")
-            rules.append((T[name].name, kind, int(bound) if sep else 0, *parse_mode(mode)))
+            qtype, (m, n), max_rows = T[name], parse_mode(mode), int(bound) if sep else 0
         except (ValueError, KeyError):
             raise ValueError(f"variant rule must be TYPE:SHAPE[<=ROWS]:MODE[/NR] (e.g. Q4_K:wide:14), got {part!r}"
                              ) from None
         if kind not in SHAPE_KINDS:
             raise ValueError(f"variant rule {part!r}: SHAPE must be one of {', '.join(SHAPE_KINDS)}")
+        try:
+            rules += [ShapeRule(qtype, k, m, n, max_rows) for k in (SHAPE_KINDS[:3] if kind == "any" else (kind,))]
+        except ValueError as e:  # ShapeRule's own checks: an int8 mode, a row bound >= 0
+            raise ValueError(f"variant rule {part!r}: {e}") from None
     return rules
 
 
-def shape_kind(rows: int, cols: int) -> str:
-    return "wide" if cols > rows else "tall" if rows > cols else "square"
-
-
-def resolver(rules: list[tuple[str, str, int, int, int]], base):
-    """ops.resolve_mode with the rules applied first (batch 1, mode and nr left to the library)."""
+def resolver(rules: list, base):
+    """ops.resolve_mode with the rules (ops.ShapeRule) applied first (batch 1, mode and nr left to the library)."""
 
     def resolve(w, batch: int, nr: int, mode: int) -> tuple[int, int]:
         if mode == 0 and nr == 0 and batch == 1:
-            for name, kind, bound, m, n in rules:
-                if (w.qtype.name == name and kind in ("any", shape_kind(w.rows, w.cols))
-                        and (not bound or w.rows <= bound)):
-                    return n, m
+            for rule in rules:
+                if rule.matches(w.qtype, w.rows, w.cols):
+                    return rule.nr, rule.mode
         return base(w, batch, nr, mode)
 
     return resolve

@@ -13,13 +13,18 @@ def bgd(load_tool) -> ModuleType:
 
 
 def test_variant_rules_parse(bgd: ModuleType) -> None:
-    assert bgd.parse_variant("Q4_K:wide:14+Q6_K:any<=4096:19/2") == [("Q4_K", "wide", 0, 14, 4),
-                                                                      ("Q6_K", "any", 4096, 19, 2)]
+    from awq_gguf.cuda_kernels.ops import ShapeRule
+
+    assert bgd.parse_variant("Q4_K:wide:14+Q6_K:any<=4096:19/2") == [
+        ShapeRule(T.Q4_K, "wide", 14, 4, 0), ShapeRule(T.Q6_K, "tall", 19, 2, 4096),
+        ShapeRule(T.Q6_K, "wide", 19, 2, 4096), ShapeRule(T.Q6_K, "square", 19, 2, 4096)]
     assert bgd.parse_mode("12") == (12, 4) and bgd.parse_mode("13/1") == (13, 1)
     for bad in ("Q4_K:wide", "Q9_K:wide:14", "Q4_K:long:14", "Q4_K:wide:x", "Q4_K:wide:14/3", "Q4_K:wide:14/",
                 "Q4_K:wide<=:14", "Q4_K:wide<=x:14"):
         with pytest.raises(ValueError, match="must be TYPE:SHAPE|SHAPE must be"):
             bgd.parse_variant(bad)
+    with pytest.raises(ValueError, match="int8 mode"):  # ops.ShapeRule's own check
+        bgd.parse_variant("Q4_K:wide:3")
 
 
 def test_resolver_applies_rules_at_batch_1_only(bgd: ModuleType) -> None:
