@@ -92,8 +92,8 @@ def _q6_k_planes(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     nib = low[..., :16] | (low[..., 16:] << 4)  # [rows, nch, 16]: byte i = element i | element i + 16 << 4
     t = top.reshape(rows, nsb * 8, 4, 2, 4)  # [.., field f (element 8f + 4k + i), word k, byte i]
     hw = t[:, :, 0] | (t[:, :, 1] << 2) | (t[:, :, 2] << 4) | (t[:, :, 3] << 6)  # [rows, nch, k, i]
-    pairs = torch.cat([nib.reshape(rows, nsb * 4, 2, 16).reshape(rows, nsb * 4, 32),
-                       hw.reshape(rows, nsb * 4, 2, 8).reshape(rows, nsb * 4, 16)], dim=2)  # [rows, nch / 2, 48]
+    # per pair of chunks: both chunks' 16 nibble bytes, then both chunks' 8 top-bit bytes
+    pairs = torch.cat([nib.reshape(rows, nsb * 4, 32), hw.reshape(rows, nsb * 4, 16)], dim=2)  # [rows, nch / 2, 48]
     return _plane(pairs.to(torch.uint8)), _plane(blocks[:, :, 192:208]), _half_plane(blocks[:, :, 208:])
 
 
