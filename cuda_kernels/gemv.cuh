@@ -31,9 +31,10 @@
 //  12-15 "chain": 5, 6, 7 and 7 with 8 row-chunks per lane, with the rounding kernel launched with PDL too and
 //              the GEMV letting its successor start at once, so in a chain of products a GEMV's first loads overlap
 //              the previous one's tail.
-//  16-19: batch 1 only (above, mode 7): 16 = 12, 17 = 13, 18 = 12 and 19 = 14 compiled for 4 resident blocks per
-//              SM (at most 128 registers). (Until the Q4_K re-layout of q4_k.cuh they ran Q4_K on 64-weight chunks of
-//              the file's order: cuda_kernels/NOTES.md v8.)
+//  16-19: batch 1 only (above, mode 7): 16 = 12 and 17 = 14 compiled for 5 resident blocks per SM (at most 96
+//              registers: Q4_0's residency for Q4_K and Q6_K), 18 = 12 and 19 = 14 for 4 (at most 128). (Until the
+//              Q4_K re-layout of q4_k.cuh, 18 and 19 ran Q4_K on 64-weight chunks of the file's order: NOTES.md v8;
+//              16 and 17 were 12 and 13 at batch 1 until v12.)
 #pragma once
 
 #include <type_traits>
@@ -547,7 +548,7 @@ cudaError_t launch_gemv_q8_t(Planes w, const void* x, int act, float* y, int row
 
 // mode -> (DEPTH, KS, MINB, CHAIN): 4, 5: (4, 1, 1); 6: (8, 1, 1); 7: (4, 4, 1); 8: (4, 1, 8); 9: (4, 4, 8);
 // 12: (4, 1, 1, chain); 13: (8, 1, 1, chain); 14: (4, 4, 1, chain); 15: (8, 4, 1, chain); batch 1 only:
-// 16: (4, 1, 1, chain); 17: (8, 1, 1, chain); 18: (4, 1, 4, chain); 19: (4, 4, 4, chain)
+// 16: (4, 1, 5, chain); 17: (4, 4, 5, chain); 18: (4, 1, 4, chain); 19: (4, 4, 4, chain)
 template <class F, int BMAX, int NR>
 cudaError_t launch_gemv_q8_mode(Planes w, const void* x, int act, float* y, int rows, int cols, int batch, int mode,
                                 void* ws, cudaStream_t s) {
@@ -572,8 +573,9 @@ template <class F, int NR>
 cudaError_t launch_gemv_b1_nr(Planes w, const void* x, int act, float* y, int rows, int cols, int mode, void* ws,
                                 cudaStream_t s) {
     switch (mode) {
-        case 16: return launch_gemv_q8_t<F, 1, NR, 4, 1, 1, true>(w, x, act, y, rows, cols, 1, true, ws, s);
-        case 17: return launch_gemv_q8_t<F, 1, NR, 8, 1, 1, true>(w, x, act, y, rows, cols, 1, true, ws, s);
+        case 16: return launch_gemv_q8_t<F, 1, NR, 4, 1, 5, true>(w, x, act, y, rows, cols, 1, true, ws, s);
+        case 17:
+            return launch_gemv_q8_t<F, 1, NR, 4, kGemvWarps, 5, true>(w, x, act, y, rows, cols, 1, true, ws, s);
         case 18: return launch_gemv_q8_t<F, 1, NR, 4, 1, 4, true>(w, x, act, y, rows, cols, 1, true, ws, s);
         default: return launch_gemv_q8_t<F, 1, NR, 4, kGemvWarps, 4, true>(w, x, act, y, rows, cols, 1, true, ws, s);
     }

@@ -162,8 +162,8 @@ def _check_tensor(t: torch.Tensor, name: str, w: QuantMatrix) -> None:
 # 9 = 7 + 8; 10, 11 = the stream kernel (batch 1 only, else 7: x rounded inside the one kernel, weights streamed
 # through per-warp shared-memory rings by bulk copies; 10: 8 warps a block, 11: 16) (gemv.cuh, gemv_stream.cuh);
 # 12-15 = 5, 6, 7 and 7 with 8 row-chunks per lane, chained: the rounding kernel launched with PDL as well and the
-# GEMV letting its successor start at once, so a chain of products overlaps; 16-19 (batch 1; 7 above) = 12, 13,
-# and 12 and 14 at <= 128 registers (4 blocks per SM); until the Q4_K re-layout they ran Q4_K on 64-weight chunks.
+# GEMV letting its successor start at once, so a chain of products overlaps; 16-19 (batch 1; 7 above) = 12 and 14
+# at <= 96 registers (5 blocks per SM, Q4_0's residency), 12 and 14 at <= 128 (4 blocks per SM).
 # mode=0 lets the library pick per type, shape and batch among the q8 modes (BATCH1_DEFAULT and BATCH1_RULES at batch 1, 7
 # above; gemv.cuh's launch_gemv); DEFAULT_MODE says which family that is, for callers that must know how x is treated.
 FLOAT_MODES = (1, 2, 3)
@@ -262,7 +262,7 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8), 10 / 11 (the
     stream kernel at batch 1: one kernel, x rounded in it, weights through per-warp shared-memory rings; nr 1, 2
     or 4 rows per warp; mode 7 above batch 1), 12-15 (5, 6, 7, 7 deep: chained with the next call), 16-19 (batch 1,
-    7 above: 12, 13, 12 capped at 128 registers, 14 capped); 0 = the default of each (BATCH1_RULES / BATCH1_DEFAULT at
+    7 above: 12 and 14 capped at 96 registers, 12 and 14 capped at 128); 0 = the default of each (BATCH1_RULES / BATCH1_DEFAULT at
     batch 1, 7 above)."""
     ffi, lib = load()
     squeeze = x.dim() == 1

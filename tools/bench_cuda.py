@@ -36,12 +36,11 @@ KEY = "cuda-kernels"
 MODE_NAMES = {0: "default", 1: "regs", 2: "async", 3: "fact", 4: "q8", 5: "q8 pdl", 6: "q8 pdl deep",
               7: "q8 pdl split", 8: "q8 pdl cap", 9: "q8 pdl split cap", 10: "stream", 11: "stream 16w",
               12: "q8 chain", 13: "q8 chain deep", 14: "q8 chain split", 15: "q8 chain split deep",
-              16: "q8 chain b1", 17: "q8 chain deep b1", 18: "q8 chain cap128", 19: "q8 chain split cap128"}
+              16: "q8 chain cap96", 17: "q8 chain split cap96", 18: "q8 chain cap128", 19: "q8 chain split cap128"}
 FLOAT_MODES = (1, 2, 3)
 VARIANTS_B1 = [(0, 0), (4, 3), (4, 5), (4, 6), (4, 7), (1, 10), (2, 10), (4, 10), (1, 11), (2, 11), (4, 11), (4, 12),
-               (4, 13), (4, 14), (2, 14), (4, 15), (2, 15), (4, 18), (2, 18), (4, 19), (2, 19)]
+               (4, 13), (4, 14), (2, 14), (4, 15), (2, 15), (4, 16), (4, 17), (4, 18), (2, 18), (4, 19), (2, 19)]
 VARIANTS = [(0, 0), (4, 1), (4, 5), (4, 7), (4, 14)]
-# (16 and 17 are the kernels of 12 and 13 at batch 1: not timed twice)
 
 
 # ---------------------------------------------------------------------------------------------- measuring
