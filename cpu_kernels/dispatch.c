@@ -90,13 +90,18 @@ int awq_set_isa(int isa) {
         if (vnni && !env_flag("AWQ_GGUF_NO_VNNI")) { k = awq_kernels_avx512vnni(); g_vnni = 1; }
 #endif
 #ifdef AWQ_HAVE_AVX2
-        /* the AVX-512 file has no GEMM kernels yet (4-row, interleaved): borrow AVX2's (a subset of AVX-512) */
+        /* the AVX-512 file has no GEMM kernels (4-row, interleaved) and no multi-row GEMV (dotr) yet: borrow
+         * AVX2's (a subset of AVX-512). dotr with its dotr_prep, which shapes the activation for it. */
         static awq_kernels merged;
         merged = *k;
         const awq_kernels *a2 = awq_kernels_avx2();
         for (int t = 0; t < AWQ_NTYPES; t++) {
             if (!merged.dot4[t]) merged.dot4[t] = a2->dot4[t];
             if (!merged.gemm8[t]) merged.gemm8[t] = a2->gemm8[t];
+            if (!merged.dotr[t]) {
+                merged.dotr[t] = a2->dotr[t];
+                merged.dotr_prep[t] = a2->dotr_prep[t];
+            }
         }
         k = &merged;
 #endif
