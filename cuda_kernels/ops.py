@@ -262,8 +262,8 @@ def gemv(x: torch.Tensor, w: QuantMatrix, out: torch.Tensor | None = None, nr: i
     weights in flight), 7 (5, columns split over a block's warps), 8 (5 at <= 64 registers), 9 (7 + 8), 10 / 11 (the
     stream kernel at batch 1: one kernel, x rounded in it, weights through per-warp shared-memory rings; nr 1, 2
     or 4 rows per warp; mode 7 above batch 1), 12-15 (5, 6, 7, 7 deep: chained with the next call), 16-19 (batch 1,
-    7 above: 12 and 14 capped at 96 registers, 12 and 14 capped at 128); 0 = the default of each (BATCH1_RULES / BATCH1_DEFAULT at
-    batch 1, 7 above)."""
+    7 above: 12 and 14 capped at 96 registers, 12 and 14 capped at 128); 0 = the default of each (BATCH1_RULES /
+    BATCH1_DEFAULT at batch 1, 7 above)."""
     ffi, lib = load()
     squeeze = x.dim() == 1
     if squeeze:
