@@ -212,14 +212,22 @@ static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
 
 /* ---- K types: pair p = chunks 2p, 2p+1 = elements 64p..64p+63, per-16 int8 scales --------------- */
 
-static inline __m512i kpair(__m512i acc, __m256i q0, __m256i q1, const int8_t *xq, __m256i sc8x2, int p) {
+static inline __m512i kpair512(__m512i acc, __m512i q, const int8_t *xq, __m256i sc8x2, int p) {
     const __m256i pick = _mm256_set_epi64x((long long)(0x0101010101010101ULL * (uint64_t)(4 * p + 3)),
                                            (long long)(0x0101010101010101ULL * (uint64_t)(4 * p + 2)),
                                            (long long)(0x0101010101010101ULL * (uint64_t)(4 * p + 1)),
                                            (long long)(0x0101010101010101ULL * (uint64_t)(4 * p)));
     const __m512i sc = _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(sc8x2, pick));
-    const __m512i prod = _mm512_maddubs_epi16(join(q0, q1), _mm512_loadu_si512((const void *)(xq + 64 * p)));
+    const __m512i prod = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)(xq + 64 * p)));
+#if defined(AWQ_VNNI) && AWQ_VNNI
+    return _mm512_dpwssd_epi32(acc, prod, sc); /* the madd and the add in one instruction */
+#else
     return _mm512_add_epi32(acc, _mm512_madd_epi16(prod, sc));
+#endif
+}
+
+static inline __m512i kpair(__m512i acc, __m256i q0, __m256i q1, const int8_t *xq, __m256i sc8x2, int p) {
+    return kpair512(acc, join(q0, q1), xq, sc8x2, p);
 }
 
 /* scaled main sums minus off * sum_j sc[j] * bsums[j] (off = 1 << off_shift; none if off_shift < 0) */
@@ -341,26 +349,30 @@ static float dot_q5_K(int64_t n, const void *vw, const void *vx) {
     return hsum256(accf) - hsum256(accm);
 }
 
+/* Q6_K on whole 512-bit vectors: half h's 64 ql bytes are chunks 4h, 4h + 1 (low nibbles) and 4h + 2, 4h + 3 (high
+ * nibbles) side by side, and its 32 qh bytes, broadcast to both 256-bit halves, give each chunk's two top bits with
+ * one mask and one per-half variable shift (chunk c's bits 2c, 2c + 1 moved to bits 4, 5). */
 static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
     const blk_q6_K *w = vw; const act_q8_K *x = vx;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m512i mlo = _mm512_inserti64x4(_mm512_set1_epi8(0x03), _mm256_set1_epi8(0x0C), 1); /* chunks 0, 1 */
+    const __m512i mhi = _mm512_inserti64x4(_mm512_set1_epi8(0x30), _mm256_set1_epi8((char)0xC0), 1); /* 2, 3 */
+    const __m512i slo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shi = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     __m256 accf = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QKK; b++) {
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[b].scales);
         const __m256i sc8x2 = _mm256_broadcastsi128_si256(sc8);
         __m512i acc = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4);
-            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(srl16(qh, 2), m3), 4);
-            const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(srl16(qh, 4), m3), 4);
-            const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(srl16(qh, 6), m3), 4);
-            acc = kpair(acc, _mm256_or_si256(_mm256_and_si256(l0, m4), h0),
-                        _mm256_or_si256(_mm256_and_si256(l1, m4), h1), x[b].qs, sc8x2, 2 * h);
-            acc = kpair(acc, _mm256_or_si256(_mm256_and_si256(srl16(l0, 4), m4), h2),
-                        _mm256_or_si256(_mm256_and_si256(srl16(l1, 4), m4), h3), x[b].qs, sc8x2, 2 * h + 1);
+            const __m512i l = _mm512_loadu_si512((const void *)(w[b].ql + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h)));
+            const __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                                _mm512_sllv_epi16(_mm512_and_si512(qh, mlo), slo));
+            const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                                _mm512_srlv_epi16(_mm512_and_si512(qh, mhi), shi));
+            acc = kpair512(acc, q01, x[b].qs, sc8x2, 2 * h);
+            acc = kpair512(acc, q23, x[b].qs, sc8x2, 2 * h + 1);
         }
         accf = kfinish(accf, acc, &x[b], sc8, 5, h2f(w[b].d));
     }
