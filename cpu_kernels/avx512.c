@@ -1,7 +1,9 @@
 /* AVX-512 (F, BW, VL, DQ) kernels; built twice: plain, and with AWQ_VNNI=1 (-mavx512vnni), where the
- * u8 x s8 -> s32 products of the 32-element types use vpdpbusd instead of vpmaddubsw + vpmaddwd.
+ * u8 x s8 -> s32 products of the 32-element types use vpdpbusd instead of vpmaddubsw + vpmaddwd, and the K types'
+ * scale products vpdpwssd instead of vpmaddwd + vpaddd.
  * Same scheme as avx2.c on 512-bit vectors: two 32-element blocks (or two K chunks) per instruction;
- * the K types unpack each chunk on 256 bits and join two of them. Dequantization stays scalar. */
+ * the K types unpack each chunk on 256 bits and join two of them (Q6_K unpacks two at once on 512 bits).
+ * Dequantization stays scalar. */
 #include <immintrin.h>
 
 #include "kernels.h"
