@@ -18,6 +18,10 @@
 # the earlier stages wrote. WHEELS: a folder of wheels the machine lacks (cffi, pycparser, gguf), installed into
 # /tmp/site. CC: an xz tar of a cache folder (AWQ_GGUF_CUDA_CACHE) holding a library built for this tree's key.
 set -u
+stages="t g rv bc gr awq"
+for st in "$@"; do  # bad stages fail before any work, in one line, with nothing written
+  case " $stages " in *" $st "*) ;; *) echo "gpu_session.sh: unknown stage '$st' (stages: $stages)" >&2; exit 2 ;; esac
+done
 cd "$(dirname "$0")/.."
 root=$PWD
 OUT=${OUT:-$root/gpu_out}
@@ -42,8 +46,8 @@ for st in "$@"; do
     g) timeout "${TG:-300}" python3 tools/bench_gpu_defaults.py gemv --types "${GT:-Q4_K,Q6_K,Q4_0}" \
          --shapes "${GS:-4096x4096,11008x4096,4096x11008,14336x4096,4096x14336,2048x2048,5632x2048,2048x5632}" \
          --modes "${GM:-12,14,16,17,18,19}" --out "$OUT/g" > "$OUT/g.log" 2>&1; cat "$OUT/g.log" ;;
-    rv) for sh in tinyllama-1.1b llama2-7b-4l; do
-          args=(); for v in ${RV:-}; do args+=(--variant "$v"); done
+    rv) args=(); for v in ${RV:-}; do args+=(--variant "$v"); done
+        for sh in tinyllama-1.1b llama2-7b-4l; do
           timeout "${TRV:-200}" python3 tools/bench_gpu_defaults.py runner --shape "$sh" --rounds 3 "${args[@]}" \
             --out "$OUT/rv_$sh" > "$OUT/rv_$sh.log" 2>&1; cat "$OUT/rv_$sh.log"
         done ;;
@@ -53,7 +57,6 @@ for st in "$@"; do
           > "$OUT/gr.log" 2>&1; tail -30 "$OUT/gr.log" ;;
     awq) AWQ_GGUF_COMPILE=1 timeout "${TAWQ:-400}" python3 tools/bench_awq_gpu.py --out "$OUT/awq" \
            --commit "${COMMIT:-}" > "$OUT/awq.log" 2>&1; tail -30 "$OUT/awq.log" ;;
-    *) echo "unknown stage $st (t g rv bc gr awq)"; exit 2 ;;
   esac
 done
 echo "== end +$(( $(date +%s) - t0 ))s"
